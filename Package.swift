@@ -1,0 +1,31 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Lathe",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Lathe", targets: ["Lathe"]),
+        .library(name: "LatheTensor", targets: ["LatheTensor"]),
+        .executable(name: "lathe", targets: ["lathe"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C kernels: GEMM, elementwise, reductions, thread pool; chosen at run time by CPU features.
+        .target(name: "CLatheKernels"),
+        .target(name: "LatheTensor", dependencies: ["CLatheKernels"]),
+        .target(name: "Lathe", dependencies: ["LatheTensor"]),
+        .executableTarget(
+            name: "lathe",
+            dependencies: ["Lathe", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .target(name: "_LatheTestSupport", dependencies: ["LatheTensor"]),
+        .testTarget(
+            name: "LatheTensorTests",
+            dependencies: ["LatheTensor", "CLatheKernels", "_LatheTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,389 @@
+// fp32 GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C[M,N], row-major.
+//
+// Structure (BLIS / GotoBLAS style), per task tile of C:
+//   for jc in cols, step NC:                      B block  [KC, NC] packed -> L3/L2
+//     for pc in 0..K, step KC:                    fixed K blocking (independent of threads)
+//       pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels [KC][NR]
+//       for ic in rows, step MC:                  A block  [MC, KC] packed -> L2
+//         pack op(A)[ic:ic+MC, pc:pc+KC] into MR-tall panels [KC][MR]
+//         for jr step NR:                         B micro-panel [KC][NR] stays in L1
+//           for ir step MR:                       A micro-panel streams from L2
+//             micro-kernel: C tile [MR,NR] (+)= Ap * Bp
+// Packing does the transposes and zero-pads edge panels, so the micro-kernel sees one layout.
+//
+// Threads: C is cut into a grid of task tiles (chosen from the thread count and the shape);
+// each task packs what it needs into its thread's own buffers (allocated once, grown on
+// demand, reused), so tasks never synchronise. Every C element is computed by exactly one task
+// with the same K blocking and the same per-element FMA order, whatever the grid: results are
+// bitwise identical for any thread count (for a given ISA).
+//
+// Small problems skip threading, and when op(B) is plain row-major and A is short (little
+// reuse of packed B) the micro-kernel reads B in place instead of packing it.
+#include "lathe_kernels.h"
+#include "gemm_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- Naive reference ---------------------------------------------------------------------------
+
+void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alpha,
+                       const float *A /* [M,K] or [K,M] if transA */, long lda,
+                       const float *B /* [K,N] or [N,K] if transB */, long ldb, float beta,
+                       float *C /* [M,N] */, long ldc) {
+    for (long i = 0; i < M; i++) {
+        for (long j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (long k = 0; k < K; k++) {
+                float a = transA ? A[k * lda + i] : A[i * lda + k];
+                float b = transB ? B[j * ldb + k] : B[k * ldb + j];
+                acc += a * b;
+            }
+            float *c = &C[i * ldc + j];
+            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+        }
+    }
+}
+
+// ---- Scalar micro-kernel (portable fallback) ---------------------------------------------------
+
+enum { SC_MR = 4, SC_NR = 8 };
+
+// Portable 4-lane vectors (GCC/Clang vector extension; SSE2 on x86-64, plain code elsewhere).
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline v4f v4_load(const float *p) {
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/// See lathe_ukr_fn. a: [kc][4] packed, b: [kc][8] with row stride ldb, c: [mr][nr] (ldc).
+static void ukr_scalar_4x8(long kc, const float *a, const float *b, long ldb, float *c, long ldc,
+                           long mr, long nr, float alpha, float beta) {
+    v4f acc[SC_MR][2];
+    for (int i = 0; i < SC_MR; i++) acc[i][0] = acc[i][1] = (v4f){0, 0, 0, 0};
+    for (long k = 0; k < kc; k++) {
+        const v4f b0 = v4_load(b), b1 = v4_load(b + 4);
+        for (int i = 0; i < SC_MR; i++) {
+            const v4f ai = {a[i], a[i], a[i], a[i]};
+            acc[i][0] += ai * b0;
+            acc[i][1] += ai * b1;
+        }
+        a += SC_MR;
+        b += ldb;
+    }
+    for (long i = 0; i < mr; i++) {
+        float row[SC_NR];
+        memcpy(row, &acc[i][0], sizeof acc[i][0]);
+        memcpy(row + 4, &acc[i][1], sizeof acc[i][1]);
+        for (long j = 0; j < nr; j++) {
+            float *cij = &c[i * ldc + j];
+            *cij = beta == 0.0f ? alpha * row[j] : fmaf(alpha, row[j], beta * *cij);
+        }
+    }
+}
+
+static const lathe_gemm_kernel k_scalar = {
+    .mr = SC_MR, .nr = SC_NR, .kc = 256, .mc = 64, .nc = 1024,
+    .ukr = ukr_scalar_4x8, .name = "scalar-4x8",
+};
+
+static const lathe_gemm_kernel *kernel_for(lathe_isa isa) {
+    switch (isa) {
+#if defined(__x86_64__)
+    case LATHE_ISA_AVX512: return &lathe_gemm_kernel_avx512;
+    case LATHE_ISA_AVX2: return &lathe_gemm_kernel_avx2;
+#endif
+#if defined(__aarch64__)
+    case LATHE_ISA_NEON: return &lathe_gemm_kernel_neon;
+#endif
+    default: return &k_scalar;
+    }
+}
+
+// ---- Packing ---------------------------------------------------------------------------------
+// Written once, specialised on the constant MR / NR by always_inline + a switch, so the inner
+// copies are fixed-length loops the compiler can vectorise.
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/// Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc/MR) panels [kc][MR] (rows past mc are zero).
+ALWAYS_INLINE void pack_a_generic(int MR, int transA, const float *A, long lda, long i0, long k0,
+                                  long mc, long kc, float *dst /* [ceil(mc/MR)][kc][MR] */) {
+    for (long p = 0; p < mc; p += MR) {
+        long mr = mc - p < MR ? mc - p : MR;
+        if (!transA) {
+            // opA(i,k) = A[i*lda + k]: row i of the panel is contiguous in memory.
+            if (mr == MR) {
+                const float *src = A + (i0 + p) * lda + k0;
+                for (long k = 0; k < kc; k++)
+                    for (int i = 0; i < MR; i++) dst[k * MR + i] = src[i * lda + k];
+            } else {
+                for (long k = 0; k < kc; k++)
+                    for (int i = 0; i < MR; i++)
+                        dst[k * MR + i] = i < mr ? A[(i0 + p + i) * lda + k0 + k] : 0.0f;
+            }
+        } else {
+            // opA(i,k) = A[k*lda + i]: the MR values of one k are contiguous.
+            for (long k = 0; k < kc; k++) {
+                const float *src = A + (k0 + k) * lda + i0 + p;
+                if (mr == MR) {
+                    for (int i = 0; i < MR; i++) dst[k * MR + i] = src[i];
+                } else {
+                    for (int i = 0; i < MR; i++) dst[k * MR + i] = i < mr ? src[i] : 0.0f;
+                }
+            }
+        }
+        dst += kc * MR;
+    }
+}
+
+/// Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc/NR) panels [kc][NR] (cols past nc are zero).
+ALWAYS_INLINE void pack_b_generic(int NR, int transB, const float *B, long ldb, long k0, long j0,
+                                  long kc, long nc, float *dst /* [ceil(nc/NR)][kc][NR] */) {
+    for (long q = 0; q < nc; q += NR) {
+        long nr = nc - q < NR ? nc - q : NR;
+        if (!transB) {
+            // opB(k,j) = B[k*ldb + j]: NR contiguous values per k.
+            for (long k = 0; k < kc; k++) {
+                const float *src = B + (k0 + k) * ldb + j0 + q;
+                if (nr == NR) {
+                    for (int j = 0; j < NR; j++) dst[k * NR + j] = src[j];
+                } else {
+                    for (int j = 0; j < NR; j++) dst[k * NR + j] = j < nr ? src[j] : 0.0f;
+                }
+            }
+        } else {
+            // opB(k,j) = B[j*ldb + k]: column j of the panel is contiguous in memory.
+            if (nr == NR) {
+                const float *src = B + (j0 + q) * ldb + k0;
+                for (long k = 0; k < kc; k++)
+                    for (int j = 0; j < NR; j++) dst[k * NR + j] = src[j * ldb + k];
+            } else {
+                for (long k = 0; k < kc; k++)
+                    for (int j = 0; j < NR; j++)
+                        dst[k * NR + j] = j < nr ? B[(j0 + q + j) * ldb + k0 + k] : 0.0f;
+            }
+        }
+        dst += kc * NR;
+    }
+}
+
+static void pack_a(const lathe_gemm_kernel *kd, int transA, const float *A, long lda, long i0,
+                   long k0, long mc, long kc, float *dst) {
+    if (kd->pack_a) { kd->pack_a(transA, A, lda, i0, k0, mc, kc, dst); return; }
+    const int MR = kd->mr;
+    switch (MR) {
+    case 14: pack_a_generic(14, transA, A, lda, i0, k0, mc, kc, dst); break;
+    case 6: pack_a_generic(6, transA, A, lda, i0, k0, mc, kc, dst); break;
+    case 8: pack_a_generic(8, transA, A, lda, i0, k0, mc, kc, dst); break;
+    case 4: pack_a_generic(4, transA, A, lda, i0, k0, mc, kc, dst); break;
+    default: pack_a_generic(MR, transA, A, lda, i0, k0, mc, kc, dst); break;
+    }
+}
+
+static void pack_b(const lathe_gemm_kernel *kd, int transB, const float *B, long ldb, long k0,
+                   long j0, long kc, long nc, float *dst) {
+    if (kd->pack_b) { kd->pack_b(transB, B, ldb, k0, j0, kc, nc, dst); return; }
+    const int NR = kd->nr;
+    switch (NR) {
+    case 32: pack_b_generic(32, transB, B, ldb, k0, j0, kc, nc, dst); break;
+    case 16: pack_b_generic(16, transB, B, ldb, k0, j0, kc, nc, dst); break;
+    case 8: pack_b_generic(8, transB, B, ldb, k0, j0, kc, nc, dst); break;
+    default: pack_b_generic(NR, transB, B, ldb, k0, j0, kc, nc, dst); break;
+    }
+}
+
+// ---- Per-thread packing buffers ----------------------------------------------------------------
+// Each thread (pool worker or caller) owns two 64-byte aligned buffers, grown on demand and
+// reused by every later call; freed when the thread exits.
+
+typedef struct {
+    float *a, *b;
+    size_t cap_a, cap_b;  // in floats
+} pack_buffers;
+
+static _Thread_local pack_buffers t_bufs;
+static pthread_key_t g_bufs_key;
+static pthread_once_t g_bufs_once = PTHREAD_ONCE_INIT;
+
+static void bufs_destroy(void *p) {
+    pack_buffers *b = (pack_buffers *)p;
+    free(b->a);
+    free(b->b);
+    b->a = b->b = NULL;
+    b->cap_a = b->cap_b = 0;
+}
+static void bufs_key_init(void) { pthread_key_create(&g_bufs_key, bufs_destroy); }
+
+/// Makes *buf hold at least n floats (64-byte aligned). Returns NULL on allocation failure.
+static float *grow(float **buf, size_t *cap, size_t n) {
+    if (*cap >= n) return *buf;
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *p = (float *)aligned_alloc(64, bytes);
+    if (!p) return NULL;
+    free(*buf);
+    *buf = p;
+    *cap = bytes / sizeof(float);
+    pthread_once(&g_bufs_once, bufs_key_init);
+    pthread_setspecific(g_bufs_key, &t_bufs);
+    return p;
+}
+
+// ---- Driver ------------------------------------------------------------------------------------
+
+typedef struct {
+    const lathe_gemm_kernel *kd;
+    int transA, transB;
+    long M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    long lda, ldb, ldc;
+    float *C;
+    long kc;             // K block (fixed for the whole call; independent of threads)
+    long tile_m, tile_n; // task tile
+    long grid_n;         // task tiles along N
+    int direct_b;        // micro-kernel reads op(B) = B in place (transB == 0), no B packing
+} gemm_job;
+
+/// Computes the C tile [m0:m1, n0:n1] completely (all of K).
+static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
+    const lathe_gemm_kernel *kd = j->kd;
+    const int MR = kd->mr, NR = kd->nr;
+    const long MC = kd->mc, NC = kd->nc, KC = j->kc;
+    pack_buffers *bufs = &t_bufs;
+
+    long mc_max = m1 - m0 < MC ? m1 - m0 : MC;
+    mc_max = (mc_max + MR - 1) / MR * MR;
+    long nc_max = n1 - n0 < NC ? n1 - n0 : NC;
+    nc_max = (nc_max + NR - 1) / NR * NR;
+    float *ap = grow(&bufs->a, &bufs->cap_a, (size_t)(mc_max * KC));
+    // Direct-B mode still packs the one ragged edge panel.
+    float *bp = grow(&bufs->b, &bufs->cap_b, (size_t)((j->direct_b ? NR : nc_max) * KC));
+    if (!ap || !bp) {  // out of memory: fall back to the reference loop for this tile
+        lathe_sgemm_naive(j->transA, j->transB, m1 - m0, n1 - n0, j->K, j->alpha,
+                          j->transA ? j->A + m0 : j->A + m0 * j->lda, j->lda,
+                          j->transB ? j->B + n0 * j->ldb : j->B + n0, j->ldb, j->beta,
+                          j->C + m0 * j->ldc + n0, j->ldc);
+        return;
+    }
+
+    for (long jc = n0; jc < n1; jc += NC) {
+        const long nc = n1 - jc < NC ? n1 - jc : NC;
+        const long n_full = j->direct_b ? nc / NR * NR : nc;  // cols read in place (direct)
+        for (long pc = 0; pc < j->K; pc += KC) {
+            const long kc = j->K - pc < KC ? j->K - pc : KC;
+            const float beta = pc == 0 ? j->beta : 1.0f;
+            if (!j->direct_b)
+                pack_b(kd, j->transB, j->B, j->ldb, pc, jc, kc, nc, bp);
+            else if (n_full < nc)
+                pack_b(kd, 0, j->B, j->ldb, pc, jc + n_full, kc, nc - n_full, bp);
+
+            for (long ic = m0; ic < m1; ic += MC) {
+                const long mc = m1 - ic < MC ? m1 - ic : MC;
+                pack_a(kd, j->transA, j->A, j->lda, ic, pc, mc, kc, ap);
+                for (long jr = 0; jr < nc; jr += NR) {
+                    const long nr = nc - jr < NR ? nc - jr : NR;
+                    const float *b;
+                    long ldb;
+                    if (!j->direct_b) { b = bp + jr * kc; ldb = NR; }
+                    else if (jr < n_full) { b = j->B + pc * j->ldb + jc + jr; ldb = j->ldb; }
+                    else { b = bp; ldb = NR; }
+                    for (long ir = 0; ir < mc; ir += MR) {
+                        const long mr = mc - ir < MR ? mc - ir : MR;
+                        kd->ukr(kc, ap + ir * kc, b, ldb, j->C + (ic + ir) * j->ldc + jc + jr,
+                                j->ldc, mr, nr, j->alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_task(void *ctx, long t) {
+    const gemm_job *j = (const gemm_job *)ctx;
+    long tm = t / j->grid_n, tn = t % j->grid_n;
+    long m0 = tm * j->tile_m, n0 = tn * j->tile_n;
+    long m1 = m0 + j->tile_m < j->M ? m0 + j->tile_m : j->M;
+    long n1 = n0 + j->tile_n < j->N ? n0 + j->tile_n : j->N;
+    gemm_tile(j, m0, m1, n0, n1);
+}
+
+/// Picks the task grid for `threads` threads: minimises an estimate of the slowest thread's
+/// time = rounds * (compute of a tile + packing of its A and B), in units of one FMA row,
+/// among grids with at least `min_tasks` tasks (when possible). More tasks than threads cost
+/// some redundant packing but let a thread that shares its core with another process hand
+/// work over to the others (items are claimed dynamically).
+static void choose_grid(gemm_job *j, int threads, long min_tasks) {
+    const long MR = j->kd->mr, NR = j->kd->nr;
+    const long mt = (j->M + MR - 1) / MR, nt = (j->N + NR - 1) / NR;  // micro-tiles
+    double best = -1.0;
+    long best_m = mt, best_n = nt, best_tasks = 1;
+    const long gmax = 4L * threads > min_tasks ? 4L * threads : min_tasks;
+    for (long gm = 1; gm <= gmax && gm <= mt; gm++) {
+        for (long gn = 1; gn <= gmax && gn <= nt; gn++) {
+            long tm = (mt + gm - 1) / gm, tn = (nt + gn - 1) / gn;  // tile, in micro-tiles
+            long tasks = ((mt + tm - 1) / tm) * ((nt + tn - 1) / tn);
+            long rounds = (tasks + threads - 1) / threads;
+            double rows = (double)tm * MR, cols = (double)tn * NR;
+            // One (rows x cols) tile costs rows*cols/32 FMA-cycles per k (2 x 16-lane FMA per
+            // cycle); packing costs ~1 cycle per element of A rows and B cols per k.
+            double cost = (double)rounds * (rows * cols / 32.0 + rows + (j->direct_b ? 0 : cols));
+            int ok = tasks >= min_tasks, best_ok = best_tasks >= min_tasks;
+            if (best < 0 || (ok && !best_ok) || (ok == best_ok && cost < best * 0.999)) {
+                best = cost; best_m = tm; best_n = tn; best_tasks = tasks;
+            }
+        }
+    }
+    j->tile_m = best_m * MR;
+    j->tile_n = best_n * NR;
+    j->grid_n = (j->N + j->tile_n - 1) / j->tile_n;
+}
+
+/// C = beta * C (K == 0 or alpha == 0); beta == 0 writes zeros without reading C.
+static void scale_c(long M, long N, float beta, float *C, long ldc) {
+    for (long i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
+        else if (beta != 1.0f)
+            for (long j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
+                 const float *A /* [M,K] or [K,M] if transA */, long lda,
+                 const float *B /* [K,N] or [N,K] if transB */, long ldb, float beta,
+                 float *C /* [M,N] */, long ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+
+    gemm_job j = {
+        .kd = kernel_for(lathe_active_isa()),
+        .transA = transA != 0, .transB = transB != 0,
+        .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+        .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+    };
+    // K blocks of (nearly) equal size, at most kd->kc: depends only on K.
+    long nkb = (K + j.kd->kc - 1) / j.kd->kc;
+    j.kc = (K + nkb - 1) / nkb;
+    // Reading B in place pays off when packed B would be reused by few rows of A, or when all
+    // of B is small enough to stay in L2 (then large power-of-two strides cannot thrash).
+    j.direct_b = !j.transB && (M <= 4 * j.kd->mr || (M <= 160 && K * N <= 32768));
+
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int threads = lathe_num_threads();
+    if (flops < 4.0e6) threads = 1;  // below ~20 us of work, threading costs more than it saves
+    // Big problems get 2 tasks per thread (robust to a busy core), others 1.
+    long min_tasks = threads;
+    if (threads > 1 && flops >= (getenv("LATHE_OS") ? atof(getenv("LATHE_OS")) : 2.0e8)) min_tasks = 2L * threads;
+    choose_grid(&j, threads, min_tasks);
+    long tasks = ((M + j.tile_m - 1) / j.tile_m) * j.grid_n;
+    if (threads == 1 || tasks == 1) {
+        for (long t = 0; t < tasks; t++) gemm_task(&j, t);
+    } else {
+        lathe_parallel_for(tasks, gemm_task, &j);
+    }
+}

@@ -1,0 +1,64 @@
+// CLatheKernels: hot loops of Lathe, chosen at run time by CPU features.
+//
+// All matrices are row-major. Shapes are given in comments as [rows, cols].
+// Every kernel here has a naive Swift reference in LatheTensor (Kernels/Reference.swift)
+// and the tests compare the two.
+#ifndef LATHE_KERNELS_H
+#define LATHE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- CPU features -------------------------------------------------------------------------
+typedef enum {
+    LATHE_ISA_SCALAR = 0,
+    LATHE_ISA_AVX2 = 1,    // AVX2 + FMA
+    LATHE_ISA_AVX512 = 2,  // AVX-512 F
+    LATHE_ISA_NEON = 3,
+} lathe_isa;
+
+/// The instruction set the kernels use (the best the CPU has, or LATHE_ISA env override:
+/// "scalar", "avx2", "avx512", "neon").
+lathe_isa lathe_active_isa(void);
+/// Force an ISA (for tests comparing paths). Returns 0 on success, -1 if the CPU lacks it.
+int lathe_set_isa(lathe_isa isa);
+const char *lathe_isa_name(lathe_isa isa);
+
+// ---- Thread pool ---------------------------------------------------------------------------
+/// Threads in the pool: LATHE_NUM_THREADS if set, else the number of online cores.
+int lathe_num_threads(void);
+/// Change the pool size (1 = run everything on the caller).
+void lathe_set_num_threads(int n);
+/// Runs fn(ctx, i) for i in [0, n), spread over the pool; returns when all are done.
+/// Work item i always runs the same computation whatever thread runs it, so results
+/// depend only on how the caller splits work, never on scheduling.
+typedef void (*lathe_task_fn)(void *ctx, long i);
+void lathe_parallel_for(long n, lathe_task_fn fn, void *ctx);
+
+// ---- GEMM ----------------------------------------------------------------------------------
+/// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C[M,N], row-major.
+/// op(A) = A when transA == 0 (A is [M,K] with row stride lda), A^T when transA != 0 (A is [K,M]).
+/// op(B) = B when transB == 0 (B is [K,N] with row stride ldb), B^T when transB != 0 (B is [N,K]).
+/// When beta == 0, C is not read (NaNs in C do not propagate).
+/// Multithreaded on the pool; the same thread count gives the same bits.
+void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
+                 const float *A, long lda, const float *B, long ldb, float beta,
+                 float *C, long ldc);
+
+/// Single-threaded, naive triple loop, for tests.
+void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alpha,
+                       const float *A, long lda, const float *B, long ldb, float beta,
+                       float *C, long ldc);
+
+// ---- Grad mode (thread-local) ---------------------------------------------------------------
+int lathe_grad_enabled(void);
+void lathe_set_grad_enabled(int enabled);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

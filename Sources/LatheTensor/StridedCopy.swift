@@ -1,0 +1,95 @@
+/// Copies and iteration over strided tensors.
+enum StridedCopy {
+    /// Copies `src`'s elements in row-major order into dense memory at `dst` (same dtype).
+    static func copy(from src: Tensor, into dst: UnsafeMutableRawPointer) {
+        let es = src.dtype.byteSize
+        let n = src.count
+        if n == 0 { return }
+        let base = src.storage.pointer + src.offset * es
+        if src.isContiguous {
+            dst.copyMemory(from: base, byteCount: n * es)
+            return
+        }
+        let (shape, strides) = collapse(shape: src.shape, strides: [src.strides])
+        let inner = shape.last!
+        let innerStride = strides[0].last!
+        var out = dst
+        forEachOuter(shape: shape, strides: strides) { offs in
+            let p = base + offs[0] * es
+            if innerStride == 1 {
+                out.copyMemory(from: p, byteCount: inner * es)
+            } else {
+                switch es {
+                case 4: copyStrided(p, innerStride, out, inner, UInt32.self)
+                case 2: copyStrided(p, innerStride, out, inner, UInt16.self)
+                case 8: copyStrided(p, innerStride, out, inner, UInt64.self)
+                default: copyStrided(p, innerStride, out, inner, UInt8.self)
+                }
+            }
+            out += inner * es
+        }
+    }
+
+    @inline(__always)
+    private static func copyStrided<T>(_ p: UnsafeMutableRawPointer, _ s: Int, _ out: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
+        let src = p.assumingMemoryBound(to: T.self)
+        let dst = out.assumingMemoryBound(to: T.self)
+        for i in 0..<n { dst[i] = src[i * s] }
+    }
+
+    /// Merges adjacent dimensions that are contiguous with each other in every operand.
+    /// Returns the collapsed shape (at least one dim) and each operand's strides.
+    static func collapse(shape: [Int], strides: [[Int]]) -> ([Int], [[Int]]) {
+        var outShape: [Int] = []
+        var outStrides = [[Int]](repeating: [], count: strides.count)
+        for d in 0..<shape.count where shape[d] != 1 {
+            if let last = outShape.last,
+               strides.indices.allSatisfy({ outStrides[$0].last! == strides[$0][d] * shape[d] }) {
+                outShape[outShape.count - 1] = last * shape[d]
+                for k in strides.indices { outStrides[k][outStrides[k].count - 1] = strides[k][d] }
+            } else {
+                outShape.append(shape[d])
+                for k in strides.indices { outStrides[k].append(strides[k][d]) }
+            }
+        }
+        if outShape.isEmpty {
+            outShape = [1]
+            for k in strides.indices { outStrides[k] = [1] }
+        }
+        return (outShape, outStrides)
+    }
+
+    /// Calls `body` with each operand's element offset for every index of all but the last
+    /// dimension, in row-major order.
+    static func forEachOuter(shape: [Int], strides: [[Int]], _ body: ([Int]) -> Void) {
+        let outerRank = shape.count - 1
+        var offs = [Int](repeating: 0, count: strides.count)
+        if outerRank == 0 { body(offs); return }
+        var idx = [Int](repeating: 0, count: outerRank)
+        let total = shape[0..<outerRank].reduce(1, *)
+        for _ in 0..<total {
+            body(offs)
+            var d = outerRank - 1
+            while d >= 0 {
+                idx[d] += 1
+                for k in strides.indices { offs[k] += strides[k][d] }
+                if idx[d] < shape[d] { break }
+                for k in strides.indices { offs[k] -= strides[k][d] * shape[d] }
+                idx[d] = 0
+                d -= 1
+            }
+        }
+    }
+
+    /// Element offsets of the outer index `i` (row-major over all but the last dim).
+    static func outerOffsets(_ i: Int, shape: [Int], strides: [[Int]]) -> [Int] {
+        var offs = [Int](repeating: 0, count: strides.count)
+        var rem = i
+        for d in stride(from: shape.count - 2, through: 0, by: -1) {
+            let q = rem % shape[d]
+            rem /= shape[d]
+            for k in strides.indices { offs[k] += q * strides[k][d] }
+        }
+        return offs
+    }
+}

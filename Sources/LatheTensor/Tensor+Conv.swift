@@ -1,0 +1,202 @@
+import CLatheKernels
+
+/// Geometry of a 2-D convolution window sliding over an input plane.
+struct ConvGeometry {
+    var inH: Int, inW: Int, kh: Int, kw: Int
+    var sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int
+    var outH: Int, outW: Int
+
+    /// Unfolds channels `c0..<c0+channels` of `x` [N, C, inH, inW] (contiguous) into
+    /// `cols` [channels*kh*kw, N*outH*outW]; out-of-bounds taps read 0.
+    func im2col(_ x: UnsafePointer<Float>, n: Int, c: Int, c0: Int, channels: Int, cols: UnsafeMutablePointer<Float>) {
+        let l = outH * outW, nl = n * l
+        ThreadPool.forEach(channels * kh) { row in
+            let ci = row / kh, ki = row % kh
+            for kj in 0..<kw {
+                let dst = cols + ((ci * kh + ki) * kw + kj) * nl
+                for b in 0..<n {
+                    let plane = x + (b * c + c0 + ci) * inH * inW
+                    for oy in 0..<outH {
+                        let iy = oy * sh - ph + ki * dh
+                        let d = dst + b * l + oy * outW
+                        if iy < 0 || iy >= inH { d.update(repeating: 0, count: outW); continue }
+                        let src = plane + iy * inW
+                        let ix0 = kj * dw - pw
+                        for ox in 0..<outW {
+                            let ix = ox * sw + ix0
+                            d[ox] = ix >= 0 && ix < inW ? src[ix] : 0
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `cols` [channels*kh*kw, N*outH*outW] back into channels `c0..` of `x`
+    /// [N, C, inH, inW] (the adjoint of ``im2col``).
+    func col2im(_ cols: UnsafePointer<Float>, n: Int, c: Int, c0: Int, channels: Int, x: UnsafeMutablePointer<Float>) {
+        let l = outH * outW, nl = n * l
+        // One task per (image, channel) plane: no two tasks write the same memory.
+        ThreadPool.forEach(n * channels) { task in
+            let b = task / channels, ci = task % channels
+            let plane = x + (b * c + c0 + ci) * inH * inW
+            for ki in 0..<kh {
+                for kj in 0..<kw {
+                    let src = cols + ((ci * kh + ki) * kw + kj) * nl + b * l
+                    for oy in 0..<outH {
+                        let iy = oy * sh - ph + ki * dh
+                        if iy < 0 || iy >= inH { continue }
+                        let dst = plane + iy * inW
+                        let s = src + oy * outW
+                        let ix0 = kj * dw - pw
+                        for ox in 0..<outW {
+                            let ix = ox * sw + ix0
+                            if ix >= 0 && ix < inW { dst[ix] += s[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// 2-D convolution (cross-correlation, as PyTorch's `conv2d`).
+    ///
+    /// - Parameters:
+    ///   - weight: `[outChannels, inChannels / groups, kh, kw]`.
+    ///   - bias: `[outChannels]` or nil.
+    ///   - stride, padding, dilation: `(h, w)`; padding is zeros.
+    ///   - groups: channels split into this many independent groups.
+    /// - Returns: `[N, outChannels, outH, outW]` with
+    ///   `outH = (H + 2 ph - dh (kh - 1) - 1) / sh + 1`.
+    ///
+    /// Computed as im2col and one GEMM per group over the whole batch.
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                       dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4, "conv2d: expected input [N,C,H,W] and weight [O,C/g,kh,kw], got \(shape) and \(weight.shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (o, cg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+        precondition(groups >= 1 && c % groups == 0 && o % groups == 0 && cg == c / groups,
+                     "conv2d: input \(shape) and weight \(weight.shape) do not match with groups = \(groups)")
+        if let bias { precondition(bias.shape == [o], "conv2d: bias shape \(bias.shape) should be [\(o)]") }
+        let outH = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+        let outW = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+        precondition(outH > 0 && outW > 0, "conv2d: input \(shape) is smaller than kernel \(weight.shape) (with padding/dilation)")
+        let geo = ConvGeometry(inH: h, inW: w, kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
+                               dh: dilation.0, dw: dilation.1, outH: outH, outW: outW)
+        let x = floatInput("conv2d").contiguous().detached()
+        let wt = weight.floatInput("conv2d").contiguous().detached()
+        let og = o / groups, kdim = cg * kh * kw, l = outH * outW, nl = n * l
+        let cols = Tensor(uninitializedShape: [groups, kdim, nl])
+        let y = Tensor(uninitializedShape: [groups, og, nl])
+        for g in 0..<groups {
+            geo.im2col(x.floatPointer, n: n, c: c, c0: g * cg, channels: cg, cols: cols.floatPointer + g * kdim * nl)
+            lathe_sgemm(0, 0, og, nl, kdim, 1, wt.floatPointer + g * og * kdim, kdim,
+                        cols.floatPointer + g * kdim * nl, nl, 0, y.floatPointer + g * og * nl, nl)
+        }
+        // [groups, og, N, L] -> [N, O, outH, outW]
+        var out = y.reshaped([o, n, l]).permuted([1, 0, 2]).contiguous().reshaped([n, o, outH, outW])
+        if let bias { out = out + bias.detached().reshaped([1, o, 1, 1]) }
+        let input = self
+        var inputs = [self, weight]
+        if let bias { inputs.append(bias) }
+        return out.detached().recorded("conv2d", inputs) { grad in
+            // [N, O, L] -> [groups, og, N*L]
+            let gy = grad.reshaped([n, o, l]).permuted([1, 0, 2]).contiguous()
+            var dx: Tensor? = nil, dw: Tensor? = nil
+            if input.requiresGrad {
+                let dcols = Tensor(uninitializedShape: [groups, kdim, nl])
+                for g in 0..<groups {
+                    lathe_sgemm(1, 0, kdim, nl, og, 1, wt.floatPointer + g * og * kdim, kdim,
+                                gy.floatPointer + g * og * nl, nl, 0, dcols.floatPointer + g * kdim * nl, nl)
+                }
+                let d = Tensor.zeros([n, c, h, w])
+                for g in 0..<groups {
+                    geo.col2im(dcols.floatPointer + g * kdim * nl, n: n, c: c, c0: g * cg, channels: cg, x: d.floatPointer)
+                }
+                dx = d
+            }
+            if weight.requiresGrad {
+                let d = Tensor(uninitializedShape: weight.shape)
+                for g in 0..<groups {
+                    lathe_sgemm(0, 1, og, kdim, nl, 1, gy.floatPointer + g * og * nl, nl,
+                                cols.floatPointer + g * kdim * nl, nl, 0, d.floatPointer + g * og * kdim, kdim)
+                }
+                dw = d
+            }
+            var result: [Tensor?] = [dx, dw]
+            if bias != nil { result.append(grad.sum(dims: [0, 2, 3])) }
+            return result
+        }
+    }
+
+    /// Transposed 2-D convolution (PyTorch's `conv_transpose2d`), the adjoint of
+    /// ``conv2d(weight:bias:stride:padding:dilation:groups:)`` with respect to its input.
+    ///
+    /// - Parameters:
+    ///   - weight: `[inChannels, outChannels / groups, kh, kw]`.
+    /// - Returns: `[N, outChannels, outH, outW]` with
+    ///   `outH = (H - 1) sh - 2 ph + dh (kh - 1) + outputPadding.h + 1`.
+    public func convTranspose2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                                outputPadding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4, "conv_transpose2d: expected input [N,C,H,W] and weight [C,O/g,kh,kw], got \(shape) and \(weight.shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (wc, og, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+        precondition(wc == c && groups >= 1 && c % groups == 0,
+                     "conv_transpose2d: input \(shape) and weight \(weight.shape) do not match with groups = \(groups)")
+        let o = og * groups, cg = c / groups
+        if let bias { precondition(bias.shape == [o], "conv_transpose2d: bias shape \(bias.shape) should be [\(o)]") }
+        let outH = (h - 1) * stride.0 - 2 * padding.0 + dilation.0 * (kh - 1) + outputPadding.0 + 1
+        let outW = (w - 1) * stride.1 - 2 * padding.1 + dilation.1 * (kw - 1) + outputPadding.1 + 1
+        precondition(outH > 0 && outW > 0, "conv_transpose2d: output size \(outH)x\(outW) is not positive")
+        // The conv whose input-gradient this is: input plane outH x outW, output plane h x w.
+        let geo = ConvGeometry(inH: outH, inW: outW, kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
+                               dh: dilation.0, dw: dilation.1, outH: h, outW: w)
+        let x = floatInput("conv_transpose2d").contiguous().detached()
+        let wt = weight.floatInput("conv_transpose2d").contiguous().detached()
+        let kdim = og * kh * kw, l = h * w, nl = n * l
+        // x as [groups, cg, N*L]
+        let xg = x.reshaped([n, c, l]).permuted([1, 0, 2]).contiguous()
+        let cols = Tensor(uninitializedShape: [groups, kdim, nl])
+        for g in 0..<groups {
+            lathe_sgemm(1, 0, kdim, nl, cg, 1, wt.floatPointer + g * cg * kdim, kdim,
+                        xg.floatPointer + g * cg * nl, nl, 0, cols.floatPointer + g * kdim * nl, nl)
+        }
+        var out = Tensor.zeros([n, o, outH, outW])
+        for g in 0..<groups {
+            geo.col2im(cols.floatPointer + g * kdim * nl, n: n, c: o, c0: g * og, channels: og, x: out.floatPointer)
+        }
+        if let bias { out = out + bias.detached().reshaped([1, o, 1, 1]) }
+        let input = self
+        var inputs = [self, weight]
+        if let bias { inputs.append(bias) }
+        return out.detached().recorded("conv_transpose2d", inputs) { grad in
+            let gc = grad.contiguous()
+            let gcols = Tensor(uninitializedShape: [groups, kdim, nl])
+            for g in 0..<groups {
+                geo.im2col(gc.floatPointer, n: n, c: o, c0: g * og, channels: og, cols: gcols.floatPointer + g * kdim * nl)
+            }
+            var dx: Tensor? = nil, dw: Tensor? = nil
+            if input.requiresGrad {
+                let d = Tensor(uninitializedShape: [groups, cg, nl])
+                for g in 0..<groups {
+                    lathe_sgemm(0, 0, cg, nl, kdim, 1, wt.floatPointer + g * cg * kdim, kdim,
+                                gcols.floatPointer + g * kdim * nl, nl, 0, d.floatPointer + g * cg * nl, nl)
+                }
+                dx = d.reshaped([c, n, l]).permuted([1, 0, 2]).contiguous().reshaped([n, c, h, w])
+            }
+            if weight.requiresGrad {
+                let d = Tensor(uninitializedShape: weight.shape)
+                for g in 0..<groups {
+                    lathe_sgemm(0, 1, cg, kdim, nl, 1, xg.floatPointer + g * cg * nl, nl,
+                                gcols.floatPointer + g * kdim * nl, nl, 0, d.floatPointer + g * cg * kdim, kdim)
+                }
+                dw = d
+            }
+            var result: [Tensor?] = [dx, dw]
+            if bias != nil { result.append(grad.sum(dims: [0, 2, 3])) }
+            return result
+        }
+    }
+}

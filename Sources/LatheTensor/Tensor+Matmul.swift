@@ -1,0 +1,66 @@
+import CLatheKernels
+
+extension Tensor {
+    /// Matrix product with NumPy/PyTorch `matmul` semantics: 1-D operands are promoted to a
+    /// row (left) or column (right) and the added dim removed; dims before the last two
+    /// broadcast as batch dims.
+    ///
+    /// Runs the C GEMM (packed, register-blocked, multithreaded). Transposed views are
+    /// passed to it as they are, without a copy.
+    public func matmul(_ other: Tensor) -> Tensor {
+        precondition(rank >= 1 && other.rank >= 1, "matmul: scalars are not matrices (shapes \(shape) and \(other.shape))")
+        if rank == 1 && other.rank == 1 {
+            precondition(shape == other.shape, "matmul: vectors of shapes \(shape) and \(other.shape) differ in length")
+            return (self * other).sum()
+        }
+        if rank == 1 { return unsqueezed(0).matmul(other).squeezed(-2) }
+        if other.rank == 1 { return matmul(other.unsqueezed(-1)).squeezed(-1) }
+        let a = self, b = other
+        let y = Tensor.gemmBatched(a.detached(), b.detached())
+        return y.recorded("matmul", [a, b]) { g in
+            [a.requiresGrad ? Tensor.gemmBatched(g, b.detached().transposed(-1, -2)).summed(toShape: a.shape) : nil,
+             b.requiresGrad ? Tensor.gemmBatched(a.detached().transposed(-1, -2), g).summed(toShape: b.shape) : nil]
+        }
+    }
+
+    /// How the C GEMM reads the last two dims of a tensor: transposed or not, row stride.
+    private func gemmLayout() -> (trans: Int32, ld: Int)? {
+        let r = shape[rank - 2], c = shape[rank - 1]
+        let sr = strides[rank - 2], sc = strides[rank - 1]
+        if sc == 1 || c == 1 { return (0, r == 1 ? Swift.max(c, 1) : Swift.max(sr, c)) }
+        if sr == 1 || r == 1 { return (1, c == 1 ? Swift.max(r, 1) : Swift.max(sc, r)) }
+        return nil
+    }
+
+    /// Batched GEMM of rank >= 2 float32 tensors with broadcast batch dims; no autodiff.
+    static func gemmBatched(_ a0: Tensor, _ b0: Tensor) -> Tensor {
+        precondition(a0.dtype == .float32 && b0.dtype == .float32,
+                     "matmul: expected float32, got \(a0.dtype) \(a0.shape) and \(b0.dtype) \(b0.shape)")
+        let m = a0.shape[a0.rank - 2], k = a0.shape[a0.rank - 1]
+        let k2 = b0.shape[b0.rank - 2], n = b0.shape[b0.rank - 1]
+        precondition(k == k2, "matmul: shapes \(a0.shape) and \(b0.shape) do not multiply (inner dims \(k) vs \(k2))")
+        let aBatch = Array(a0.shape.dropLast(2)), bBatch = Array(b0.shape.dropLast(2))
+        let batch = Shape.broadcastOrDie(aBatch, bBatch, op: "matmul")
+        let a = a0.gemmLayout() == nil ? a0.contiguousCopy() : a0
+        let b = b0.gemmLayout() == nil ? b0.contiguousCopy() : b0
+        let (ta, lda) = a.gemmLayout()!, (tb, ldb) = b.gemmLayout()!
+        let out = Tensor(uninitializedShape: batch + [m, n])
+        let batchCount = Shape.count(batch)
+        if out.count == 0 { return out }
+        let sa = Shape.broadcastStrides(shape: aBatch, strides: Array(a.strides.dropLast(2)), to: batch)
+        let sb = Shape.broadcastStrides(shape: bBatch, strides: Array(b.strides.dropLast(2)), to: batch)
+        let ap = a.floatPointer, bp = b.floatPointer, cp = out.floatPointer
+        let batchShape = batch + [1]
+        func run(_ i: Int) {
+            let offs = batch.isEmpty ? [0, 0] : StridedCopy.outerOffsets(i, shape: batchShape, strides: [sa + [0], sb + [0]])
+            lathe_sgemm(ta, tb, m, n, k, 1, ap + offs[0], lda, bp + offs[1], ldb, 0, cp + i * m * n, n)
+        }
+        // Many small products: one per task (each GEMM then runs on one thread).
+        if batchCount > 1 && m * n * k < 1 << 18 {
+            ThreadPool.forEach(batchCount) { run($0) }
+        } else {
+            for i in 0..<batchCount { run(i) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Lathe
+
+@main
+struct LatheCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lathe",
+        abstract: "Train, compress, evaluate and run small neural networks on a CPU.",
+        subcommands: [Demo.self, Bench.self, Info.self]
+    )
+}
+
+/// Shared thread option.
+struct ThreadOptions: ParsableArguments {
+    @Option(name: .long, help: "Threads for the kernels (default: LATHE_NUM_THREADS or the core count).")
+    var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+            ThreadPool.threadCount = threads
+        }
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the kernels and threads Lathe will use on this machine.")
+
+    func run() {
+        print("kernels: \(KernelInfo.isaName)")
+        print("threads: \(ThreadPool.threadCount)")
+    }
+}
