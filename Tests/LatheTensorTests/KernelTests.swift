@@ -135,4 +135,43 @@ final class KernelTests: XCTestCase {
         for i in 0..<7 { for j in 0..<6 { expectedSlice.append(av[i * 17 + 1 + 3 * j] * 2) } }
         assertClose(sliced * 2, Tensor(expectedSlice, shape: [7, 6]), rtol: 0, atol: 0)
     }
+
+    func testConv2dMatchesDirectReference() {
+        var rng = RandomGenerator(seed: 6)
+        // (n, c, h, w, o, kh, kw, stride, padding, dilation, groups)
+        let cases = [(1, 1, 1, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1), 1), (2, 3, 7, 9, 4, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+                     (1, 4, 17, 13, 6, 3, 2, (2, 3), (1, 0), (2, 1), 2), (3, 6, 8, 8, 6, 3, 3, (1, 1), (1, 1), (1, 1), 6),
+                     (2, 16, 12, 12, 32, 5, 5, (1, 1), (2, 2), (1, 1), 1), (1, 3, 63, 5, 7, 1, 1, (1, 1), (0, 0), (1, 1), 1)]
+        forEachISAAndThreads { label in
+            for (n, c, h, w, o, kh, kw, s, p, d, g) in cases {
+                let x = Tensor.normal([n, c, h, w], generator: &rng), wt = Tensor.normal([o, c / g, kh, kw], generator: &rng)
+                let bias = Tensor.normal([o], generator: &rng)
+                let ref = ReferenceKernels.conv2d(x: x.scalars, n: n, c: c, h: h, w: w, weight: wt.scalars, o: o, kh: kh, kw: kw,
+                                                  bias: bias.scalars, stride: s, padding: p, dilation: d, groups: g)
+                let y = x.conv2d(weight: wt, bias: bias, stride: s, padding: p, dilation: d, groups: g)
+                assertClose(y, Tensor(ref.values, shape: [n, o, ref.oh, ref.ow]), rtol: 1e-4, atol: 1e-4, "\(label) conv \(n)x\(c)x\(h)x\(w) k\(kh)x\(kw)")
+            }
+        }
+    }
+
+    func testWholeTrainingStepIsBitIdenticalAcrossThreadCounts() {
+        func step() -> [Float] {
+            var rng = RandomGenerator(seed: 9)
+            let x = Tensor.normal([8, 3, 12, 12], generator: &rng)
+            let w1 = Init.kaimingUniform([16, 3, 3, 3], generator: &rng).requiringGrad()
+            let w2 = Init.kaimingUniform([10, 16 * 36], generator: &rng).requiringGrad()
+            let h = x.conv2d(weight: w1, padding: (1, 1)).relu().maxPool2d(kernel: (2, 2)).flattened(from: 1)
+            let logits = h.matmul(w2.T)
+            let loss = -logits.logSoftmax(dim: 1).gathering(dim: 1, index: Tensor([1, 2, 3, 4, 5, 6, 7, 8], shape: [8, 1])).mean()
+            loss.backward()
+            return [loss.item] + w1.grad!.scalars + w2.grad!.scalars
+        }
+        let threads = ThreadPool.threadCount
+        defer { ThreadPool.threadCount = threads }
+        ThreadPool.threadCount = 1
+        let one = step()
+        ThreadPool.threadCount = 2
+        XCTAssertEqual(one, step())
+        XCTAssertEqual(one, step())
+    }
 }

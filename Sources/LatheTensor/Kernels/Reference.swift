@@ -51,3 +51,40 @@ public enum ReferenceKernels {
         return out
     }
 }
+
+extension ReferenceKernels {
+    /// Direct 2-D convolution by definition, in Float64: x [n, c, h, w], weight
+    /// [o, c/groups, kh, kw], optional bias [o]; returns [n, o, oh, ow] flattened.
+    public static func conv2d(x: [Float], n: Int, c: Int, h: Int, w: Int, weight: [Float], o: Int, kh: Int, kw: Int,
+                              bias: [Float]?, stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int),
+                              groups: Int) -> (values: [Float], oh: Int, ow: Int) {
+        let oh = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+        let ow = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+        let cg = c / groups, og = o / groups
+        var out = [Float](repeating: 0, count: n * o * oh * ow)
+        for b in 0..<n {
+            for oc in 0..<o {
+                let g = oc / og
+                for y in 0..<oh {
+                    for xx in 0..<ow {
+                        var acc = Double(bias?[oc] ?? 0)
+                        for ci in 0..<cg {
+                            for i in 0..<kh {
+                                for j in 0..<kw {
+                                    let iy = y * stride.0 - padding.0 + i * dilation.0
+                                    let ix = xx * stride.1 - padding.1 + j * dilation.1
+                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                                    let xv = x[((b * c + g * cg + ci) * h + iy) * w + ix]
+                                    let wv = weight[((oc * cg + ci) * kh + i) * kw + j]
+                                    acc += Double(xv) * Double(wv)
+                                }
+                            }
+                        }
+                        out[((b * o + oc) * oh + y) * ow + xx] = Float(acc)
+                    }
+                }
+            }
+        }
+        return (out, oh, ow)
+    }
+}
