@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .library(name: "Lathe", targets: ["Lathe"]),
         .library(name: "LatheTensor", targets: ["LatheTensor"]),
+        .library(name: "LatheNN", targets: ["LatheNN"]),
+        .library(name: "LatheData", targets: ["LatheData"]),
+        .library(name: "LatheIO", targets: ["LatheIO"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
@@ -16,7 +19,10 @@ let package = Package(
         // C kernels: GEMM, elementwise, reductions, thread pool; chosen at run time by CPU features.
         .target(name: "CLatheKernels"),
         .target(name: "LatheTensor", dependencies: ["CLatheKernels"]),
-        .target(name: "Lathe", dependencies: ["LatheTensor"]),
+        .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO"]),
+        .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
+        .target(name: "LatheIO", dependencies: ["LatheTensor"]),
+        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO"]),
         .executableTarget(
             name: "lathe",
             dependencies: ["Lathe", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -26,6 +32,9 @@ let package = Package(
             name: "LatheTensorTests",
             dependencies: ["LatheTensor", "CLatheKernels", "_LatheTestSupport"]
         ),
+        .testTarget(name: "LatheNNTests", dependencies: ["Lathe", "_LatheTestSupport"]),
+        .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
+        .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

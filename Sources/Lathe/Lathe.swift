@@ -1,2 +1,5 @@
 // The umbrella module: `import Lathe` brings in every Lathe library module.
+@_exported import LatheData
+@_exported import LatheIO
+@_exported import LatheNN
 @_exported import LatheTensor

@@ -1,0 +1,1 @@
+// LatheData: data sets, loaders, batching, splits and tokenizers.

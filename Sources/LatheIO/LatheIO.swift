@@ -1,0 +1,1 @@
+// LatheIO: reading and writing model files (safetensors; later GGUF and Hugging Face folders).

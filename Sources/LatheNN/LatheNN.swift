@@ -1,0 +1,1 @@
+// LatheNN: modules, layers, losses, optimisers, schedules and the training loop.
