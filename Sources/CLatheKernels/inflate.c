@@ -11,7 +11,7 @@
 #define MAX_BITS 15      // longest Huffman code in DEFLATE
 #define MAX_LITLEN 288   // literal/length alphabet incl. the two reserved symbols
 #define MAX_DIST 32      // distance alphabet incl. the two reserved symbols
-#define FAST_BITS 10
+#define FAST_BITS 11
 
 // A Huffman code: lookup table for codes of up to FAST_BITS bits, plus canonical counts and
 // symbols (ordered by code) for the slow path.
@@ -54,7 +54,20 @@ const char *lathe_inflate_strerror(int status) {
 
 // ---- bit input ------------------------------------------------------------------------------
 
+// Tops the bit buffer up to at least 56 bits while input lasts. Bits above `bitcnt` may hold
+// copies of the next input bytes (the 8-byte load below); they are overwritten with the same
+// values later and never read as valid bits. Called only with bitcnt < 64.
 static inline void refill(state *s) {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (s->in_len - s->in_pos >= 8) {
+        uint64_t w;
+        memcpy(&w, s->in + s->in_pos, 8);
+        s->bitbuf |= w << s->bitcnt;
+        s->in_pos += (63 - s->bitcnt) >> 3;
+        s->bitcnt |= 56;
+        return;
+    }
+#endif
     while (s->bitcnt <= 56 && s->in_pos < s->in_len) {
         s->bitbuf |= (uint64_t)s->in[s->in_pos++] << s->bitcnt;
         s->bitcnt += 8;
@@ -200,44 +213,111 @@ static int stored(state *s) {
     return 0;
 }
 
-static int codes(state *s, const huffman *lit, const huffman *dist) {
-    for (;;) {
-        int sym = decode(s, lit);
-        if (sym < 0) return sym;
-        if (sym < 256) {
-            if (s->out_len == s->out_cap) {
-                int err = reserve(s, 1);
-                if (err) return err;
-            }
-            s->out[s->out_len++] = (uint8_t)sym;
-        } else if (sym == 256) {
-            return 0;
-        } else {
-            sym -= 257;
-            if (sym >= 29) return LATHE_INFLATE_BAD_SYMBOL;
-            uint32_t extra;
-            int err = getbits(s, len_extra[sym], &extra);
-            if (err) return err;
-            size_t len = len_base[sym] + extra;
-            int dsym = decode(s, dist);
-            if (dsym < 0) return dsym;
-            if (dsym >= 30) return LATHE_INFLATE_BAD_SYMBOL;
-            err = getbits(s, dist_extra[dsym], &extra);
-            if (err) return err;
-            size_t d = dist_base[dsym] + extra;
-            if (d > s->out_len) return LATHE_INFLATE_BAD_DISTANCE;
-            err = reserve(s, len);
-            if (err) return err;
-            uint8_t *o = s->out + s->out_len;
-            const uint8_t *from = o - d;
-            if (d >= len) {
-                memcpy(o, from, len);
-            } else {
-                for (size_t i = 0; i < len; i++) o[i] = from[i];  // overlapping: repeats the pattern
-            }
-            s->out_len += len;
-        }
+// Decodes one symbol from local bit-buffer copies (see `decode`); the caller refilled.
+static inline int decode_local(const huffman *h, uint64_t *bb, unsigned *bc) {
+    uint16_t e = h->fast[*bb & ((1u << FAST_BITS) - 1)];
+    unsigned len = e & 15;
+    if (len) {
+        if (len > *bc) return LATHE_INFLATE_TRUNCATED;
+        *bb >>= len;
+        *bc -= len;
+        return e >> 4;
     }
+    int code = 0, first = 0, index = 0;
+    for (unsigned l = 1; l <= MAX_BITS; l++) {
+        if (l > *bc) return LATHE_INFLATE_TRUNCATED;
+        code |= (int)((*bb >> (l - 1)) & 1);
+        int count = h->count[l];
+        if (code - first < count) {
+            *bb >>= l;
+            *bc -= l;
+            return h->symbol[index + (code - first)];
+        }
+        index += count;
+        first += count;
+        first <<= 1;
+        code <<= 1;
+    }
+    return LATHE_INFLATE_BAD_SYMBOL;
+}
+
+// Decodes literal/length and distance codes up to the end-of-block symbol. The state lives in
+// locals here (stores through the byte output pointer would otherwise force reloads).
+static int codes(state *s, const huffman *lit, const huffman *dist) {
+    const uint8_t *in = s->in;
+    const size_t in_len = s->in_len;
+    size_t in_pos = s->in_pos;
+    uint64_t bb = s->bitbuf;
+    unsigned bc = s->bitcnt;
+    uint8_t *out = s->out;
+    size_t olen = s->out_len, ocap = s->out_cap;
+    int err = 0;
+    for (;;) {
+        // One literal/length + extra + distance + extra needs at most 15 + 5 + 15 + 13 = 48 bits.
+        if (bc < 48) {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            if (in_len - in_pos >= 8) {
+                uint64_t w;
+                memcpy(&w, in + in_pos, 8);
+                bb |= w << bc;
+                in_pos += (63 - bc) >> 3;
+                bc |= 56;
+            } else
+#endif
+            while (bc <= 56 && in_pos < in_len) {
+                bb |= (uint64_t)in[in_pos++] << bc;
+                bc += 8;
+            }
+        }
+        int sym = decode_local(lit, &bb, &bc);
+        if (sym < 0) { err = sym; break; }
+        if (sym < 256) {
+            if (olen == ocap) {
+                s->out_len = olen;
+                if ((err = reserve(s, 1))) break;
+                out = s->out;
+                ocap = s->out_cap;
+            }
+            out[olen++] = (uint8_t)sym;
+            continue;
+        }
+        if (sym == 256) break;
+        sym -= 257;
+        if (sym >= 29) { err = LATHE_INFLATE_BAD_SYMBOL; break; }
+        unsigned n = len_extra[sym];
+        if (n > bc) { err = LATHE_INFLATE_TRUNCATED; break; }
+        size_t len = len_base[sym] + (size_t)(bb & ((1u << n) - 1));
+        bb >>= n;
+        bc -= n;
+        int dsym = decode_local(dist, &bb, &bc);
+        if (dsym < 0) { err = dsym; break; }
+        if (dsym >= 30) { err = LATHE_INFLATE_BAD_SYMBOL; break; }
+        n = dist_extra[dsym];
+        if (n > bc) { err = LATHE_INFLATE_TRUNCATED; break; }
+        size_t d = dist_base[dsym] + (size_t)(bb & ((1u << n) - 1));
+        bb >>= n;
+        bc -= n;
+        if (d > olen) { err = LATHE_INFLATE_BAD_DISTANCE; break; }
+        if (len > ocap - olen) {
+            s->out_len = olen;
+            if ((err = reserve(s, len))) break;
+            out = s->out;
+            ocap = s->out_cap;
+        }
+        uint8_t *o = out + olen;
+        const uint8_t *from = o - d;
+        if (d >= len) {
+            memcpy(o, from, len);
+        } else {
+            for (size_t i = 0; i < len; i++) o[i] = from[i];  // overlapping: repeats the pattern
+        }
+        olen += len;
+    }
+    s->in_pos = in_pos;
+    s->bitbuf = bb;
+    s->bitcnt = bc;
+    s->out_len = olen;
+    return err;
 }
 
 static int fixed(state *s, huffman *lit, huffman *dist) {

@@ -9,7 +9,7 @@ public enum CSV {
     ///
     /// - Parameters:
     ///   - hasHeader: `true` skips the first line, `false` reads it as data, `nil` treats it as
-    ///     a header when any of its cells is not a number.
+    ///     a header when one of its non-empty cells is not a number.
     ///   - delimiter: an ASCII character.
     /// Blank lines are skipped; cells may be surrounded by spaces and double quotes. Errors
     /// name the line and column.
@@ -72,7 +72,10 @@ public enum CSV {
                 if let h = hasHeader {
                     isHeader = h
                 } else {
-                    isHeader = zip(cellStarts, cellEnds).contains { parseNumber(p, $0, $1) == nil }
+                    // A header has a non-empty cell that is not a number.
+                    isHeader = zip(cellStarts, cellEnds).contains { s, e in
+                        parseNumber(p, s, e) == nil && p[s..<e].contains { $0 != 0x20 && $0 != 0x09 && $0 != UInt8(ascii: "\"") }
+                    }
                 }
                 if isHeader { continue }
             }

@@ -21,6 +21,30 @@ public enum Gzip {
         }
     }
 
+    /// Decodes one raw DEFLATE stream (RFC 1951, no gzip or zlib wrapper) whose decoded size is
+    /// at most `outputCapacity`. Returns the output and how many input bytes the stream used.
+    public static func inflateRaw(_ data: Data, outputCapacity: Int, path: String = "<data>") throws -> (output: Data, bytesConsumed: Int) {
+        precondition(outputCapacity >= 0, "inflateRaw: outputCapacity must be >= 0")
+        var output = Data(count: outputCapacity)
+        var used = 0, produced = 0
+        let status = data.withUnsafeBytes { src in
+            output.withUnsafeMutableBytes { dst in
+                lathe_inflate_raw(src.baseAddress?.assumingMemoryBound(to: UInt8.self), src.count,
+                                  dst.baseAddress?.assumingMemoryBound(to: UInt8.self), dst.count, &used, &produced)
+            }
+        }
+        guard status == 0 else {
+            throw DataError.corruptCompressedData(path: path, offset: used, reason: String(cString: lathe_inflate_strerror(status)))
+        }
+        output.count = produced
+        return (output, used)
+    }
+
+    /// CRC-32 as gzip and zlib compute it; pass a previous result as `initial` to continue.
+    public static func crc32(_ data: Data, initial: UInt32 = 0) -> UInt32 {
+        data.withUnsafeBytes { lathe_crc32(initial, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count) }
+    }
+
     /// Decompresses gzip bytes and lends the result to `body` without copying it.
     public static func withDecompressed<R>(
         _ raw: UnsafeRawBufferPointer, path: String = "<data>", maxOutput: Int = 1 << 34,

@@ -109,16 +109,12 @@ public enum IDX {
         return TensorDataset(features: x, labels: y, classes: Swift.max(n, 1))
     }
 
-    /// Bytes to float32 `byte / 255` via a 256-entry table (exactly PyTorch's `ToTensor`).
+    /// Bytes to float32 `byte / 255` (exactly PyTorch's `ToTensor`; the loop vectorises).
     static func unitFloats(_ src: UnsafeRawBufferPointer, shape: [Int]) -> Tensor {
-        var table = [Float](repeating: 0, count: 256)
-        for v in 0..<256 { table[v] = Float(v) / 255 }
         var t = Tensor.zeros(shape)
         t.withUnsafeMutableBufferPointer { dst in
-            table.withUnsafeBufferPointer { tp in
-                let s = src.bindMemory(to: UInt8.self)
-                for i in 0..<dst.count { dst[i] = tp[Int(s[i])] }
-            }
+            let s = src.bindMemory(to: UInt8.self)
+            for i in 0..<dst.count { dst[i] = Float(s[i]) / 255 }
         }
         return t
     }
