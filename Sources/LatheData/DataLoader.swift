@@ -71,6 +71,12 @@ public struct DataLoader: Sequence, Sendable {
         return Tensor.permutation(dataset.count, generator: &generator)
     }
 
+    /// `position` with a finished epoch rolled over: `(e, batchesPerEpoch)` becomes `(e + 1, 0)`.
+    /// Save this after a batch to resume at the next one.
+    public func normalized(_ position: Position) -> Position {
+        position.batch >= batchesPerEpoch ? Position(epoch: position.epoch + 1, batch: 0) : position
+    }
+
     /// The batches of `epoch` from batch `start` on.
     public func batches(epoch: Int, startingAt start: Int = 0) -> EpochBatches {
         precondition(start >= 0 && start <= batchesPerEpoch,

@@ -120,6 +120,9 @@ final class DatasetAndLoaderTests: XCTestCase {
         XCTAssertEqual(resumed.map { $0.x.scalars }, rest)
         XCTAssertEqual(resumed.map { $0.y.intScalars }, restLabels)
         XCTAssertEqual(rest.count, loader.batchesPerEpoch - 4)
+        XCTAssertEqual(it.position, DataLoader.Position(epoch: 2, batch: 10))
+        XCTAssertEqual(loader.normalized(it.position), DataLoader.Position(epoch: 3, batch: 0))
+        XCTAssertEqual(loader.normalized(saved), saved)
         // Iterating the loader itself starts at its position.
         var positioned = fresh
         positioned.position = restored
