@@ -1,0 +1,1 @@
+// LatheTrain: recipes, the training loop, checkpoints and metric logs.
