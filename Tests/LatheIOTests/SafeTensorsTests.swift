@@ -106,6 +106,20 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(raw.count, 8 + n + 20)
     }
 
+    /// Escapes as Python's safetensors (serde_json) does; the expected bytes are what
+    /// `safetensors.torch.save` produced for the same tensor and metadata.
+    func testStringEscapingMatchesReference() throws {
+        try SafeTensors.write(["\u{1F}k\u{2028}": Tensor([Float(0)])],
+                              metadata: ["a": "\u{01}\u{7F}\u{08}\u{0C}\r\t/\\é😀"], to: url("esc.safetensors"))
+        let raw = Array(try Data(contentsOf: url("esc.safetensors")))
+        let expected = Array(#"{"__metadata__":{"a":"\u0001\#u{7F}\b\f\r\t/\\é😀"},"\u001fk\#u{2028}":"#.utf8)
+            + Array(#"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}} "#.utf8)
+        XCTAssertEqual(Array(raw[8..<raw.count - 4]), expected)
+        let file = try SafeTensors.read(contentsOf: url("esc.safetensors"))
+        XCTAssertEqual(file.metadata["a"], "\u{01}\u{7F}\u{08}\u{0C}\r\t/\\é😀")
+        XCTAssertEqual(file.names, ["\u{1F}k\u{2028}"])
+    }
+
     func testWriteReplacesAtomicallyAndLeavesNoTemporaryFiles() throws {
         let target = url("model.safetensors")
         try Data("old contents".utf8).write(to: target)
