@@ -1,1 +1,0 @@
-// LatheData: data sets, loaders, batching, splits and tokenizers.
