@@ -1,1 +1,0 @@
-// LatheTrain: recipes, the training loop, checkpoints and metric logs.
