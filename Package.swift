@@ -10,10 +10,12 @@ let package = Package(
         .library(name: "LatheNN", targets: ["LatheNN"]),
         .library(name: "LatheData", targets: ["LatheData"]),
         .library(name: "LatheIO", targets: ["LatheIO"]),
+        .library(name: "LatheTrain", targets: ["LatheTrain"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C kernels: GEMM, elementwise, reductions, thread pool; chosen at run time by CPU features.
@@ -22,7 +24,8 @@ let package = Package(
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
-        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO"]),
+        .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain"]),
         .executableTarget(
             name: "lathe",
             dependencies: ["Lathe", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -35,6 +38,7 @@ let package = Package(
         .testTarget(name: "LatheNNTests", dependencies: ["Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
         .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
+        .testTarget(name: "LatheTrainTests", dependencies: ["Lathe", "_LatheTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,3 +3,4 @@
 @_exported import LatheIO
 @_exported import LatheNN
 @_exported import LatheTensor
+@_exported import LatheTrain

@@ -1,1 +1,2 @@
 // LatheIO: reading and writing model files (safetensors; later GGUF and Hugging Face folders).
+// See SafeTensors.swift.

@@ -62,8 +62,12 @@ extension Tensor {
         return t
     }
 
-    /// The gradient accumulated by ``backward(_:)`` for a leaf, or nil.
-    public var grad: Tensor? { node?.grad }
+    /// The gradient accumulated by ``backward(_:)`` for a leaf, or nil. Setting it (on a
+    /// leaf) replaces the accumulated gradient, as optimisers and clipping do.
+    public var grad: Tensor? {
+        get { node?.grad }
+        nonmutating set { node?.grad = newValue }
+    }
 
     /// Clears the accumulated gradient of a leaf.
     public func zeroGrad() { node?.grad = nil }

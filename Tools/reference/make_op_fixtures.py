@@ -798,10 +798,56 @@ def self_check(path):
 
 # ---------------------------------------------------------------------------
 
+# Losses and normalisation (torch.nn.functional), used by LatheNN.
+OPS["cross_entropy"] = lambda xs, a: F.cross_entropy(
+    xs[0], xs[1], weight=xs[2] if len(xs) > 2 else None, ignore_index=a["ignore_index"],
+    label_smoothing=a["label_smoothing"], reduction=a["reduction"])
+OPS["nll"] = lambda xs, a: F.nll_loss(xs[0], xs[1], ignore_index=a["ignore_index"],
+                                      reduction=a["reduction"])
+OPS["mse"] = lambda xs, a: F.mse_loss(xs[0], xs[1], reduction=a["reduction"])
+OPS["l1"] = lambda xs, a: F.l1_loss(xs[0], xs[1], reduction=a["reduction"])
+OPS["huber"] = lambda xs, a: F.huber_loss(xs[0], xs[1], delta=a["delta"], reduction=a["reduction"])
+OPS["bce_with_logits"] = lambda xs, a: F.binary_cross_entropy_with_logits(
+    xs[0], xs[1], pos_weight=xs[2] if len(xs) > 2 else None, reduction=a["reduction"])
+OPS["kl_div"] = lambda xs, a: F.kl_div(xs[0], xs[1], reduction="batchmean", log_target=a["log_target"])
+OPS["layer_norm"] = lambda xs, a: F.layer_norm(xs[0], a["normalized_shape"], xs[1], xs[2], eps=1e-5)
+OPS["rms_norm"] = lambda xs, a: F.rms_norm(xs[0], [xs[0].shape[-1]], xs[1], eps=a["eps"])
+OPS["batch_norm_train"] = lambda xs, a: F.batch_norm(
+    xs[0], torch.zeros(xs[0].shape[1]), torch.ones(xs[0].shape[1]), xs[1], xs[2], training=True, eps=1e-5)
+
+
+def loss_cases():
+    for red in ["mean", "sum", "none"]:
+        case(f"cross_entropy_6x5_{red}", "cross_entropy", lambda: [randn(6, 5), ints(5, 6)],
+             {"ignore_index": -100, "label_smoothing": 0.0, "reduction": red})
+    case("cross_entropy_weighted_smoothed_ignore", "cross_entropy",
+         lambda: [randn(7, 4), torch.tensor([0, 3, 1, 1, 2, 3, 0]), positive(4)],
+         {"ignore_index": 1, "label_smoothing": 0.1, "reduction": "mean"}, requires_grad=[True, False, False])
+    case("cross_entropy_spatial_2x3x4", "cross_entropy", lambda: [randn(2, 3, 4), ints(3, 2, 4)],
+         {"ignore_index": -100, "label_smoothing": 0.2, "reduction": "mean"})
+    case("nll_5x4", "nll", lambda: [torch.log_softmax(randn(5, 4), 1), torch.tensor([0, 3, 2, 2, 1])],
+         {"ignore_index": 2, "reduction": "mean"})
+    for name in ["mse", "l1"]:
+        case(f"{name}_3x4", name, lambda: [randn(3, 4), randn(3, 4)], {"reduction": "mean"})
+    case("huber_4x5", "huber", lambda: [randn(4, 5) * 2, randn(4, 5)], {"delta": 1.0, "reduction": "mean"})
+    case("bce_with_logits_3x4", "bce_with_logits", lambda: [randn(3, 4) * 3, torch.rand(3, 4)], {"reduction": "mean"},
+         requires_grad=[True, False])
+    case("bce_with_logits_posweight", "bce_with_logits", lambda: [randn(5, 3), torch.rand(5, 3), positive(3)],
+         {"reduction": "sum"}, requires_grad=[True, False, False])
+    case("kl_div_4x6", "kl_div", lambda: [torch.log_softmax(randn(4, 6), 1), torch.softmax(randn(4, 6), 1)],
+         {"log_target": False})
+    case("kl_div_log_target_3x5", "kl_div", lambda: [torch.log_softmax(randn(3, 5), 1), torch.log_softmax(randn(3, 5), 1)],
+         {"log_target": True})
+    case("layer_norm_2x3x8", "layer_norm", lambda: [randn(2, 3, 8), randn(8), randn(8)], {"normalized_shape": [8]})
+    case("rms_norm_4x6", "rms_norm", lambda: [randn(4, 6), randn(6)], {"eps": 1e-6})
+    case("batch_norm_train_4x3x2x5", "batch_norm_train", lambda: [randn(4, 3, 2, 5), randn(3), randn(3)], {})
+    case("batch_norm_train_6x4", "batch_norm_train", lambda: [randn(6, 4), randn(4), randn(4)], {})
+
+
 def main():
     for group in [unary_cases, binary_cases, comparison_cases, where_cases, reduction_cases,
                   movement_cases, indexing_cases, matmul_cases, conv_cases, pool_cases,
-                  dtype_cases]:
+                  dtype_cases, loss_cases]:
         group()
 
     names = [c["name"] for c in CASES]

@@ -1,0 +1,283 @@
+// A small JSON reader and writer for file headers.
+//
+// Headers come from untrusted files, so the reader keeps object keys in file order, reports
+// duplicate keys, keeps numbers as text (callers decide what an integer is), limits nesting
+// depth, and never traps: every malformed input ends in a `JSONParseError`.
+
+/// A parsed JSON value. Objects keep their keys in file order.
+enum JSONValue: Equatable {
+    case object([(key: String, value: JSONValue)])
+    case array([JSONValue])
+    case string(String)
+    /// The number's text exactly as written.
+    case number(String)
+    case bool(Bool)
+    case null
+
+    static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case let (.object(x), .object(y)):
+            x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        case let (.array(x), .array(y)): x == y
+        case let (.string(x), .string(y)): x == y
+        case let (.number(x), .number(y)): x == y
+        case let (.bool(x), .bool(y)): x == y
+        case (.null, .null): true
+        default: false
+        }
+    }
+
+    /// A short name of the value's kind, for error messages.
+    var kindName: String {
+        switch self {
+        case .object: "an object"
+        case .array: "an array"
+        case .string: "a string"
+        case .number: "a number"
+        case .bool: "a boolean"
+        case .null: "null"
+        }
+    }
+
+    /// The value as a non-negative integer if it is written as one (no fraction or exponent)
+    /// and fits in `Int`; `nil` otherwise.
+    var nonNegativeInt: Int? {
+        guard case .number(let text) = self, !text.isEmpty else { return nil }
+        var value = 0
+        for c in text.utf8 {
+            guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(Int(c - UInt8(ascii: "0")))
+            if o1 || o2 { return nil }
+            value = s
+        }
+        return value
+    }
+}
+
+struct JSONParseError: Error, CustomStringConvertible {
+    let message: String
+    let offset: Int
+    var description: String { "\(message) at byte \(offset)" }
+}
+
+/// Parses one JSON value from UTF-8 bytes; whitespace may surround it, nothing else.
+struct JSONParser {
+    private let bytes: UnsafeRawBufferPointer
+    private var i = 0
+    private let maxDepth = 64
+
+    private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> JSONValue {
+        var p = JSONParser(bytes)
+        p.skipWhitespace()
+        let v = try p.value(depth: 0)
+        p.skipWhitespace()
+        if p.i != bytes.count { throw p.error("unexpected text after the JSON value") }
+        return v
+    }
+
+    private func error(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: i) }
+
+    private var peek: UInt8? { i < bytes.count ? bytes[i] : nil }
+
+    private mutating func skipWhitespace() {
+        while let c = peek, c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i += 1 }
+    }
+
+    private mutating func expect(_ c: UInt8) throws(JSONParseError) {
+        guard peek == c else {
+            throw error(peek == nil ? "unexpected end, expected '\(Character(Unicode.Scalar(c)))'"
+                                    : "expected '\(Character(Unicode.Scalar(c)))'")
+        }
+        i += 1
+    }
+
+    private mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        guard let c = peek else { throw error("unexpected end, expected a value") }
+        switch c {
+        case UInt8(ascii: "{"):
+            i += 1
+            var members: [(key: String, value: JSONValue)] = []
+            var seen = Set<String>()
+            skipWhitespace()
+            if peek == UInt8(ascii: "}") { i += 1; return .object(members) }
+            while true {
+                skipWhitespace()
+                guard peek == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let keyOffset = i
+                let key = try string()
+                guard seen.insert(key).inserted else {
+                    throw JSONParseError(message: "duplicate key \"\(key)\"", offset: keyOffset)
+                }
+                skipWhitespace()
+                try expect(UInt8(ascii: ":"))
+                skipWhitespace()
+                members.append((key, try value(depth: depth + 1)))
+                skipWhitespace()
+                if peek == UInt8(ascii: ",") { i += 1; continue }
+                try expect(UInt8(ascii: "}"))
+                return .object(members)
+            }
+        case UInt8(ascii: "["):
+            i += 1
+            var items: [JSONValue] = []
+            skipWhitespace()
+            if peek == UInt8(ascii: "]") { i += 1; return .array(items) }
+            while true {
+                skipWhitespace()
+                items.append(try value(depth: depth + 1))
+                skipWhitespace()
+                if peek == UInt8(ascii: ",") { i += 1; continue }
+                try expect(UInt8(ascii: "]"))
+                return .array(items)
+            }
+        case UInt8(ascii: "\""):
+            return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return .number(try number())
+        default:
+            throw error("unexpected character '\(Character(Unicode.Scalar(c)))'")
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) throws(JSONParseError) {
+        let w = UnsafeRawBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        guard i + w.count <= bytes.count, w.indices.allSatisfy({ bytes[i + $0] == w[$0] }) else {
+            throw error("invalid literal")
+        }
+        i += w.count
+    }
+
+    private mutating func number() throws(JSONParseError) -> String {
+        let start = i
+        func digits(_ p: inout JSONParser) -> Int {
+            let s = p.i
+            while let c = p.peek, c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") { p.i += 1 }
+            return p.i - s
+        }
+        if peek == UInt8(ascii: "-") { i += 1 }
+        guard digits(&self) > 0 else { throw error("invalid number") }
+        if peek == UInt8(ascii: ".") {
+            i += 1
+            guard digits(&self) > 0 else { throw error("invalid number") }
+        }
+        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            i += 1
+            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { i += 1 }
+            guard digits(&self) > 0 else { throw error("invalid number") }
+        }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+    }
+
+    private mutating func hex4() throws(JSONParseError) -> UInt32 {
+        guard i + 4 <= bytes.count else { throw error("unexpected end in \\u escape") }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = bytes[i]
+            let d: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+            default: throw error("invalid \\u escape")
+            }
+            v = v << 4 | UInt32(d)
+            i += 1
+        }
+        return v
+    }
+
+    /// A string starting at the opening quote. The caller has checked the bytes are UTF-8.
+    private mutating func string() throws(JSONParseError) -> String {
+        try expect(UInt8(ascii: "\""))
+        var out: [UInt8] = []
+        var runStart = i
+        while true {
+            guard let c = peek else { throw error("unterminated string") }
+            if c == UInt8(ascii: "\"") {
+                out.append(contentsOf: bytes[runStart..<i])
+                i += 1
+                return String(decoding: out, as: UTF8.self)
+            }
+            if c < 0x20 { throw error("control character in a string") }
+            if c != UInt8(ascii: "\\") { i += 1; continue }
+            out.append(contentsOf: bytes[runStart..<i])
+            i += 1
+            guard let e = peek else { throw error("unterminated string") }
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var code = try hex4()
+                if (0xD800..<0xDC00).contains(code) {
+                    guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
+                        throw error("unpaired surrogate in \\u escape")
+                    }
+                    i += 2
+                    let low = try hex4()
+                    guard (0xDC00..<0xE000).contains(low) else { throw error("unpaired surrogate in \\u escape") }
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                }
+                guard let scalar = Unicode.Scalar(code) else { throw error("unpaired surrogate in \\u escape") }
+                out.append(contentsOf: String(Character(scalar)).utf8)
+            default:
+                throw error("invalid escape '\\\(Character(Unicode.Scalar(e)))'")
+            }
+            runStart = i
+        }
+    }
+}
+
+/// True when `bytes` are valid UTF-8.
+func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    // Fast path: all ASCII.
+    if !bytes.contains(where: { $0 >= 0x80 }) { return true }
+    var iterator = bytes.makeIterator()
+    var parser = Unicode.UTF8.ForwardParser()
+    while true {
+        switch parser.parseScalar(from: &iterator) {
+        case .valid: continue
+        case .emptyInput: return true
+        case .error: return false
+        }
+    }
+}
+
+/// Writes JSON compactly, the way serde_json does (so headers match the reference writer).
+enum JSONWriter {
+    /// `s` as a JSON string literal: `"` and `\` escaped, control characters as `\n`, `\t`, ...
+    /// or `\u00xx`; everything else (including non-ASCII) as is.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        out.reserveCapacity(s.utf8.count + 2)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    static func intArray(_ xs: [Int]) -> String { "[" + xs.map(String.init).joined(separator: ",") + "]" }
+}

@@ -1,1 +1,0 @@
-// LatheNN: modules, layers, losses, optimisers, schedules and the training loop.

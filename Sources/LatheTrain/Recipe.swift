@@ -1,0 +1,276 @@
+import Foundation
+import Yams
+
+/// A training recipe: what to train, on what, how, and where to write results.
+///
+/// Recipes are YAML files (see `Recipes/`). Every key is checked: an unknown key or a value
+/// of the wrong type is a ``RecipeError`` naming the key and the file.
+public struct Recipe: Sendable, Equatable {
+    public struct Model: Sendable, Equatable {
+        /// `digits-mlp`, `digits-cnn`, `small-resnet` or `char-gpt`.
+        public var name = "digits-cnn"
+        public var hidden = 128
+        public var dropout: Float = 0
+        public var dModel = 128, layers = 4, heads = 4, context = 64
+        public var rope = true
+        /// Gradient checkpointing per transformer block.
+        public var checkpointing = false
+    }
+
+    public struct DataSpec: Sendable, Equatable {
+        /// `digits`, `fashion-mnist`, `mnist-idx`, `csv` or `shakespeare`.
+        public var name = "digits"
+        /// A file or directory for data sets that are not bundled.
+        public var path: String?
+        /// Train / validation / test fractions for data sets without fixed splits.
+        public var split: [Double] = [0.8, 0.1, 0.1]
+        public var splitSeed: UInt64 = 0
+        /// For `csv`: the label column (negative counts from the end).
+        public var labelColumn = -1
+        /// For text: the fraction held out for validation.
+        public var validationFraction = 0.1
+    }
+
+    public struct OptimizerSpec: Sendable, Equatable {
+        /// `sgd`, `adam` or `adamw`.
+        public var name = "adamw"
+        public var lr: Float = 1e-3
+        public var momentum: Float = 0
+        public var nesterov = false
+        public var weightDecay: Float? = nil
+        public var betas: [Float] = [0.9, 0.999]
+        public var eps: Float = 1e-8
+    }
+
+    public struct ScheduleSpec: Sendable, Equatable {
+        /// `constant`, `step` or `cosine`.
+        public var name = "constant"
+        public var warmupSteps = 0
+        public var stepSize = 1000
+        public var gamma: Float = 0.1
+        public var minLR: Float = 0
+    }
+
+    public struct Training: Sendable, Equatable {
+        /// Train for whole epochs, or for `steps` optimiser updates (one of the two).
+        public var epochs: Int? = nil
+        public var steps: Int? = nil
+        public var batchSize = 64
+        /// Micro-batches per optimiser update (gradient accumulation).
+        public var accumulation = 1
+        public var clipGradNorm: Float? = nil
+        public var labelSmoothing: Float = 0
+        /// Evaluate on the validation split every N updates (default: once per epoch).
+        public var evalEvery: Int? = nil
+        /// Write a checkpoint every N updates (default: at each evaluation).
+        public var checkpointEvery: Int? = nil
+        /// Evaluation batches for language models.
+        public var evalBatches = 20
+    }
+
+    public var model = Model()
+    public var data = DataSpec()
+    public var optimizer = OptimizerSpec()
+    public var schedule = ScheduleSpec()
+    public var training = Training()
+    public var seed: UInt64 = 0
+    public var threads: Int? = nil
+    /// Output directory for checkpoints, models and logs.
+    public var output = "runs/run"
+
+    public init() {}
+}
+
+/// A recipe that cannot be used, with the file and key at fault.
+public struct RecipeError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let key: String?
+    public let message: String
+
+    public var description: String {
+        if let key { return "\(file): \(key): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+extension Recipe {
+    /// Reads a recipe file, applying `overrides` (`key.path=value`, the value parsed as YAML).
+    public static func load(contentsOf url: URL, overrides: [String] = []) throws -> Recipe {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw RecipeError(file: url.path, key: nil, message: "cannot read the recipe (does the file exist?)")
+        }
+        return try parse(text, file: url.path, overrides: overrides)
+    }
+
+    /// Parses recipe YAML; `file` names the source in errors.
+    public static func parse(_ text: String, file: String = "<recipe>", overrides: [String] = []) throws -> Recipe {
+        let root: Any?
+        do { root = try Yams.load(yaml: text) } catch {
+            throw RecipeError(file: file, key: nil, message: "not valid YAML: \(error)")
+        }
+        guard var dict = (root ?? [String: Any]()) as? [String: Any] else {
+            throw RecipeError(file: file, key: nil, message: "the top level must be a mapping of keys to values")
+        }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
+                throw RecipeError(file: file, key: nil, message: "--set \(o): expected key=value, e.g. optimizer.lr=0.01")
+            }
+            let path = o[..<eq].split(separator: ".").map(String.init)
+            let valueText = String(o[o.index(after: eq)...])
+            let value = (try? Yams.load(yaml: valueText)).flatMap { $0 } ?? valueText
+            dict = setting(dict, path: path[...], value: value)
+        }
+        var reader = Reader(file: file)
+        return try reader.recipe(dict)
+    }
+
+    private static func setting(_ dict: [String: Any], path: ArraySlice<String>, value: Any) -> [String: Any] {
+        var d = dict
+        guard let first = path.first else { return d }
+        if path.count == 1 { d[first] = value; return d }
+        d[first] = setting(d[first] as? [String: Any] ?? [:], path: path.dropFirst(), value: value)
+        return d
+    }
+}
+
+/// Typed, key-checked reading of the YAML tree.
+private struct Reader {
+    let file: String
+
+    func fail(_ key: String, _ message: String) -> RecipeError { RecipeError(file: file, key: key, message: message) }
+
+    func section(_ dict: [String: Any], _ key: String, allowed: Set<String>) throws -> [String: Any] {
+        guard let v = dict[key] else { return [:] }
+        guard let d = v as? [String: Any] else { throw fail(key, "expected a mapping of keys to values") }
+        if let unknown = d.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw fail("\(key).\(unknown)", "unknown key (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+        return d
+    }
+
+    func int(_ d: [String: Any], _ section: String, _ key: String) throws -> Int? {
+        guard let v = d[key] else { return nil }
+        if let i = v as? Int { return i }
+        if let x = v as? Double, x == x.rounded() { return Int(x) }
+        throw fail("\(section)\(key)", "expected an integer, got \(describe(v))")
+    }
+
+    func double(_ d: [String: Any], _ section: String, _ key: String) throws -> Double? {
+        guard let v = d[key] else { return nil }
+        if let x = v as? Double { return x }
+        if let i = v as? Int { return Double(i) }
+        throw fail("\(section)\(key)", "expected a number, got \(describe(v))")
+    }
+
+    func float(_ d: [String: Any], _ section: String, _ key: String) throws -> Float? {
+        try double(d, section, key).map(Float.init)
+    }
+
+    func bool(_ d: [String: Any], _ section: String, _ key: String) throws -> Bool? {
+        guard let v = d[key] else { return nil }
+        if let b = v as? Bool { return b }
+        throw fail("\(section)\(key)", "expected true or false, got \(describe(v))")
+    }
+
+    func string(_ d: [String: Any], _ section: String, _ key: String, oneOf: [String]? = nil) throws -> String? {
+        guard let v = d[key] else { return nil }
+        guard let s = v as? String ?? (v as? Int).map(String.init) ?? (v as? Double).map({ String($0) }) else {
+            throw fail("\(section)\(key)", "expected a string, got \(describe(v))")
+        }
+        if let oneOf, !oneOf.contains(s) {
+            throw fail("\(section)\(key)", "'\(s)' is not one of \(oneOf.joined(separator: ", "))")
+        }
+        return s
+    }
+
+    func doubles(_ d: [String: Any], _ section: String, _ key: String) throws -> [Double]? {
+        guard let v = d[key] else { return nil }
+        guard let a = v as? [Any] else { throw fail("\(section)\(key)", "expected a list of numbers, got \(describe(v))") }
+        return try a.map { x in
+            if let x = x as? Double { return x }
+            if let i = x as? Int { return Double(i) }
+            throw fail("\(section)\(key)", "expected a list of numbers, got \(describe(v))")
+        }
+    }
+
+    func describe(_ v: Any) -> String {
+        if let s = v as? String { return "'\(s)'" }
+        if v is [Any] { return "a list" }
+        if v is [String: Any] { return "a mapping" }
+        return "\(v)"
+    }
+
+    func positive(_ value: Int?, _ key: String) throws -> Int? {
+        if let value, value < 1 { throw fail(key, "must be at least 1, got \(value)") }
+        return value
+    }
+
+    mutating func recipe(_ root: [String: Any]) throws -> Recipe {
+        let top: Set<String> = ["model", "data", "optimizer", "schedule", "training", "seed", "threads", "output"]
+        if let unknown = root.keys.sorted().first(where: { !top.contains($0) }) {
+            throw fail(unknown, "unknown key (known: \(top.sorted().joined(separator: ", ")))")
+        }
+        var r = Recipe()
+        let m = try section(root, "model", allowed: ["name", "hidden", "dropout", "d_model", "layers", "heads", "context", "rope", "checkpointing"])
+        r.model.name = try string(m, "model.", "name", oneOf: ["digits-mlp", "digits-cnn", "small-resnet", "char-gpt"]) ?? r.model.name
+        r.model.hidden = try positive(int(m, "model.", "hidden"), "model.hidden") ?? r.model.hidden
+        r.model.dropout = try float(m, "model.", "dropout") ?? r.model.dropout
+        if !(0..<1).contains(r.model.dropout) { throw fail("model.dropout", "must be in [0, 1), got \(r.model.dropout)") }
+        r.model.dModel = try positive(int(m, "model.", "d_model"), "model.d_model") ?? r.model.dModel
+        r.model.layers = try positive(int(m, "model.", "layers"), "model.layers") ?? r.model.layers
+        r.model.heads = try positive(int(m, "model.", "heads"), "model.heads") ?? r.model.heads
+        r.model.context = try positive(int(m, "model.", "context"), "model.context") ?? r.model.context
+        r.model.rope = try bool(m, "model.", "rope") ?? r.model.rope
+        r.model.checkpointing = try bool(m, "model.", "checkpointing") ?? r.model.checkpointing
+        if r.model.dModel % r.model.heads != 0 { throw fail("model.heads", "d_model \(r.model.dModel) is not divisible by \(r.model.heads) heads") }
+
+        let d = try section(root, "data", allowed: ["name", "path", "split", "split_seed", "label_column", "validation_fraction"])
+        r.data.name = try string(d, "data.", "name", oneOf: ["digits", "fashion-mnist", "mnist-idx", "csv", "shakespeare"]) ?? r.data.name
+        r.data.path = try string(d, "data.", "path")
+        r.data.split = try doubles(d, "data.", "split") ?? r.data.split
+        if r.data.split.count != 3 || r.data.split.contains(where: { $0 < 0 }) || Swift.abs(r.data.split.reduce(0, +) - 1) > 1e-6 {
+            throw fail("data.split", "expected three non-negative fractions adding up to 1 (train, validation, test), got \(r.data.split)")
+        }
+        r.data.splitSeed = try int(d, "data.", "split_seed").map { UInt64(truncatingIfNeeded: $0) } ?? r.data.splitSeed
+        r.data.labelColumn = try int(d, "data.", "label_column") ?? r.data.labelColumn
+        r.data.validationFraction = try double(d, "data.", "validation_fraction") ?? r.data.validationFraction
+
+        let o = try section(root, "optimizer", allowed: ["name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"])
+        r.optimizer.name = try string(o, "optimizer.", "name", oneOf: ["sgd", "adam", "adamw"]) ?? r.optimizer.name
+        r.optimizer.lr = try float(o, "optimizer.", "lr") ?? r.optimizer.lr
+        if !(r.optimizer.lr > 0) { throw fail("optimizer.lr", "must be positive, got \(r.optimizer.lr)") }
+        r.optimizer.momentum = try float(o, "optimizer.", "momentum") ?? r.optimizer.momentum
+        r.optimizer.nesterov = try bool(o, "optimizer.", "nesterov") ?? r.optimizer.nesterov
+        r.optimizer.weightDecay = try float(o, "optimizer.", "weight_decay")
+        r.optimizer.betas = try doubles(o, "optimizer.", "betas")?.map(Float.init) ?? r.optimizer.betas
+        if r.optimizer.betas.count != 2 { throw fail("optimizer.betas", "expected two numbers, e.g. [0.9, 0.999]") }
+        r.optimizer.eps = try float(o, "optimizer.", "eps") ?? r.optimizer.eps
+
+        let s = try section(root, "schedule", allowed: ["name", "warmup_steps", "step_size", "gamma", "min_lr"])
+        r.schedule.name = try string(s, "schedule.", "name", oneOf: ["constant", "step", "cosine"]) ?? r.schedule.name
+        r.schedule.warmupSteps = try int(s, "schedule.", "warmup_steps") ?? r.schedule.warmupSteps
+        r.schedule.stepSize = try positive(int(s, "schedule.", "step_size"), "schedule.step_size") ?? r.schedule.stepSize
+        r.schedule.gamma = try float(s, "schedule.", "gamma") ?? r.schedule.gamma
+        r.schedule.minLR = try float(s, "schedule.", "min_lr") ?? r.schedule.minLR
+
+        let t = try section(root, "training", allowed: ["epochs", "steps", "batch_size", "accumulation", "clip_grad_norm",
+                                                         "label_smoothing", "eval_every", "checkpoint_every", "eval_batches"])
+        r.training.epochs = try positive(int(t, "training.", "epochs"), "training.epochs")
+        r.training.steps = try positive(int(t, "training.", "steps"), "training.steps")
+        if (r.training.epochs == nil) == (r.training.steps == nil) {
+            throw fail("training", "give exactly one of training.epochs and training.steps")
+        }
+        r.training.batchSize = try positive(int(t, "training.", "batch_size"), "training.batch_size") ?? r.training.batchSize
+        r.training.accumulation = try positive(int(t, "training.", "accumulation"), "training.accumulation") ?? r.training.accumulation
+        r.training.clipGradNorm = try float(t, "training.", "clip_grad_norm")
+        r.training.labelSmoothing = try float(t, "training.", "label_smoothing") ?? r.training.labelSmoothing
+        r.training.evalEvery = try positive(int(t, "training.", "eval_every"), "training.eval_every")
+        r.training.checkpointEvery = try positive(int(t, "training.", "checkpoint_every"), "training.checkpoint_every")
+        r.training.evalBatches = try positive(int(t, "training.", "eval_batches"), "training.eval_batches") ?? r.training.evalBatches
+
+        r.seed = try int(root, "", "seed").map { UInt64(truncatingIfNeeded: $0) } ?? r.seed
+        r.threads = try positive(int(root, "", "threads"), "threads")
+        r.output = try string(root, "", "output") ?? r.output
+        return r
+    }
+}

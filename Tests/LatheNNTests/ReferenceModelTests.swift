@@ -1,0 +1,87 @@
+import Foundation
+import Lathe
+import XCTest
+import _LatheTestSupport
+
+/// Each reference model starts from PyTorch-exported weights and one fixed batch, runs 5
+/// AdamW steps, and must match PyTorch's losses, first-step gradients and final weights
+/// (fixtures from `Tools/reference/make_model_fixtures.py`).
+final class ReferenceModelTests: XCTestCase {
+    func load(_ model: String, _ file: String) throws -> [String: Tensor] {
+        try SafeTensors.read(contentsOf: fixturesDirectory.appendingPathComponent("models/\(model)/\(file)")).tensors
+    }
+
+    func expected(_ model: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: fixturesDirectory.appendingPathComponent("models/\(model)/expected.json"))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    func runFiveSteps(_ name: String, _ model: Module, file: StaticString = #filePath, line: UInt = #line) throws {
+        let exp = try expected(name)
+        try model.loadStateDict(load(name, "init.safetensors"))
+        model.train()
+        let batch = try load(name, "batch.safetensors")
+        let (x, y) = (batch["x"]!, batch["y"]!)
+        let opt = exp["optimizer"] as! [String: Any]
+        let betas = (opt["betas"] as! [NSNumber]).map(\.floatValue)
+        let optimizer = AdamW(model.namedParameters, learningRate: (opt["lr"] as! NSNumber).floatValue, betas: (betas[0], betas[1]),
+                              eps: (opt["eps"] as! NSNumber).floatValue, weightDecay: (opt["weight_decay"] as! NSNumber).floatValue)
+        let losses = (exp["losses"] as! [NSNumber]).map(\.floatValue)
+        let grads1 = try load(name, "grads1.safetensors")
+        for step in 0..<losses.count {
+            optimizer.zeroGrad()
+            let logits = model(x)
+            let v = logits.shape.last!
+            let loss = Loss.crossEntropy(logits.reshaped([-1, v]), y.reshaped([-1]))
+            XCTAssertEqual(loss.item, losses[step], accuracy: 2e-5 * Swift.max(1, Swift.abs(losses[step])),
+                           "\(name) loss at step \(step + 1)", file: file, line: line)
+            loss.backward()
+            if step == 0 {
+                for (key, p) in model.namedParameters {
+                    guard let g = p.grad, let e = grads1[key] else { XCTFail("\(name): no gradient for \(key)", file: file, line: line); continue }
+                    assertClose(g, e, rtol: 1e-3, atol: 2e-6, "\(name) step-1 gradient of \(key)", file: file, line: line)
+                }
+            }
+            optimizer.step()
+        }
+        // Keys whose true gradient is zero (a conv bias before BatchNorm): AdamW turns rounding noise
+        // into steps of up to lr in either direction, so they can differ by 2 * steps * lr.
+        let noisy = Set(((exp["float64_reference"] as? [String: Any])?["noise_dominated"] as? [String]) ?? [])
+        let final = try load(name, "final.safetensors")
+        let state = model.stateDict()
+        XCTAssertEqual(Set(state.keys), Set(final.keys), "\(name) state_dict keys", file: file, line: line)
+        for (key, e) in final {
+            guard let v = state[key] else { continue }
+            if e.dtype == .int64 {
+                XCTAssertEqual(v.intScalars, e.intScalars, "\(name) \(key)", file: file, line: line)
+            } else {
+                assertClose(v, e, rtol: 1e-3, atol: noisy.contains(key) ? 0.1 : 2e-4, "\(name) final \(key)", file: file, line: line)
+            }
+        }
+    }
+
+    func testMLPMatchesPyTorch() throws { try runFiveSteps("mlp", Models.digitsMLP()) }
+    func testCNNMatchesPyTorch() throws { try runFiveSteps("cnn", DigitsCNN()) }
+    func testResNetMatchesPyTorch() throws { try runFiveSteps("resnet", SmallResNet()) }
+
+    func testCharGPTMatchesPyTorch() throws {
+        let config = try expected("gpt")["config"] as! [String: Any]
+        func int(_ k: String) -> Int { (config[k] as! NSNumber).intValue }
+        let gpt = CharGPT(CharGPT.Config(vocab: int("vocab"), context: int("context"), dModel: int("d_model"),
+                                         heads: int("heads"), layers: int("layers"), rope: (config["rope"] as! NSNumber).boolValue))
+        try runFiveSteps("gpt", gpt)
+    }
+
+    func testCheckpointedGPTGivesTheSameGradients() throws {
+        let config = CharGPT.Config(vocab: 11, context: 8, dModel: 16, heads: 2, layers: 2)
+        let a = CharGPT(config, seed: 3), b = CharGPT(config, seed: 3)
+        b.checkpointing = true
+        var rng = RandomGenerator(seed: 5)
+        let ids = Tensor.randint([3, 8], low: 0, high: 11, generator: &rng)
+        let targets = Tensor.randint([3, 8], low: 0, high: 11, generator: &rng)
+        for m in [a, b] { Loss.crossEntropy(m(ids).reshaped([-1, 11]), targets.reshaped([-1])).backward() }
+        for ((key, p), (_, q)) in zip(a.namedParameters, b.namedParameters) {
+            assertClose(q.grad!, p.grad!, rtol: 1e-5, atol: 1e-7, "checkpointed gradient of \(key)")
+        }
+    }
+}
