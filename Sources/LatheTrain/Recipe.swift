@@ -117,14 +117,17 @@ extension Recipe {
             }
             let path = o[..<eq].split(separator: ".").map(String.init)
             let valueText = String(o[o.index(after: eq)...])
-            let value = (try? Yams.load(yaml: valueText)).flatMap { $0 } ?? valueText
+            // The value is YAML (numbers, lists, true/false); `null` removes the key.
+            let parsed: Any?? = try? Yams.load(yaml: valueText)
+            var value: Any? = parsed ?? valueText
+            if value is NSNull { value = nil }
             dict = setting(dict, path: path[...], value: value)
         }
         var reader = Reader(file: file)
         return try reader.recipe(dict)
     }
 
-    private static func setting(_ dict: [String: Any], path: ArraySlice<String>, value: Any) -> [String: Any] {
+    private static func setting(_ dict: [String: Any], path: ArraySlice<String>, value: Any?) -> [String: Any] {
         var d = dict
         guard let first = path.first else { return d }
         if path.count == 1 { d[first] = value; return d }

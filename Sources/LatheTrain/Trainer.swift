@@ -57,7 +57,7 @@ public final class Trainer {
     public let output: URL
     /// Called with (step, epoch, split, metrics) after each logged step and each evaluation.
     public var onMetrics: ((Int, Int, String, [String: Double]) -> Void)?
-    /// Called after every step with (step, total steps, loss).
+    /// Called after every step with (step, epoch, mean loss of the step).
     public var onStep: ((Int, Int, Double) -> Void)?
 
     public init(recipe: Recipe, recipeDirectory: URL? = nil) throws {
@@ -145,12 +145,13 @@ public final class Trainer {
             step += 1
             let epoch = step * accumulation / Swift.max(task.microBatchesPerEpoch, 1)
             let meanLoss = Double(lossSum) / Double(accumulation)
-            onStep?(step, total, meanLoss)
+            onStep?(step, epoch, meanLoss)
             onMetrics?(step, epoch, "train", ["loss": meanLoss, "lr": Double(optimizer.learningRate)])
             if step % evalEvery == 0 || step == total {
                 let v = evaluate(.validation)
                 onMetrics?(step, epoch, "val", metrics(v))
-                let metric = v.accuracy ?? -v.loss
+                // Higher accuracy wins, lower loss breaks ties (language models: loss alone).
+                let metric = (v.accuracy ?? 0) * 1e6 - v.loss
                 if best == nil || metric > best!.metric {
                     best = (metric, step)
                     try save(model.stateDict(), to: output.appendingPathComponent("best.safetensors"), step: step)

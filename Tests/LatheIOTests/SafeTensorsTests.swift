@@ -454,25 +454,9 @@ final class SafeTensorsTests: XCTestCase {
 
     /// Runs the built `lathe` executable (next to the test bundle) on good and bad files.
     func testInspectCommand() throws {
-        let candidates = [
-            Bundle(for: Self.self).bundleURL.deletingLastPathComponent(),
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-        ].map { $0.appendingPathComponent("lathe") }
-        guard let lathe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw XCTSkip("lathe executable not found next to the tests (looked in \(candidates.map(\.path)))")
-        }
         func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-            let process = Process()
-            process.executableURL = lathe
-            process.arguments = arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            let r = try runLathe(arguments)
+            return (r.status, r.out, r.err)
         }
         let fixture = fixturesDirectory.appendingPathComponent("io/torch_written.safetensors").path
         let table = try run(["inspect", fixture])

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import Lathe
+
+/// Runs a trainer with progress output and prints the summary.
+func runTraining(_ trainer: Trainer, resume: Bool, label: String) throws -> TrainSummary {
+    let recipe = trainer.recipe
+    print("\(label): \(recipe.model.name) on \(recipe.data.name), \(trainer.model.parameterCount()) parameters, "
+          + "\(trainer.totalSteps) steps, kernels \(KernelInfo.isaName), threads \(ThreadPool.threadCount)")
+    let logger = try MetricLogger(directory: trainer.output, resume: resume)
+    let progress = ProgressReporter(totalSteps: trainer.totalSteps)
+    var logError: Error?
+    trainer.onStep = { step, epoch, loss in progress.update(step: step, epoch: epoch, loss: loss) }
+    trainer.onMetrics = { step, epoch, split, metrics in
+        do { try logger.log(step: step, epoch: epoch, split: split, metrics: metrics) } catch { logError = error }
+        if split == "val" {
+            progress.message(String(format: "step %d  validation loss %.4f", step, metrics["loss"] ?? .nan)
+                          + (metrics["accuracy"].map { String(format: "  accuracy %.2f%%", 100 * $0) } ?? ""))
+        }
+    }
+    let summary = try trainer.run(resume: resume)
+    progress.finish()
+    try logger.close()
+    if let logError { throw logError }
+    print(String(format: "trained %d steps in %.1f s", summary.steps, summary.seconds))
+    for (name, e) in [("validation", summary.validation), ("test", summary.test)] {
+        guard let e else { continue }
+        print(String(format: "%@: loss %.4f", name, e.loss) + (e.accuracy.map { String(format: ", accuracy %.2f%% of %d", 100 * $0, e.count) } ?? ""))
+    }
+    print("model: \(summary.modelPath) (best: \(summary.outputDirectory)/best.safetensors, step \(summary.bestStep ?? 0)); logs: metrics.csv, TensorBoard events")
+    return summary
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model from a YAML recipe.",
+        discussion: "Example: lathe train Recipes/digits-cnn.yaml --set optimizer.lr=0.001 --set training.epochs=5"
+    )
+
+    @Argument(help: "The recipe file (see Recipes/).") var recipe: String
+    @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value (repeatable).") var overrides: [String] = []
+    @Flag(help: "Continue from the output directory's checkpoint.") var resume = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func run() throws {
+        try threadOptions.apply()
+        let url = URL(fileURLWithPath: recipe)
+        let r = try Recipe.load(contentsOf: url, overrides: overrides)
+        let trainer = try Trainer(recipe: r, recipeDirectory: nil)
+        if threadOptions.threads != nil { try threadOptions.apply() }
+        _ = try runTraining(trainer, resume: resume, label: "lathe train")
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate saved weights (Lathe's or PyTorch's state_dict as safetensors) on a recipe's data.",
+        discussion: "Example: lathe eval Recipes/digits-cnn.yaml --model runs/digits-cnn/best.safetensors"
+    )
+
+    @Argument(help: "The recipe that describes the model and data.") var recipe: String
+    @Option(help: "Weights to evaluate (default: the recipe's output/best.safetensors).") var model: String?
+    @Option(help: "Split: test, validation or train.") var split: String = "test"
+    @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func run() throws {
+        try threadOptions.apply()
+        guard let which = ["test": DataSplit.test, "validation": .validation, "val": .validation, "train": .train][split] else {
+            throw ValidationError("--split must be test, validation or train, not '\(split)'")
+        }
+        let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        let trainer = try Trainer(recipe: r)
+        let path = model ?? trainer.output.appendingPathComponent("best.safetensors").path
+        let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: path))
+        try trainer.model.loadStateDict(file.tensors)
+        let e = trainer.evaluate(which)
+        print("\(path) on \(r.data.name) \(which.rawValue) (\(e.count) \(trainer.task is LanguageModelTask ? "tokens" : "samples")): "
+              + String(format: "loss %.4f", e.loss) + (e.accuracy.map { String(format: ", accuracy %.2f%%", 100 * $0) } ?? ""))
+    }
+}
