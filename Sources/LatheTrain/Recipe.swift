@@ -119,8 +119,7 @@ extension Recipe {
             let valueText = String(o[o.index(after: eq)...])
             // The value is YAML (numbers, lists, true/false); `null` removes the key.
             let parsed: Any?? = try? Yams.load(yaml: valueText)
-            var value: Any? = parsed ?? valueText
-            if value is NSNull { value = nil }
+            let value: Any? = parsed ?? valueText
             dict = setting(dict, path: path[...], value: value)
         }
         var reader = Reader(file: file)
@@ -144,7 +143,9 @@ private struct Reader {
 
     func section(_ dict: [String: Any], _ key: String, allowed: Set<String>) throws -> [String: Any] {
         guard let v = dict[key] else { return [:] }
-        guard let d = v as? [String: Any] else { throw fail(key, "expected a mapping of keys to values") }
+        guard let mapping = v as? [String: Any] else { throw fail(key, "expected a mapping of keys to values") }
+        // `key: null` (or `--set key=null`) means "not set".
+        let d = mapping.filter { !($0.value is NSNull) }
         if let unknown = d.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw fail("\(key).\(unknown)", "unknown key (known: \(allowed.sorted().joined(separator: ", ")))")
         }

@@ -106,6 +106,11 @@ public final class Trainer {
 
     var checkpointURL: URL { output.appendingPathComponent("checkpoint.safetensors") }
 
+    /// The step of the output directory's checkpoint, if there is a readable one.
+    public func checkpointStep() -> Int? {
+        (try? SafeTensors.readHeader(contentsOf: checkpointURL))?.metadata["lathe.step"].flatMap(Int.init)
+    }
+
     /// Trains to the end (or to `stopAfter` steps, for tests that simulate an interruption).
     @discardableResult
     public func run(resume: Bool = false, stopAfter: Int? = nil) throws -> TrainSummary {

@@ -7,8 +7,10 @@ func runTraining(_ trainer: Trainer, resume: Bool, label: String) throws -> Trai
     let recipe = trainer.recipe
     print("\(label): \(recipe.model.name) on \(recipe.data.name), \(trainer.model.parameterCount()) parameters, "
           + "\(trainer.totalSteps) steps, kernels \(KernelInfo.isaName), threads \(ThreadPool.threadCount)")
+    fflush(nil)
     let logger = try MetricLogger(directory: trainer.output, resume: resume)
-    let progress = ProgressReporter(totalSteps: trainer.totalSteps)
+    let startStep = resume ? trainer.checkpointStep() ?? 0 : 0
+    let progress = ProgressReporter(totalSteps: trainer.totalSteps, startStep: startStep)
     var logError: Error?
     trainer.onStep = { step, epoch, loss in progress.update(step: step, epoch: epoch, loss: loss) }
     trainer.onMetrics = { step, epoch, split, metrics in
