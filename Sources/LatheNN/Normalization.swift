@@ -31,25 +31,19 @@ public final class BatchNorm: Module {
         precondition(x.rank >= 2 && x.shape[1] == features, "BatchNorm: input \(x.shape) does not have \(features) channels in dim 1")
         var statShape = [Int](repeating: 1, count: x.rank)
         statShape[1] = features
-        let dims = [0] + Array(2..<x.rank)
-        let normalized: Tensor
         if isTraining {
-            let n = dims.reduce(1) { $0 * x.shape[$1] }
+            let n = x.count / features
             precondition(n > 1, "BatchNorm: training needs more than one value per channel, got input \(x.shape)")
-            let mean = x.mean(dims: dims, keepDims: true)
-            let centered = x - mean
-            let variance = centered.square().mean(dims: dims, keepDims: true)
-            normalized = centered * (variance + eps).rsqrt()
+            let (y, mean, variance) = x.batchNormTraining(weight: weight?.value, bias: bias?.value, eps: eps)
             noGrad {
                 let m = momentum
-                runningMean.value = runningMean.value * (1 - m) + mean.detached().reshaped([features]) * m
-                let unbiased = variance.detached().reshaped([features]) * (Float(n) / Float(n - 1))
-                runningVar.value = runningVar.value * (1 - m) + unbiased * m
+                runningMean.value = runningMean.value * (1 - m) + mean * m
+                runningVar.value = runningVar.value * (1 - m) + variance * (Float(n) / Float(n - 1) * m)
                 numBatchesTracked.value = Tensor([numBatchesTracked.value.intScalars[0] + 1], shape: [], dtype: .int64)
             }
-        } else {
-            normalized = (x - runningMean.value.reshaped(statShape)) * (runningVar.value.reshaped(statShape) + eps).rsqrt()
+            return y
         }
+        let normalized = (x - runningMean.value.reshaped(statShape)) * (runningVar.value.reshaped(statShape) + eps).rsqrt()
         guard let weight, let bias else { return normalized }
         return normalized * weight.value.reshaped(statShape) + bias.value.reshaped(statShape)
     }
@@ -75,6 +69,7 @@ public final class LayerNorm: Module {
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
                      "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")
+        if normalizedShape.count == 1 { return x.layerNorm(weight: weight?.value, bias: bias?.value, eps: eps) }
         var y = Self.normalize(x, lastDims: normalizedShape.count, eps: eps)
         if let weight { y = y * weight.value }
         if let bias { y = y + bias.value }

@@ -93,3 +93,37 @@ enum StridedCopy {
         return offs
     }
 }
+
+extension StridedCopy {
+    /// Calls `body(offA, offB, offC)` for outer rows `rows` (row-major over all but the last
+    /// dim) of three operands, stepping offsets like an odometer (no allocation per row).
+    static func forRows(_ rows: Range<Int>, shape: [Int], strides: [[Int]], _ body: (Int, Int, Int) -> Void) {
+        let outer = shape.count - 1
+        if outer == 0 { for _ in rows { body(0, 0, 0) }; return }
+        let s0 = strides[0], s1 = strides[1], s2 = strides[2]
+        if outer == 1 {
+            for r in rows { body(r * s0[0], r * s1[0], r * s2[0]) }
+            return
+        }
+        var idx = [Int](repeating: 0, count: outer)
+        var rem = rows.lowerBound
+        var a = 0, b = 0, c = 0
+        for d in stride(from: outer - 1, through: 0, by: -1) {
+            idx[d] = rem % shape[d]
+            rem /= shape[d]
+            a += idx[d] * s0[d]; b += idx[d] * s1[d]; c += idx[d] * s2[d]
+        }
+        for _ in rows {
+            body(a, b, c)
+            var d = outer - 1
+            while d >= 0 {
+                idx[d] += 1
+                a += s0[d]; b += s1[d]; c += s2[d]
+                if idx[d] < shape[d] { break }
+                a -= s0[d] * shape[d]; b -= s1[d] * shape[d]; c -= s2[d] * shape[d]
+                idx[d] = 0
+                d -= 1
+            }
+        }
+    }
+}

@@ -115,9 +115,8 @@ extension Tensor {
         } else {
             let rowsPerTask = Swift.max(1, elementwiseGrain / inner)
             ThreadPool.forChunks(outer, grain: rowsPerTask) { rows in
-                for row in rows {
-                    let offs = StridedCopy.outerOffsets(row, shape: shape, strides: st)
-                    lathe_binary_f32(opCode, ap + offs[0], isa, bp + offs[1], isb, yp + offs[2], 1, inner)
+                StridedCopy.forRows(rows, shape: shape, strides: st) { oa, ob, oy in
+                    lathe_binary_f32(opCode, ap + oa, isa, bp + ob, isb, yp + oy, 1, inner)
                 }
             }
         }

@@ -16,8 +16,25 @@ extension Tensor {
         let xp = x.floatPointer, yp = out.floatPointer
         argmax.withUnsafeMutableBufferPointer { am in
             let amp = am.baseAddress!
+            let simple2x2 = kernel == (2, 2) && s == (2, 2) && padding == (0, 0) && dilation == (1, 1)
             ThreadPool.forEach(n * c) { plane in
                 let src = xp + plane * h * w
+                if simple2x2 {
+                    // The common case: 2x2 windows, stride 2, no padding.
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            let i0 = 2 * oy * w + 2 * ox
+                            var best = src[i0], bi = i0
+                            for i in [i0 + 1, i0 + w, i0 + w + 1] where src[i] > best || (src[i].isNaN && !best.isNaN) {
+                                best = src[i]; bi = i
+                            }
+                            let o = (plane * oh + oy) * ow + ox
+                            yp[o] = best
+                            amp[o] = Int32(bi)
+                        }
+                    }
+                    return
+                }
                 for oy in 0..<oh {
                     for ox in 0..<ow {
                         var best = -Float.infinity, bi = -1
