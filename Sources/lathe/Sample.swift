@@ -44,7 +44,7 @@ struct Sample: ParsableCommand {
         if !unknown.isEmpty {
             var seen = Set<Unicode.Scalar>()
             let list = unknown.filter { seen.insert($0).inserted }
-                .map { "'\($0.escaped(asASCII: false))' (U+\(String($0.value, radix: 16, uppercase: true)))" }
+                .map { "'\($0.escaped(asASCII: false))' (" + String(format: "U+%04X", $0.value) + ")" }
             throw ValidationError("the prompt has characters that are not in the \(r.data.name) vocabulary: "
                                   + list.joined(separator: ", "))
         }
