@@ -9,6 +9,10 @@ public struct TensorDataset: Sendable {
     public let labels: Tensor
     /// Number of classes when known (labels are then in `0..<classes`).
     public let classes: Int?
+    /// For a subset (``subset(indices:)``, ``split(fractions:seed:)``): the index of each sample
+    /// in the original data set (the one built with ``init(features:labels:classes:)``), so
+    /// other tools can rebuild the same subset. `nil` for an original data set.
+    public let sourceIndices: [Int]?
 
     /// Pairs `features` with `labels`. int32 labels are widened to int64.
     public init(features: Tensor, labels: Tensor, classes: Int? = nil) {
@@ -23,7 +27,15 @@ public struct TensorDataset: Sendable {
         self.features = features
         self.labels = labels.dtype == .int64 ? labels : labels.to(.int64)
         self.classes = classes
+        sourceIndices = nil
     }
+
+    init(features: Tensor, labels: Tensor, classes: Int?, sourceIndices: [Int]?) {
+        (self.features, self.labels, self.classes, self.sourceIndices) = (features, labels, classes, sourceIndices)
+    }
+
+    /// The index of each sample in the original data set (`0..<count` for an original data set).
+    public var indicesInSource: [Int] { sourceIndices ?? Array(0..<count) }
 
     /// Number of samples.
     public var count: Int { labels.shape[0] }
@@ -33,8 +45,10 @@ public struct TensorDataset: Sendable {
 
     /// The samples at `indices` (1-D int64 tensor), in that order.
     public func subset(indices: Tensor) -> TensorDataset {
-        TensorDataset(features: features.indexSelect(dim: 0, index: indices),
-                      labels: labels.indexSelect(dim: 0, index: indices), classes: classes)
+        let picked = indices.intScalars
+        return TensorDataset(features: features.indexSelect(dim: 0, index: indices),
+                             labels: labels.indexSelect(dim: 0, index: indices), classes: classes,
+                             sourceIndices: sourceIndices.map { source in picked.map { source[$0] } } ?? picked)
     }
 
     /// The samples at `indices`, in that order (repeats allowed).
@@ -52,8 +66,14 @@ public struct TensorDataset: Sendable {
 
     /// Shuffles the samples with `seed` and cuts them into consecutive parts of the given
     /// fractions (e.g. `[0.8, 0.1, 0.1]`). Part sizes are `round(n * cumulative fraction)`
-    /// differences, so they add up to `count`. The parts are disjoint.
+    /// differences, so they add up to `count`. The parts are disjoint. Each part's
+    /// ``sourceIndices`` (and ``splitIndices(fractions:seed:)``) say which samples it took.
     public func split(fractions: [Double], seed: UInt64) throws -> [TensorDataset] {
+        try splitIndices(fractions: fractions, seed: seed).map { subset(indices: $0) }
+    }
+
+    /// The row indices (into this data set) of each part that ``split(fractions:seed:)`` makes.
+    public func splitIndices(fractions: [Double], seed: UInt64) throws -> [[Int]] {
         guard !fractions.isEmpty else { throw DataError.invalidArgument("split: give at least one fraction") }
         guard fractions.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
             throw DataError.invalidArgument("split: fractions must be finite and non-negative, got \(fractions)")
@@ -63,13 +83,13 @@ public struct TensorDataset: Sendable {
             throw DataError.invalidArgument("split: fractions \(fractions) sum to \(total), not 1")
         }
         var generator = RandomGenerator(seed: seed)
-        let order = Tensor.permutation(count, generator: &generator)
-        var parts: [TensorDataset] = []
+        let order = Tensor.permutation(count, generator: &generator).intScalars
+        var parts: [[Int]] = []
         var cumulative = 0.0, start = 0
         for (i, f) in fractions.enumerated() {
             cumulative += f
             let end = i == fractions.count - 1 ? count : min(count, Int((cumulative / total * Double(count)).rounded()))
-            parts.append(subset(indices: order.sliced(dim: 0, start: start, end: max(start, end))))
+            parts.append(Array(order[start..<max(start, end)]))
             start = max(start, end)
         }
         return parts

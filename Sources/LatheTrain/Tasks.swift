@@ -46,8 +46,7 @@ public struct ClassificationTask: TrainingTask {
     }
 
     public func evaluate(_ model: Module, split: DataSplit) -> Evaluation {
-        let data = split == .test ? (test ?? validation) : split == .train ? train : validation
-        return Self.evaluate(model, data, flatten: flatten)
+        Self.evaluate(model, dataset(split), flatten: flatten)
     }
 
     /// Mean cross-entropy and accuracy over a data set, in batches of 512.

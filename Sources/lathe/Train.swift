@@ -64,6 +64,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Weights to evaluate (default: the recipe's output/best.safetensors).") var model: String?
     @Option(help: "Split: test, validation or train.") var split: String = "test"
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
+    @Option(help: ArgumentHelp("Write per-sample results of a classifier to this JSON file: the split's sample indices "
+                               + "(rows of the full data set), true labels, predicted labels and logits.", valueName: "file"))
+    var predictions: String?
+    @Flag(help: "Leave the logits out of the --predictions file.") var noLogits = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -76,7 +80,26 @@ struct Eval: ParsableCommand {
         let path = model ?? trainer.output.appendingPathComponent("best.safetensors").path
         let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: path))
         try trainer.model.loadStateDict(file.tensors)
+        if predictions != nil, !(trainer.task is ClassificationTask) {
+            throw ValidationError("--predictions needs a classifier; \(r.model.name) on \(r.data.name) has no per-sample labels")
+        }
         let e = trainer.evaluate(which)
+        if let predictions {
+            let p = try trainer.predictions(which)
+            var info = [("generator", "lathe eval"), ("model", path), ("recipe", recipe), ("model_name", r.model.name),
+                        ("data", r.data.name)]
+            switch r.data.name {
+            case "digits":
+                info.append(("indices_into", "Digits.load(): rows of Sources/LatheData/Resources/digits.csv.gz, pixels / 16"))
+            case "fashion-mnist":
+                info.append(("indices_into", which == .test ? "the official Fashion-MNIST test set" : "the official Fashion-MNIST training set"))
+            default:
+                info.append(("indices_into", "the rows of \(r.data.path ?? r.data.name)"))
+            }
+            info.append(("split_fractions", r.data.split.map { "\($0)" }.joined(separator: ",")))
+            info.append(("split_seed", "\(r.data.splitSeed)"))
+            try p.json(info: info, includeLogits: !noLogits).write(toFile: predictions, atomically: true, encoding: .utf8)
+        }
         print("\(path) on \(r.data.name) \(which.rawValue) (\(e.count) \(trainer.task is LanguageModelTask ? "tokens" : "samples")): "
               + String(format: "loss %.4f", e.loss) + (e.accuracy.map { String(format: ", accuracy %.2f%%", 100 * $0) } ?? ""))
     }

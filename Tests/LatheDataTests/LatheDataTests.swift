@@ -150,6 +150,26 @@ final class DatasetAndLoaderTests: XCTestCase {
         XCTAssertNoThrow(try data.split(fractions: [0.7, 0.2, 0.1 + 5e-7], seed: 0))
     }
 
+    func testSplitRecordsTheIndicesItTook() throws {
+        let data = numbered(50)
+        XCTAssertNil(data.sourceIndices)
+        XCTAssertEqual(data.indicesInSource, Array(0..<50))
+        let indices = try data.splitIndices(fractions: [0.6, 0.2, 0.2], seed: 9)
+        XCTAssertEqual(indices.map(\.count), [30, 10, 10])
+        XCTAssertEqual(indices.flatMap { $0 }.sorted(), Array(0..<50))
+        let parts = try data.split(fractions: [0.6, 0.2, 0.2], seed: 9)
+        for (part, idx) in zip(parts, indices) {
+            XCTAssertEqual(part.sourceIndices, idx)
+            // Row i of the part is row idx[i] of the whole (numbered rows hold [i, -i]).
+            XCTAssertEqual(part.features.scalars, idx.flatMap { [Float($0), -Float($0)] })
+            XCTAssertEqual(part.labels.intScalars, idx.map { $0 % 7 })
+        }
+        // Subsets of subsets point back to the original data set.
+        let nested = parts[0].subset(indices: [2, 0])
+        XCTAssertEqual(nested.sourceIndices, [indices[0][2], indices[0][0]])
+        XCTAssertEqual(nested.features.scalars, [indices[0][2], indices[0][0]].flatMap { [Float($0), -Float($0)] })
+    }
+
     func testSubset() {
         let data = numbered(10)
         let s = data.subset(indices: [9, 0, 9])
