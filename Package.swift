@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "LatheData", targets: ["LatheData"]),
         .library(name: "LatheIO", targets: ["LatheIO"]),
         .library(name: "LatheTrain", targets: ["LatheTrain"]),
+        .library(name: "LatheCompress", targets: ["LatheCompress"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
@@ -24,8 +25,9 @@ let package = Package(
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
+        .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),
         .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain"]),
+        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress"]),
         .executableTarget(
             name: "lathe",
             dependencies: ["Lathe", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -39,6 +41,7 @@ let package = Package(
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
         .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
         .testTarget(name: "LatheTrainTests", dependencies: ["Lathe", "_LatheTestSupport"]),
+        .testTarget(name: "LatheCompressTests", dependencies: ["Lathe", "CLatheKernels", "_LatheTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

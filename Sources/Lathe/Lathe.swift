@@ -1,4 +1,5 @@
 // The umbrella module: `import Lathe` brings in every Lathe library module.
+@_exported import LatheCompress
 @_exported import LatheData
 @_exported import LatheIO
 @_exported import LatheNN

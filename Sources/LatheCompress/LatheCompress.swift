@@ -1,0 +1,1 @@
+// LatheCompress: quantization, pruning and distillation: model-level transforms and quantized layers.
