@@ -66,15 +66,26 @@ public final class CausalSelfAttention: Module {
         func splitHeads(_ y: Tensor) -> Tensor { y.reshaped([b, t, h, hd]).permuted([0, 2, 1, 3]) }
         var q = splitHeads(parts[0]), k = splitHeads(parts[1])
         let v = splitHeads(parts[2])
-        if let rotary {
-            let (c, s) = rotary.tables(length: t)
+        let (mask, c, s) = constants(length: t)
+        if let rotary, let c, let s {
             q = rotary.apply(q, cos: c, sin: s)
             k = rotary.apply(k, cos: c, sin: s)
         }
         let scores = q.matmul(k.transposed(-1, -2)) * (1 / Float(hd).squareRoot())
-        let attention = (scores + Self.causalMask(t)).softmax(dim: -1)
+        let attention = (scores + mask).softmax(dim: -1)
         let y = attention.matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, d])
         return proj(y)
+    }
+
+    /// The causal mask and rotary tables for a sequence length, computed once per length.
+    private var cached: (length: Int, mask: Tensor, cos: Tensor?, sin: Tensor?)?
+
+    private func constants(length t: Int) -> (Tensor, Tensor?, Tensor?) {
+        if let cached, cached.length == t { return (cached.mask, cached.cos, cached.sin) }
+        let tables = rotary?.tables(length: t)
+        let entry = (length: t, mask: Self.causalMask(t), cos: tables?.cos, sin: tables?.sin)
+        cached = entry
+        return (entry.mask, entry.cos, entry.sin)
     }
 
     /// `[T, T]`: 0 on and below the diagonal, -infinity above.
