@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress"]),
         .executableTarget(
             name: "lathe",
-            dependencies: ["Lathe", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Lathe", "CLatheKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "_LatheTestSupport", dependencies: ["LatheTensor"]),
         .testTarget(

@@ -4,7 +4,7 @@
 Times full training steps (zero_grad, forward, mean cross-entropy, backward, AdamW step)
 on one fixed random batch, float32 on CPU, and prints one JSON line per model:
 
-    {"model": "mlp", "threads": 1, "batch": 64, "steps_per_second": ...}
+    {"model": "mlp", "threads": 1, "batch": 64, "steps_per_second": ..., "best_steps_per_second": ...}
 
 Models (defaults):
     mlp     DigitsMLP (64-128-64-10), x [64, 64]
@@ -13,7 +13,8 @@ Models (defaults):
     gpt     CharGPT vocab 65, context 64, d 128, 4 heads, 4 layers, RoPE; idx [16, 64]
 
 Each model: --warmup untimed steps, then --repeat timed runs of --steps steps each;
-steps_per_second is the median over the runs.
+steps_per_second is the median over the runs, best_steps_per_second the fastest run.
+The same work as `lathe bench train` (bench/compare runs the two interleaved).
 
 Usage: python3 bench/reference/train_step.py [--threads 1] [--models mlp,cnn,gpt]
                                              [--steps 50] [--warmup 10] [--repeat 5]
@@ -87,7 +88,8 @@ def main():
             loss.item()
             rates.append(args.steps / (time.perf_counter() - t0))
         print(json.dumps({"model": name, "threads": args.threads, "batch": batch,
-                          "steps_per_second": round(statistics.median(rates), 3)}), flush=True)
+                          "steps_per_second": round(statistics.median(rates), 3),
+                          "best_steps_per_second": round(max(rates), 3)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Lathe against its references, side by side, interleaved: writes BENCHMARKS.md and an SVG chart.
+
+Workloads (each at every --threads count, --rounds rounds, the order of Lathe and the
+reference alternating from round to round so drift on a shared machine hits both):
+
+  machine  measured limits: fp32 FMA peak and memory bandwidth (`lathe bench machine`)
+  gemm     fp32 GEMM GFLOP/s: `lathe bench gemm` vs NumPy (bench/gemm_reference.py)
+  train    training steps/s: `lathe bench train` vs PyTorch (bench/reference/train_step.py)
+  infer    inference latency: `lathe bench infer` vs PyTorch fp32 and dynamic int8
+           (bench/reference/infer.py)
+  memory   peak RSS of char GPT steps with/without checkpointing: `lathe bench memory` vs
+           PyTorch with torch.utils.checkpoint (bench/reference/memory.py), all threads, 1 round
+
+Figures: per round each side's median (GEMM: best) over its repetitions; the table shows the
+median over rounds for each side and the median of the per-round ratios. Ratio = Lathe speed /
+reference speed (> 1: Lathe faster). Run through bench/compare (it sets up bench/.venv).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+GEMM_SHAPES = ("256x256x256,512x512x512,1024x1024x1024,2048x2048x2048,"
+               "64x64x128,1024x128x512,1024x512x128,1024x512x128:tA,1024x512x128:tB")
+# Timed steps per repetition, warm-up steps: sized so that one repetition lasts ~0.1-1 s.
+TRAIN_STEPS = {"mlp": (200, 20), "cnn": (20, 3), "gpt": (5, 2), "resnet": (10, 2)}
+
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lathe"))
+ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default: 1 and the core count)")
+ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--only", default="machine,gemm,train,infer,memory")
+ap.add_argument("--models", default="mlp,cnn,gpt")
+ap.add_argument("--memory-threads", type=int, default=1,
+                help="threads for the memory workload (peak memory hardly depends on it; 1 keeps its time bounded)")
+ap.add_argument("--quick", action="store_true", help="few steps, small shapes: a smoke test, figures not for quoting")
+ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "benchmarks.svg"))
+ap.add_argument("--no-write", action="store_true", help="print the report instead of writing the files")
+ap.add_argument("--command", default="bench/compare", help="the command line to quote in the report")
+args = ap.parse_args()
+
+if not os.path.exists(args.lathe):
+    sys.exit(f"{args.lathe} not found: build it first with `swift build -c release`")
+CORES = os.cpu_count() or 1
+THREADS = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, CORES})
+ONLY = set(args.only.split(","))
+MODELS = args.models.split(",")
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T0:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def env_for(threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LATHE_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def run_json(cmd, threads):
+    """Runs cmd, returns its stdout's JSON lines as dicts."""
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env_for(threads), cwd=ROOT)
+    if res.returncode != 0:
+        sys.exit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def lathe(*a, threads):
+    return run_json([args.lathe, "bench", *a, "--json", "--threads", str(threads)], threads)
+
+
+def python(script, *a, threads):
+    return run_json([sys.executable, os.path.join(HERE, script), *a, "--threads", str(threads)], threads)
+
+
+LOADS = []  # 1-minute load averages seen at the start of each round
+
+
+def load_now():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def interleaved(label, threads, lathe_fn, ref_fn):
+    """Runs both for --rounds rounds, alternating order; returns [(lathe_result, ref_result)] per round."""
+    out = []
+    for r in range(args.rounds):
+        LOADS.append(load_now())
+        order = [("lathe", lathe_fn), ("ref", ref_fn)] if r % 2 == 0 else [("ref", ref_fn), ("lathe", lathe_fn)]
+        res = {}
+        for name, fn in order:
+            res[name] = fn()
+        out.append((res["lathe"], res["ref"]))
+        log(f"{label}, {threads} thread(s): round {r + 1}/{args.rounds} done")
+    return out
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ---- machine ---------------------------------------------------------------------------------
+machine = {"cpu": platform.processor() or "unknown", "cores": CORES, "isa": "?", "fma": {}, "copy": {}, "triad": {}}
+try:
+    for line in open("/proc/cpuinfo"):
+        key, _, val = line.partition(":")
+        key, val = key.strip(), val.strip()
+        if key == "model name":
+            machine["cpu"] = val
+        elif key == "cpu family":
+            machine["family"] = val
+        elif key == "model" and "model_id" not in machine:
+            machine["model_id"] = val
+except OSError:
+    pass
+
+if "machine" in ONLY or "gemm" in ONLY:
+    log("machine limits (lathe bench machine)")
+    for row in lathe("machine", "--seconds", "0.2" if args.quick else "1", "--repeat", "1" if args.quick else "3",
+                     "--array-mb", "64" if args.quick else "256", threads=max(THREADS)):
+        m, t = row["metric"], row["threads"]
+        if m == "cpu":
+            machine["isa"], machine["lanes"] = row["isa"], row["fma_lanes"]
+        elif m == "fma_peak":
+            machine["fma"][t] = row["value"]
+        elif m.startswith("bandwidth_"):
+            machine[m.split("_")[1]][t] = row["value"]
+    log(f"FMA peak {machine['fma']} GFLOP/s, triad {machine['triad']} GB/s")
+
+
+def peak_for(threads):
+    if threads in machine["fma"]:
+        return machine["fma"][threads]
+    if 1 in machine["fma"]:
+        return machine["fma"][1] * threads
+    return None
+
+
+# ---- gemm ------------------------------------------------------------------------------------
+gemm_rows = []
+if "gemm" in ONLY:
+    shapes = "256x256x256,512x512x512,64x64x128,1024x128x512,1024x512x128:tA" if args.quick else GEMM_SHAPES
+
+    def numpy_gemm(threads):
+        # gemm_reference.py takes sizes x transposes; one call per transpose flag.
+        groups = {}
+        for s in shapes.split(","):
+            dims, _, flags = s.partition(":")
+            groups.setdefault(("t" if "tA" in flags else "n") + ("t" if "tB" in flags else "n"), []).append(dims)
+        out = {}
+        for trans, dims in groups.items():
+            for row in python("gemm_reference.py", "--sizes", ",".join(dims), "--trans", trans, "--reps", "3", threads=threads):
+                flags = ("tA" if row["transA"] else "") + ("tB" if row["transB"] else "")
+                out[f"{row['m']}x{row['n']}x{row['k']}" + (f":{flags}" if flags else "")] = row["gflops"]
+        return out
+
+    for t in THREADS:
+        rounds = interleaved("gemm", t,
+                             lambda: {r["shape"]: r["gflops"] for r in lathe("gemm", "--repeat", "3", "--shapes", shapes, threads=t)},
+                             lambda: numpy_gemm(t))
+        for s in shapes.split(","):
+            lv, nv = [r[0][s] for r in rounds], [r[1][s] for r in rounds]
+            gemm_rows.append({"shape": s, "threads": t, "lathe": med(lv), "ref": med(nv),
+                              "ratio": med([a / b for a, b in zip(lv, nv) if a and b])})
+
+# ---- train -----------------------------------------------------------------------------------
+train_rows = []
+if "train" in ONLY:
+    for t in THREADS:
+        for m in MODELS:
+            steps, warm = (2, 1) if args.quick else TRAIN_STEPS[m]
+            rep = "2" if args.quick else "3"
+            rounds = interleaved(f"train {m}", t,
+                                 lambda: lathe("train", "--models", m, "--steps", str(steps), "--warmup", str(warm),
+                                               "--repeat", rep, threads=t)[0]["steps_per_second"],
+                                 lambda: python("reference/train_step.py", "--models", m, "--steps", str(steps),
+                                                "--warmup", str(warm), "--repeat", rep, threads=t)[0]["steps_per_second"])
+            lv, rv = [r[0] for r in rounds], [r[1] for r in rounds]
+            train_rows.append({"model": m, "threads": t, "lathe": med(lv), "ref": med(rv),
+                               "ratio": med([a / b for a, b in zip(lv, rv) if a and b])})
+
+# ---- infer -----------------------------------------------------------------------------------
+infer_rows = []
+if "infer" in ONLY:
+    mt = "0.01" if args.quick else "0.04"
+    rep = "3" if args.quick else "5"
+    for t in THREADS:
+        rounds = interleaved("infer", t,
+                             lambda: lathe("infer", "--models", ",".join(MODELS), "--repeat", rep, "--min-time", mt, threads=t),
+                             lambda: python("reference/infer.py", "--models", ",".join(MODELS), "--variants", "fp32,int8",
+                                            "--repeat", rep, "--min-time", mt, threads=t))
+        keys = []
+        for row in rounds[0][0] + rounds[0][1]:
+            k = (row["model"], row["batch"], row["variant"])
+            if k not in keys:
+                keys.append(k)
+        for k in keys:
+            def pick(rows):
+                return next((r["ms"] for r in rows if (r["model"], r["batch"], r["variant"]) == k), None)
+            lv, rv = [pick(r[0]) for r in rounds], [pick(r[1]) for r in rounds]
+            ratios = [b / a for a, b in zip(lv, rv) if a and b]
+            infer_rows.append({"model": k[0], "batch": k[1], "variant": k[2], "threads": t, "lathe": med(lv), "ref": med(rv),
+                               "ratio": med(ratios) if ratios else None})
+
+# ---- memory ----------------------------------------------------------------------------------
+memory_rows, memory_config = [], ""
+if "memory" in ONLY and "gpt" in MODELS:
+    t = args.memory_threads
+    LOADS.append(load_now())
+    cfg = ["--batch", "8", "--context", "128"] if args.quick else ["--batch", "32", "--context", "256"]
+    cfg += ["--d-model", "128", "--layers", "4", "--heads", "4", "--repeat", "1" if args.quick else "3"]
+    log(f"memory: lathe bench memory {' '.join(cfg)}, {t} thread(s)")
+    lrows = lathe("memory", *cfg, threads=t)
+    log("memory: bench/reference/memory.py")
+    rrows = python("reference/memory.py", *cfg, threads=t)
+    memory_config = lrows[0]["config"]
+    for lr in lrows:
+        rr = next(r for r in rrows if r["checkpointing"] == lr["checkpointing"])
+        memory_rows.append({"checkpointing": lr["checkpointing"], "threads": t, "lathe": lr, "ref": rr,
+                            "ratio": rr["ms_per_step"] / lr["ms_per_step"]})
+    log("memory done")
+
+ELAPSED = time.time() - T0
+
+
+# ---- report ----------------------------------------------------------------------------------
+def fmt(x, digits=1):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def ratio(x):
+    return "—" if x is None else f"{x:.2f}x"
+
+
+def versions():
+    out = {}
+    try:
+        import numpy
+        out["numpy"] = numpy.__version__
+    except ImportError:
+        pass
+    try:
+        import torch
+        out["torch"] = torch.__version__
+    except ImportError:
+        pass
+    try:
+        out["lathe"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                      cwd=ROOT).stdout.strip()
+    except OSError:
+        pass
+    return out
+
+
+def report(svg_rel):
+    v = versions()
+    L = ["# Benchmarks", "",
+         f"Produced by `{args.command}` on {datetime.date.today().isoformat()} in {ELAPSED / 60:.1f} min "
+         f"(Lathe {v.get('lathe', '?')}, NumPy {v.get('numpy', '?')}, PyTorch {v.get('torch', '?')}, "
+         f"Python {platform.python_version()}).", "",
+         "Ratio = Lathe speed / reference speed: above 1 Lathe is faster. Lathe and the reference run the "
+         f"same work in alternation, {args.rounds} round(s), the order swapped each round; each side's figure is "
+         "the median over rounds and the ratio is the median of the per-round ratios. The machine is shared "
+         "with other jobs, so absolute figures are noisy; the ratios are the figures to quote.", ""]
+    loads = [x for x in LOADS if x is not None]
+    if loads:
+        L += [f"1-minute load average at the start of the rounds: {min(loads):.1f} to {max(loads):.1f} "
+              f"(median {statistics.median(loads):.1f}) on {CORES} cores, counting this run's own process. Above about "
+              f"{CORES} the other jobs on the machine take cores from the benchmarks: thread-parallel figures then "
+              "measure how each library copes with a busy core (OpenMP/OpenBLAS threads wait on the "
+              "descheduled one at every barrier) more than its speed.", ""]
+    if args.quick:
+        L += ["**Quick run (`--quick`): tiny step counts, figures not for quoting.**", ""]
+    L += ["## Machine", "", "| | |", "|---|---|",
+          f"| CPU | {machine['cpu']}" + (f" (family {machine['family']}, model {machine['model_id']})" if "family" in machine else "")
+          + f", {machine['cores']} cores |",
+          f"| kernels Lathe uses | {machine['isa']} ({machine.get('lanes', '?')} fp32 lanes) |"]
+    for t in sorted(machine["fma"]):
+        L.append(f"| fp32 FMA peak, {t} thread(s) | {machine['fma'][t]:.0f} GFLOP/s (measured) |")
+    for kind in ("copy", "triad"):
+        for t in sorted(machine[kind]):
+            L.append(f"| memory bandwidth, {kind}, {t} thread(s) | {machine[kind][t]:.1f} GB/s (measured) |")
+    L += ["", "FMA peak: `lathe bench machine`, independent FMA chains in the widest registers of the ISA above, "
+          "best of many short trials. Bandwidth: STREAM-like copy/triad over three 256 MB arrays, bytes read + "
+          "written. % of peak below divides by the measured FMA peak for that thread count.", ""]
+    if svg_rel:
+        L += [f"![Lathe / reference speed ratios]({svg_rel})", ""]
+    if gemm_rows:
+        L += ["## GEMM (fp32) — Lathe vs NumPy (OpenBLAS)", "",
+              "`lathe bench gemm` vs `bench/gemm_reference.py`; best GFLOP/s of 3 timings per round.", "",
+              "| workload (MxNxK) | threads | Lathe GFLOP/s | NumPy GFLOP/s | ratio | Lathe % of peak |",
+              "|---|---:|---:|---:|---:|---:|"]
+        for r in gemm_rows:
+            p = peak_for(r["threads"])
+            L.append(f"| {r['shape']} | {r['threads']} | {fmt(r['lathe'])} | {fmt(r['ref'])} | {ratio(r['ratio'])} | "
+                     + (f"{100 * r['lathe'] / p:.0f}% |" if p else "— |"))
+        L.append("")
+    if train_rows:
+        L += ["## Training steps — Lathe vs PyTorch", "",
+              "Full steps (zero grad, forward, mean cross-entropy, backward, AdamW lr 1e-3 wd 0.01) on one synthetic "
+              "batch: mlp = digits MLP 64-128-64-10, x [64, 64]; cnn = digits CNN, x [64, 1, 8, 8]; gpt = char GPT "
+              "d_model 128, 4 layers, 4 heads, context 64, vocab 65, batch 16. "
+              "`lathe bench train` vs `bench/reference/train_step.py`; median steps/s of 3 timings per round.", "",
+              "| workload | threads | Lathe steps/s | PyTorch steps/s | ratio |", "|---|---:|---:|---:|---:|"]
+        for r in train_rows:
+            L.append(f"| {r['model']} | {r['threads']} | {fmt(r['lathe'], 2)} | {fmt(r['ref'], 2)} | {ratio(r['ratio'])} |")
+        L.append("")
+    if infer_rows:
+        L += ["## Inference latency — Lathe vs PyTorch", "",
+              "Eval mode, no autodiff, ms per call (median of 5 timings per round). gpt = char GPT forward on 64 tokens. "
+              "The int8 reference is `torch.ao.quantization.quantize_dynamic` on the Linear layers (the CNN's "
+              "convolutions stay fp32); Lathe has no int8 path yet (—). Ratio = PyTorch ms / Lathe ms.", "",
+              "| workload | batch | variant | threads | Lathe ms | PyTorch ms | ratio |", "|---|---:|---|---:|---:|---:|---:|"]
+        for r in infer_rows:
+            L.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {r['threads']} | {fmt(r['lathe'], 3)} | "
+                     f"{fmt(r['ref'], 3)} | {ratio(r['ratio'])} |")
+        L.append("")
+    if memory_rows:
+        L += ["## Memory of a training step — Lathe vs PyTorch", "",
+              f"{memory_config} (activations dominate), {memory_rows[0]['threads']} thread(s), each configuration in a "
+              "fresh process: peak resident set (VmHWM / ru_maxrss) after 1 + 3 steps, and what the steps added over "
+              "the resident set before the first step. Checkpointing: `CharGPT.checkpointing = true` in Lathe, "
+              "`torch.utils.checkpoint` around every block in PyTorch. Ratio = step speed, Lathe / PyTorch.", "",
+              "| workload | checkpointing | threads | Lathe peak MB (added) | PyTorch peak MB (added) | Lathe ms/step | PyTorch ms/step | ratio |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in memory_rows:
+            lr, rr = r["lathe"], r["ref"]
+            L.append(f"| gpt train step | {'yes' if r['checkpointing'] else 'no'} | {r['threads']} | "
+                     f"{lr['peak_rss_mb']:.0f} (+{lr['step_delta_mb']:.0f}) | {rr['peak_rss_mb']:.0f} (+{rr['step_delta_mb']:.0f}) | "
+                     f"{lr['ms_per_step']:.0f} | {rr['ms_per_step']:.0f} | {ratio(r['ratio'])} |")
+        L.append("")
+    L += ["## Reproduce", "", "```sh", args.command, "```", "",
+          "`bench/compare` creates `bench/.venv` (NumPy, PyTorch CPU) on first use and builds Lathe in release; "
+          "see README.md, Benchmarks.", ""]
+    return "\n".join(L)
+
+
+def svg_chart():
+    """Horizontal bars of log2(ratio) around 1, grouped by workload kind."""
+    import math
+    items = [("GEMM", f"{r['shape']} ×{r['threads']}", r["ratio"]) for r in gemm_rows]
+    items += [("train", f"{r['model']} ×{r['threads']}", r["ratio"]) for r in train_rows]
+    items += [("infer", f"{r['model']} b{r['batch']} {r['variant']} ×{r['threads']}", r["ratio"])
+              for r in infer_rows if r["ratio"] is not None]
+    items += [("memory", f"gpt step{' ckpt' if r['checkpointing'] else ''} ×{r['threads']}", r["ratio"]) for r in memory_rows]
+    if not items:
+        return None
+    items = [i for i in items if i[2]]
+    if not items:
+        return None
+    lim = max(1.0, max(abs(math.log2(v)) for _, _, v in items))
+    lim = math.ceil(lim)
+    row_h, left, width, top = 18, 250, 420, 40
+    height = top + row_h * (len(items) + len({k for k, _, _ in items})) + 40
+    cx = left + width / 2
+
+    def x_of(v):
+        return cx + math.log2(v) / lim * (width / 2)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="18" font-size="13" font-weight="bold">Lathe speed / reference speed '
+           f'(log scale; right of 1 = Lathe faster; ×N = threads)</text>']
+    for e in range(-lim, lim + 1):
+        x = x_of(2.0 ** e)
+        out.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 30}" stroke="{"#444" if e == 0 else "#ddd"}"/>')
+        lab = f"{2 ** e:g}" if e >= 0 else f"1/{2 ** -e}"
+        out.append(f'<text x="{x:.1f}" y="{height - 16}" text-anchor="middle">{lab}</text>')
+    y, kind = top, None
+    for k, label, v in items:
+        if k != kind:
+            kind = k
+            y += row_h
+            out.append(f'<text x="10" y="{y - 4}" font-weight="bold">{k}</text>')
+        x = x_of(v)
+        x0, w = (cx, x - cx) if v >= 1 else (x, cx - x)
+        color = "#2a9d4b" if v >= 1 else "#d1495b"
+        out.append(f'<text x="{left - 8}" y="{y + 12}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{x0:.1f}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row_h - 6}" fill="{color}"/>')
+        out.append(f'<text x="{(x + 4) if v >= 1 else (x - 4):.1f}" y="{y + 12}" '
+                   f'text-anchor="{"start" if v >= 1 else "end"}">{v:.2f}</text>')
+        y += row_h
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+svg = svg_chart()
+svg_rel = os.path.relpath(args.svg, os.path.dirname(os.path.abspath(args.out))) if svg else None
+text = report(svg_rel)
+if args.no_write:
+    print(text)
+else:
+    if svg:
+        os.makedirs(os.path.dirname(os.path.abspath(args.svg)), exist_ok=True)
+        with open(args.svg, "w") as f:
+            f.write(svg)
+    with open(args.out, "w") as f:
+        f.write(text)
+    log(f"wrote {args.out}" + (f" and {args.svg}" if svg else ""))
+    print(text)
+log(f"total {ELAPSED / 60:.1f} min")
