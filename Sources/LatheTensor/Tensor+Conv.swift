@@ -6,56 +6,30 @@ struct ConvGeometry {
     var sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int
     var outH: Int, outW: Int
 
+    var c: lathe_conv_geometry {
+        lathe_conv_geometry(in_h: inH, in_w: inW, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, dh: dh, dw: dw,
+                            out_h: outH, out_w: outW)
+    }
+
     /// Unfolds channels `c0..<c0+channels` of `x` [N, C, inH, inW] (contiguous) into
     /// `cols` [channels*kh*kw, N*outH*outW]; out-of-bounds taps read 0.
     func im2col(_ x: UnsafePointer<Float>, n: Int, c: Int, c0: Int, channels: Int, cols: UnsafeMutablePointer<Float>) {
-        let l = outH * outW, nl = n * l
-        ThreadPool.forEach(channels * kh) { row in
-            let ci = row / kh, ki = row % kh
-            for kj in 0..<kw {
-                let dst = cols + ((ci * kh + ki) * kw + kj) * nl
-                for b in 0..<n {
-                    let plane = x + (b * c + c0 + ci) * inH * inW
-                    for oy in 0..<outH {
-                        let iy = oy * sh - ph + ki * dh
-                        let d = dst + b * l + oy * outW
-                        if iy < 0 || iy >= inH { d.update(repeating: 0, count: outW); continue }
-                        let src = plane + iy * inW
-                        let ix0 = kj * dw - pw
-                        for ox in 0..<outW {
-                            let ix = ox * sw + ix0
-                            d[ox] = ix >= 0 && ix < inW ? src[ix] : 0
-                        }
-                    }
-                }
-            }
+        var g = self.c
+        let rows = channels * kh * kw
+        let grain = Swift.max(1, elementwiseGrain / Swift.max(n * outH * outW, 1))
+        ThreadPool.forChunks(rows, grain: grain) { r in
+            lathe_im2col_f32(x, n, c, c0, &g, r.lowerBound, r.upperBound, cols)
         }
     }
 
     /// Adds `cols` [channels*kh*kw, N*outH*outW] back into channels `c0..` of `x`
-    /// [N, C, inH, inW] (the adjoint of ``im2col``).
+    /// [N, C, inH, inW] (the adjoint of ``im2col``). One task per group of (image, channel)
+    /// planes, so no two tasks write the same memory.
     func col2im(_ cols: UnsafePointer<Float>, n: Int, c: Int, c0: Int, channels: Int, x: UnsafeMutablePointer<Float>) {
-        let l = outH * outW, nl = n * l
-        // One task per (image, channel) plane: no two tasks write the same memory.
-        ThreadPool.forEach(n * channels) { task in
-            let b = task / channels, ci = task % channels
-            let plane = x + (b * c + c0 + ci) * inH * inW
-            for ki in 0..<kh {
-                for kj in 0..<kw {
-                    let src = cols + ((ci * kh + ki) * kw + kj) * nl + b * l
-                    for oy in 0..<outH {
-                        let iy = oy * sh - ph + ki * dh
-                        if iy < 0 || iy >= inH { continue }
-                        let dst = plane + iy * inW
-                        let s = src + oy * outW
-                        let ix0 = kj * dw - pw
-                        for ox in 0..<outW {
-                            let ix = ox * sw + ix0
-                            if ix >= 0 && ix < inW { dst[ix] += s[ox] }
-                        }
-                    }
-                }
-            }
+        var g = self.c
+        let grain = Swift.max(1, elementwiseGrain / Swift.max(kh * kw * outH * outW, 1))
+        ThreadPool.forChunks(n * channels, grain: grain) { r in
+            lathe_col2im_f32(cols, n, c, c0, channels, &g, r.lowerBound, r.upperBound, x)
         }
     }
 }

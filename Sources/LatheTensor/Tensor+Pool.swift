@@ -25,9 +25,10 @@ extension Tensor {
                         for ox in 0..<ow {
                             let i0 = 2 * oy * w + 2 * ox
                             var best = src[i0], bi = i0
-                            for i in [i0 + 1, i0 + w, i0 + w + 1] where src[i] > best || (src[i].isNaN && !best.isNaN) {
-                                best = src[i]; bi = i
-                            }
+                            let v1 = src[i0 + 1], v2 = src[i0 + w], v3 = src[i0 + w + 1]
+                            if v1 > best || (v1.isNaN && !best.isNaN) { best = v1; bi = i0 + 1 }
+                            if v2 > best || (v2.isNaN && !best.isNaN) { best = v2; bi = i0 + w }
+                            if v3 > best || (v3.isNaN && !best.isNaN) { best = v3; bi = i0 + w + 1 }
                             let o = (plane * oh + oy) * ow + ox
                             yp[o] = best
                             amp[o] = Int32(bi)

@@ -11,6 +11,10 @@ extension Tensor {
     /// The input is laid out as [outer, len, inner] (permuting reduced dims together first
     /// when they are not adjacent), so the summation order never depends on threads.
     func reduceKernel(_ op: lathe_reduce_op, dims: [Int]) -> Tensor {
+        if dims.isEmpty {  // a scalar: the reduction of one element is itself (squared for SUMSQ)
+            let x = floatInput("reduce").detached()
+            return op == LATHE_R_SUMSQ ? x.square() : x.contiguousCopy()
+        }
         var keptShape = shape
         for d in dims { keptShape[d] = 1 }
         let out = Tensor(uninitializedShape: keptShape)

@@ -91,4 +91,15 @@ final class TensorTests: XCTestCase {
         let x = Init.xavierNormal([200, 300, 3, 3], generator: &g)
         XCTAssertEqual(x.standardDeviation().item, (2.0 / Float(300 * 9 + 200 * 9)).squareRoot(), accuracy: 0.0005)
     }
+
+    func testReductionsOfAScalar() {
+        let x = Tensor(3).requiringGrad()
+        let s = x.sum()
+        XCTAssertEqual(s.shape, [])
+        XCTAssertEqual(s.item, 3)
+        XCTAssertEqual(x.mean().item, 3)
+        XCTAssertEqual(x.max().item, 3)
+        (s * 2).backward()
+        XCTAssertEqual(x.grad?.scalars, [2])
+    }
 }
