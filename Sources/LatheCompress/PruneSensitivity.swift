@@ -8,6 +8,10 @@ public struct SensitivityRow: Sendable, Equatable {
     public var metric: Double
     /// `baseline - metric` (positive: worse).
     public var drop: Double
+
+    public init(parameter: String, sparsity: Double, metric: Double, drop: Double) {
+        (self.parameter, self.sparsity, self.metric, self.drop) = (parameter, sparsity, metric, drop)
+    }
 }
 
 /// How much each layer tolerates magnitude pruning on its own (Han et al. 2015, section 4).
@@ -15,6 +19,8 @@ public struct SensitivityScan: Sendable, Equatable {
     /// The metric of the unpruned model.
     public var baseline: Double
     public var rows: [SensitivityRow]
+
+    public init(baseline: Double, rows: [SensitivityRow]) { (self.baseline, self.rows) = (baseline, rows) }
 
     /// The rows of one parameter, by increasing sparsity.
     public func rows(for parameter: String) -> [SensitivityRow] {

@@ -7,6 +7,8 @@ public struct SparsityRow: Sendable, Equatable {
     public var name: String
     public var zeros: Int
     public var total: Int
+
+    public init(name: String, zeros: Int, total: Int) { (self.name, self.zeros, self.total) = (name, zeros, total) }
     /// `zeros / total` (0 for an empty tensor).
     public var sparsity: Double { total == 0 ? 0 : Double(zeros) / Double(total) }
 }
@@ -14,6 +16,8 @@ public struct SparsityRow: Sendable, Equatable {
 /// Per-parameter and overall sparsity of a model.
 public struct SparsityReport: Sendable, Equatable, CustomStringConvertible {
     public var rows: [SparsityRow]
+
+    public init(rows: [SparsityRow]) { self.rows = rows }
     /// Sums over ``rows``.
     public var overall: SparsityRow {
         SparsityRow(name: "total", zeros: rows.reduce(0) { $0 + $1.zeros }, total: rows.reduce(0) { $0 + $1.total })

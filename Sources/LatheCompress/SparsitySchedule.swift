@@ -22,8 +22,8 @@ public struct CubicSparsitySchedule: Sendable, Equatable {
 
     /// The target sparsity after `step` optimiser steps.
     public func sparsity(at step: Int) -> Double {
-        let t = Swift.min(Swift.max(step - begin, 0), steps) / frequency * frequency
-        let progress = t >= steps ? 1 : Double(t) / Double(steps)
+        let elapsed = Swift.max(step - begin, 0)
+        let progress = elapsed >= steps ? 1 : Double(elapsed / frequency * frequency) / Double(steps)
         return final + (initial - final) * Foundation.pow(1 - progress, 3)
     }
 }

@@ -96,6 +96,10 @@ final class PruningTests: XCTestCase {
         XCTAssertEqual(t.sparsity(at: 9), 0.9 - 0.7 * 0.421875, accuracy: 1e-12)   // t = 5: (1 - 1/4)^3
         XCTAssertEqual(t.sparsity(at: 14), 0.9 - 0.7 * 0.125, accuracy: 1e-12)     // t = 10
         XCTAssertEqual(t.sparsity(at: 24), 0.9, accuracy: 1e-12)
+        // The final value is reached even when `steps` is not a multiple of `frequency`.
+        let u = CubicSparsitySchedule(final: 0.5, steps: 8, frequency: 3)
+        XCTAssertEqual(u.sparsity(at: 7), 0.5 - 0.5 * 0.015625, accuracy: 1e-12)   // t = 6
+        XCTAssertEqual(u.sparsity(at: 8), 0.5)
         // Increasing, fastest at first.
         let values = (0...10).map { s.sparsity(at: $0) }
         for i in 1..<values.count { XCTAssertGreaterThanOrEqual(values[i], values[i - 1]) }
