@@ -1,26 +1,28 @@
+import ArgumentParser
 import Foundation
 import Lathe
-import XCTest
 
 /// Accuracy and speed of pruning and distillation on the bundled digits, printed for the
-/// record rather than asserted (it trains for about a minute):
+/// record (it trains for about a minute):
 ///
-///     LATHE_COMPRESS_MEASURE=1 swift test -c release --filter PruningMeasurementTests
+///     lathe bench compress
 ///
 /// The teacher is trained with `Recipes/digits-cnn.yaml` (`Recipe.demoYAML`); fine-tunes use
 /// the same data order with `finetuneSteps` steps of AdamW at lr 1e-3 (cosine, no warm-up).
-final class PruningMeasurementTests: XCTestCase {
+struct BenchCompress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compress",
+        abstract: "Accuracy and speed of pruning and distillation on the bundled digits (about a minute)."
+    )
+
     let finetuneSteps = 200
-    var directory: URL!
+    var directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-prune-\(UUID().uuidString)")
 
-    override func setUpWithError() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["LATHE_COMPRESS_MEASURE"] == "1",
-                          "set LATHE_COMPRESS_MEASURE=1 to measure")
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-prune-\(UUID().uuidString)")
-    }
+    enum CodingKeys: CodingKey {}
 
-    override func tearDownWithError() throws {
-        if let directory { try? FileManager.default.removeItem(at: directory) }
+    func run() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try measure()
     }
 
     func recipe(_ name: String, steps: Int? = nil, lr: Float? = nil) throws -> Recipe {
@@ -64,7 +66,7 @@ final class PruningMeasurementTests: XCTestCase {
         return best
     }
 
-    func testMeasure() throws {
+    func measure() throws {
         // Teacher: the demo recipe.
         let teacherTrainer = try Trainer(recipe: try recipe("teacher"))
         let teacherSummary = try teacherTrainer.run()
@@ -138,7 +140,7 @@ final class PruningMeasurementTests: XCTestCase {
             for alpha in [Float(0.3), 1] {
                 let student = DigitsCNN(dropout: 0.1, seed: seed)
                 pruneChannels(student, dependencies: ChannelDependency.digitsCNN, ratio: 0.55)
-                XCTAssertLessThanOrEqual(student.parameterCount() * 4, teacher.parameterCount())
+                precondition(student.parameterCount() * 4 <= teacher.parameterCount(), "the student must have at most a quarter of the teacher's parameters")
                 let distiller = Distiller(student: student, teacher: teacher, alpha: alpha, temperature: 4,
                                           schedule: .cosine(totalSteps: kdSteps, minRate: 0)) { AdamW($0, learningRate: 3e-3) }
                 distiller.run(steps: kdSteps) { task.trainBatch($0) }
