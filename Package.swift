@@ -22,7 +22,7 @@ let package = Package(
         // C kernels: GEMM, elementwise, reductions, thread pool; chosen at run time by CPU features.
         .target(name: "CLatheKernels"),
         .target(name: "LatheTensor", dependencies: ["CLatheKernels"]),
-        .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO"]),
+        .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO", "CLatheKernels"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),

@@ -1,3 +1,4 @@
+import CLatheKernels
 import Foundation
 import LatheTensor
 
@@ -128,18 +129,18 @@ public class Adam: Optimizer {
         let t = Double(stepCount)
         let bc1 = 1 - Foundation.pow(Double(beta1), t), bc2 = 1 - Foundation.pow(Double(beta2), t)
         let stepSize = Float(Double(learningRate) / bc1), bc2Sqrt = Float(bc2.squareRoot())
-        let (b1, b2, eps, lr, wd, decoupled) = (beta1, beta2, self.eps, learningRate, weightDecay, self.decoupled)
+        let (b1, b2, eps, lr, wd, decoupled) = (beta1, beta2, self.eps, learningRate, weightDecay, self.decoupled ? 1 : 0)
         let n = value.count
         grad.withUnsafeBufferPointer { g in
             value.withUnsafeMutableBufferPointer { p in
                 m.withUnsafeMutableBufferPointer { mp in
                     v.withUnsafeMutableBufferPointer { vp in
-                        for i in 0..<n {
-                            var gi = g[i]
-                            if decoupled { p[i] *= 1 - lr * wd } else { gi += wd * p[i] }
-                            mp[i] = b1 * mp[i] + (1 - b1) * gi
-                            vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
-                            p[i] -= stepSize * mp[i] / (vp[i].squareRoot() / bc2Sqrt + eps)
+                        let (pp, gp, mq, vq) = (p.baseAddress!, g.baseAddress!, mp.baseAddress!, vp.baseAddress!)
+                        // Elementwise: any split gives the same bits.
+                        ThreadPool.forChunks(n, grain: 1 << 16) { r in
+                            let o = r.lowerBound
+                            lathe_adam_step_f32(r.count, pp + o, gp + o, mq + o, vq + o, lr, b1, b2, eps, wd, Int32(decoupled),
+                                                stepSize, bc2Sqrt)
                         }
                     }
                 }

@@ -10,7 +10,7 @@ public enum ThreadPool {
 
     /// Runs `body(i)` for `i` in `0..<n` across the pool and waits for all.
     /// How the work is split must not depend on the thread count (determinism).
-    static func forEach(_ n: Int, _ body: (Int) -> Void) {
+    public static func forEach(_ n: Int, _ body: (Int) -> Void) {
         if n <= 0 { return }
         if n == 1 || lathe_num_threads() <= 1 {
             for i in 0..<n { body(i) }
@@ -27,7 +27,7 @@ public enum ThreadPool {
     }
 
     /// Splits `0..<n` into fixed chunks of `grain` and runs `body(range)` for each.
-    static func forChunks(_ n: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+    public static func forChunks(_ n: Int, grain: Int, _ body: (Range<Int>) -> Void) {
         let chunks = (n + grain - 1) / grain
         if chunks <= 1 { if n > 0 { body(0..<n) }; return }
         forEach(chunks) { c in body(c * grain..<min(n, (c + 1) * grain)) }
