@@ -174,7 +174,8 @@ void lathe_qgemm_u8s8(long M, long N, long K, const uint8_t *A /* [M,K] */, long
     j.tile_m = M <= 48 ? M : (48 + mr - 1) / mr * mr;
     const long tasks = ((M + j.tile_m - 1) / j.tile_m) * j.grid_n;
     const double macs = (double)M * (double)N * (double)K;
-    if (tasks == 1 || lathe_num_threads() <= 1 || macs < 262144.0) {
+    // Below ~2M multiply-adds (a few microseconds with VNNI) waking the pool costs more than it saves.
+    if (tasks == 1 || lathe_num_threads() <= 1 || macs < 2.0e6) {
         for (long t = 0; t < tasks; t++) qgemm_task(&j, t);
     } else {
         lathe_parallel_for(tasks, qgemm_task, &j);
