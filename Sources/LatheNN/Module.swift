@@ -56,7 +56,24 @@ open class Module {
         preconditionFailure("\(type(of: self)) does not take a single tensor input")
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { forward(x) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let replacement { return replacement(x) }
+        return forward(x)
+    }
+
+    /// A module that stands in for this one (model surgery, e.g. a quantized layer in place
+    /// of a `Linear` held in a parent's `let` property): calling this module calls the
+    /// replacement, and the module tree (``namedModules``, parameters, buffers, state dict)
+    /// shows the replacement at this module's path. Chains are followed; `nil` restores this
+    /// module. Parents that call a child's `forward` directly bypass it; call the child.
+    public var replacement: Module?
+
+    /// The module that really runs at this module's place (the end of the replacement chain).
+    public var effectiveModule: Module {
+        var m = self
+        while let r = m.replacement { m = r }
+        return m
+    }
 
     // MARK: - Structure
 
@@ -64,7 +81,8 @@ open class Module {
     private var reflectedProperties: [(String, Any)] {
         var mirrors: [Mirror] = []
         var m: Mirror? = Mirror(reflecting: self)
-        while let current = m { mirrors.append(current); m = current.superclassMirror }
+        // Module's own stored properties (mode, replacement) are not state or children.
+        while let current = m, current.subjectType != Module.self { mirrors.append(current); m = current.superclassMirror }
         return mirrors.reversed().flatMap { mirror in
             mirror.children.compactMap { child in child.label.map { (Module.stateName($0), child.value) } }
         }
@@ -101,7 +119,7 @@ open class Module {
     /// Every module in the tree with its dotted path ("" for this one), parents first.
     public var namedModules: [(String, Module)] {
         var out: [(String, Module)] = [("", self)]
-        for (name, child) in namedChildren {
+        for (name, child) in namedChildren.map({ ($0.0, $0.1.effectiveModule) }) {
             out += child.namedModules.map { ($0.0.isEmpty ? name : "\(name).\($0.0)", $0.1) }
         }
         return out

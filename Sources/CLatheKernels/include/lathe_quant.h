@@ -1,0 +1,107 @@
+// Quantized inference kernels: int8 GEMM (u8 activations x s8 weights) with a fused
+// requantisation epilogue, and weight-only int8/int4 group-wise GEMV/GEMM.
+//
+// All matrices are row-major; shapes are given in comments as [rows, cols]. Variants are
+// chosen at run time from lathe_active_isa() (AVX-512 VNNI, AVX2, scalar). Each kernel has a
+// naive Swift reference in LatheCompress (Kernels/QuantReference.swift); the tests compare the
+// int8 paths bit for bit and the weight-only paths within float rounding.
+#ifndef LATHE_QUANT_H
+#define LATHE_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- int8 GEMM -------------------------------------------------------------------------------
+//
+//   acc[m,n] = sum_k A[m,k] * W[n,k] - za * rowsum_w[n]           (int32, exact)
+//   out[m,n] = fmaf((float)acc[m,n], a_scale * w_scale[n], bias[n])  (bias 0 if none; relu)
+//   out_q    = clamp(rint(clamp(out * out_inv_scale, +-2^24)) + out_zero_point, 0, 255)
+//
+// A is uint8 (affine, zero point za); int8 activations are uint8 with za + 128 (flip the top
+// bit). W is int8, symmetric per output channel, packed once by lathe_qgemm_pack_s8 into
+//   packed[((n/16) * Kp/4 + k/4) * 64 + (n%16) * 4 + k%4] = W[n,k]
+// with N padded to Np = ceil(N/16)*16 and K to Kp = ceil(K/4)*4 (zeros): one 64-byte vector
+// holds 4 consecutive k of 16 output channels, the operand of VPDPBUSD. The same layout serves
+// every ISA. Accumulators are int32, so K <= 65536 (255 * 128 * 65536 < 2^31).
+// Results are identical for every ISA and thread count (integer sums, same epilogue).
+
+/// Bytes of the packed weight buffer for W [N,K].
+size_t lathe_qgemm_packed_size(long N, long K);
+/// Packs W [N,K] (row stride ldw) and computes rowsum[n] = sum_k W[n,k] ([N] int32).
+void lathe_qgemm_pack_s8(long N, long K, const int8_t *W, long ldw, int8_t *packed,
+                         int32_t *rowsum);
+/// The inverse of the packing: W [N,K] (row stride ldw) from the packed buffer.
+void lathe_qgemm_unpack_s8(long N, long K, const int8_t *packed, int8_t *W, long ldw);
+
+/// What to do with the int32 accumulators (any output pointer may be NULL).
+typedef struct {
+    int32_t a_zero_point;     // za
+    float a_scale;            // scale of A
+    const float *w_scale;     // [N] per-channel weight scales
+    const float *bias;        // [N] or NULL
+    int relu;                 // clamp the float result at 0 before writing/requantising
+    float *out;               // [M,N] float32, row stride ld_out
+    long ld_out;
+    uint8_t *out_q;           // [M,N] uint8 requantised, row stride ld_out_q
+    long ld_out_q;
+    float out_inv_scale;      // 1 / output scale
+    int32_t out_zero_point;
+    int32_t *out_acc;         // [M,N] corrected int32 accumulators (tests), row stride ld_acc
+    long ld_acc;
+} lathe_qgemm_epilogue;
+
+/// C = epilogue(A[M,K] (u8, row stride lda) x W[N,K]^T (packed)). Multithreaded.
+void lathe_qgemm_u8s8(long M, long N, long K, const uint8_t *A, long lda, const int8_t *packed,
+                      const int32_t *rowsum, const lathe_qgemm_epilogue *ep);
+
+/// Name of the int8 GEMM variant the active ISA uses ("avx512-vnni", "avx2", "scalar").
+const char *lathe_qgemm_variant(void);
+
+// ---- Activation helpers -------------------------------------------------------------------------
+
+/// q[i] = clamp(rint(clamp(x[i] * inv_scale, +-2^24)) + zero_point, 0, 255).
+void lathe_quantize_u8(const float *x, long n, float inv_scale, int32_t zero_point, uint8_t *q);
+/// Smallest and largest of x[0..n) (n >= 1; NaNs are skipped unless all are NaN).
+void lathe_minmax_f32(const float *x, long n, float *min_out, float *max_out);
+/// Unfolds x [B, C, H, W] (uint8) into cols [B*OH*OW, C*KH*KW] (row per output pixel, column
+/// (c, ki, kj) as in the weight [O, C, KH, KW]); taps outside the image read `pad` (the zero
+/// point, so padding means 0.0).
+void lathe_im2col_u8(const uint8_t *x, long B, long C, long H, long W, long KH, long KW,
+                     long SH, long SW, long PH, long PW, long DH, long DW, long OH, long OW,
+                     uint8_t pad, uint8_t *cols);
+
+// ---- Weight-only group-wise int8 / int4 ---------------------------------------------------------
+//
+// W [N,K] is cut along K into groups of group_size (a multiple of 16; the last group of a row
+// may be shorter). Group g of row n has an fp16 scale s and, when asymmetric, an fp16 min m:
+//   symmetric int8 : q int8 in [-127, 127],         w = s * q
+//   symmetric int4 : u in [0, 15] (q = u - 8),       w = fmaf(u, s, -8 s)
+//   asymmetric     : u uint8 [0, 255] or u4 [0, 15], w = fmaf(u, s, m)
+// (every path dequantises with these exact float operations.) int4 codes are packed two per
+// byte, low nibble first: byte j of a row holds k = 2j (bits 0-3) and k = 2j+1 (bits 4-7);
+// a row takes ceil(K/2) bytes. int8 rows take K bytes.
+typedef struct {
+    int bits;                 // 8 or 4
+    int group_size;           // multiple of 16
+    int symmetric;            // 1: no mins
+    const uint8_t *q;         // codes, [N, K] bytes (int8) or [N, ceil(K/2)] (int4)
+    const uint16_t *scales;   // fp16 [N, ceil(K/group_size)]
+    const uint16_t *mins;     // fp16 [N, ceil(K/group_size)], asymmetric only
+} lathe_wq_matrix;
+
+/// Dequantises rows [n0, n1) of W to out [n1-n0, K] float32 (row stride ldo).
+void lathe_wq_dequantize(const lathe_wq_matrix *w, long N, long K, long n0, long n1, float *out,
+                         long ldo);
+/// Y[M,N] = X[M,K] W^T (+ bias[N]). Small M: fused dequantise-and-dot per row (GEMV);
+/// larger M: W dequantised a block of rows at a time and multiplied with lathe_sgemm.
+void lathe_wq_gemm(long M, long N, long K, const float *X, long ldx, const lathe_wq_matrix *w,
+                   const float *bias, float *Y, long ldy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,1 +1,0 @@
-// LatheCompress: quantization, pruning and distillation: model-level transforms and quantized layers.

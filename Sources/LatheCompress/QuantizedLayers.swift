@@ -1,0 +1,261 @@
+import CLatheKernels
+import LatheNN
+import LatheTensor
+
+/// A layer that runs on quantized weights; the model file writer asks it for its tensors.
+public protocol QuantizedLayer: Module {
+    /// How the layer is quantized, as recorded in the file's `lathe.quantization` metadata.
+    var quantizationEntry: QuantizedLayerEntry { get }
+    /// The tensors of the layer, by name relative to the layer (`weight`, `weight_scale`, ...).
+    var quantizedTensors: [String: Tensor] { get }
+}
+
+/// The float32 values of `x` as a contiguous buffer (no autodiff).
+@inline(__always)
+func withFloats<R>(_ x: Tensor, _ body: (UnsafeBufferPointer<Float>) -> R) -> R {
+    x.detached().to(.float32).withUnsafeBufferPointer(body)
+}
+
+/// Activation parameters for a batch: the given ones (static) or its min-max (dynamic).
+func activationParams(_ x: UnsafeBufferPointer<Float>, _ fixed: AffineParams?, symmetric: Bool = false) -> AffineParams {
+    if let fixed { return fixed }
+    var lo: Float = 0, hi: Float = 0
+    if x.count > 0 { lathe_minmax_f32(x.baseAddress!, x.count, &lo, &hi) }
+    return AffineParams(min: lo.isNaN ? 0 : lo, max: hi.isNaN ? 0 : hi, symmetric: symmetric)
+}
+
+/// `y = x W^T + b` through the int8 GEMM: x quantized to uint8 with `params` (or per batch).
+func int8Linear(_ x: Tensor, weight: PackedInt8Weights, bias: [Float]?, params: AffineParams?, name: String) -> Tensor {
+    let k = weight.cols, n = weight.rows
+    precondition(x.shape.last == k, "\(name): input \(x.shape) does not end in \(k) features")
+    let m = x.count / Swift.max(k, 1)
+    var y = Tensor.zeros([m, n])
+    withFloats(x) { xs in
+        let p = activationParams(xs, params)
+        let q = QuantMath.quantizeU8(xs, p)
+        q.withUnsafeBufferPointer { qa in
+            y.withUnsafeMutableBufferPointer { out in
+                if m > 0 { weight.matmul(qa.baseAddress!, m: m, aParams: p, bias: bias, into: out.baseAddress!) }
+            }
+        }
+    }
+    return x.rank == 2 ? y : y.reshaped(Array(x.shape.dropLast()) + [n])
+}
+
+/// Static int8 `Linear`: per-channel symmetric int8 weights, per-tensor uint8 activations with
+/// the scale and zero point found by calibration, int32 accumulation, float32 output.
+///
+/// `y = (q(x) - za) · Wq^T · (sa · sw[n]) + b`, with `q(x) = clamp(round(x / sa) + za, 0, 255)`.
+/// Inference only (no gradients).
+public final class QuantizedLinear: Module, QuantizedLayer {
+    public let weight: PackedInt8Weights
+    public let bias: [Float]?
+    public let inputParams: AffineParams
+
+    public init(weight: PackedInt8Weights, bias: [Float]?, inputParams: AffineParams) {
+        precondition(bias == nil || bias!.count == weight.rows, "QuantizedLinear: bias has \(bias!.count) values for \(weight.rows) outputs")
+        self.weight = weight
+        self.bias = bias
+        self.inputParams = inputParams
+    }
+
+    /// Quantizes `linear` with activations calibrated to `inputParams`.
+    public convenience init(_ linear: Linear, inputParams: AffineParams) {
+        self.init(weight: PackedInt8Weights(quantizing: linear.weight.value.scalars, rows: linear.outFeatures, cols: linear.inFeatures),
+                  bias: linear.bias?.value.scalars, inputParams: inputParams)
+    }
+
+    public var inFeatures: Int { weight.cols }
+    public var outFeatures: Int { weight.rows }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        int8Linear(x, weight: weight, bias: bias, params: inputParams, name: "QuantizedLinear")
+    }
+
+    public var quantizationEntry: QuantizedLayerEntry {
+        QuantizedLayerEntry(type: "linear", scheme: "int8_static", bits: 8, inFeatures: inFeatures, outFeatures: outFeatures, bias: bias != nil)
+    }
+    public var quantizedTensors: [String: Tensor] {
+        var t = int8Tensors(weight, shape: [outFeatures, inFeatures], bias: bias)
+        t["input_scale"] = Tensor([inputParams.scale], shape: [])
+        t["input_zero_point"] = Tensor([Int(inputParams.zeroPoint)], shape: [], dtype: .int32)
+        return t
+    }
+}
+
+/// Dynamic int8 `Linear`: like ``QuantizedLinear`` but each call quantizes its input with the
+/// batch's own min-max range (no calibration; one extra pass over the input).
+public final class DynamicQuantizedLinear: Module, QuantizedLayer {
+    public let weight: PackedInt8Weights
+    public let bias: [Float]?
+
+    public init(weight: PackedInt8Weights, bias: [Float]?) {
+        precondition(bias == nil || bias!.count == weight.rows, "DynamicQuantizedLinear: bias has \(bias!.count) values for \(weight.rows) outputs")
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public convenience init(_ linear: Linear) {
+        self.init(weight: PackedInt8Weights(quantizing: linear.weight.value.scalars, rows: linear.outFeatures, cols: linear.inFeatures),
+                  bias: linear.bias?.value.scalars)
+    }
+
+    public var inFeatures: Int { weight.cols }
+    public var outFeatures: Int { weight.rows }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        int8Linear(x, weight: weight, bias: bias, params: nil, name: "DynamicQuantizedLinear")
+    }
+
+    public var quantizationEntry: QuantizedLayerEntry {
+        QuantizedLayerEntry(type: "linear", scheme: "int8_dynamic", bits: 8, inFeatures: inFeatures, outFeatures: outFeatures, bias: bias != nil)
+    }
+    public var quantizedTensors: [String: Tensor] { int8Tensors(weight, shape: [outFeatures, inFeatures], bias: bias) }
+}
+
+/// int8 `Conv2d` (groups = 1): the input is quantized to uint8 (calibrated parameters, or per
+/// batch when `inputParams` is nil), unfolded with padding = the zero point (exactly 0.0), and
+/// multiplied with per-channel int8 weights `[O, C·kh·kw]` by the int8 GEMM.
+public final class QuantizedConv2d: Module, QuantizedLayer {
+    public let weight: PackedInt8Weights
+    public let bias: [Float]?
+    public let inputParams: AffineParams?
+    public let inChannels: Int, kernelSize: (Int, Int)
+    public let stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)
+
+    public init(weight: PackedInt8Weights, bias: [Float]?, inputParams: AffineParams?, inChannels: Int, kernelSize: (Int, Int),
+                stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)) {
+        precondition(weight.cols == inChannels * kernelSize.0 * kernelSize.1, "QuantizedConv2d: weight has \(weight.cols) columns, not C*kh*kw")
+        precondition(bias == nil || bias!.count == weight.rows, "QuantizedConv2d: bias has \(bias!.count) values for \(weight.rows) channels")
+        self.weight = weight
+        self.bias = bias
+        self.inputParams = inputParams
+        self.inChannels = inChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+    }
+
+    /// Quantizes `conv` (which must have groups = 1); `inputParams` nil means dynamic.
+    public convenience init(_ conv: Conv2d, inputParams: AffineParams?) {
+        precondition(conv.groups == 1, "QuantizedConv2d: grouped convolutions are not supported (groups = \(conv.groups))")
+        let s = conv.weight.value.shape
+        self.init(weight: PackedInt8Weights(quantizing: conv.weight.value.scalars, rows: s[0], cols: s[1] * s[2] * s[3]),
+                  bias: conv.bias?.value.scalars, inputParams: inputParams, inChannels: s[1], kernelSize: (s[2], s[3]),
+                  stride: conv.stride, padding: conv.padding, dilation: conv.dilation)
+    }
+
+    public var outChannels: Int { weight.rows }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 4 && x.shape[1] == inChannels, "QuantizedConv2d: expected input [N, \(inChannels), H, W], got \(x.shape)")
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (kh, kw) = kernelSize
+        let oh = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+        let ow = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+        precondition(oh > 0 && ow > 0, "QuantizedConv2d: input \(x.shape) is smaller than the kernel")
+        let m = b * oh * ow, kdim = weight.cols, o = weight.rows
+        var y = Tensor.zeros([b, oh * ow, o])
+        withFloats(x) { xs in
+            let p = activationParams(xs, inputParams)
+            let q = QuantMath.quantizeU8(xs, p)
+            var cols = [UInt8](repeating: 0, count: m * kdim)
+            q.withUnsafeBufferPointer { qx in
+                cols.withUnsafeMutableBufferPointer { cb in
+                    lathe_im2col_u8(qx.baseAddress!, b, c, h, w, kh, kw, stride.0, stride.1, padding.0, padding.1,
+                                    dilation.0, dilation.1, oh, ow, UInt8(p.zeroPoint), cb.baseAddress!)
+                }
+            }
+            cols.withUnsafeBufferPointer { cb in
+                y.withUnsafeMutableBufferPointer { out in weight.matmul(cb.baseAddress!, m: m, aParams: p, bias: bias, into: out.baseAddress!) }
+            }
+        }
+        return y.permuted([0, 2, 1]).contiguous().reshaped([b, o, oh, ow])
+    }
+
+    public var quantizationEntry: QuantizedLayerEntry {
+        var e = QuantizedLayerEntry(type: "conv2d", scheme: inputParams == nil ? "int8_dynamic" : "int8_static", bits: 8,
+                                    inFeatures: inChannels, outFeatures: outChannels, bias: bias != nil)
+        e.kernelSize = [kernelSize.0, kernelSize.1]
+        e.stride = [stride.0, stride.1]
+        e.padding = [padding.0, padding.1]
+        e.dilation = [dilation.0, dilation.1]
+        return e
+    }
+    public var quantizedTensors: [String: Tensor] {
+        var t = int8Tensors(weight, shape: [outChannels, inChannels, kernelSize.0, kernelSize.1], bias: bias)
+        if let inputParams {
+            t["input_scale"] = Tensor([inputParams.scale], shape: [])
+            t["input_zero_point"] = Tensor([Int(inputParams.zeroPoint)], shape: [], dtype: .int32)
+        }
+        return t
+    }
+}
+
+/// `Linear` with weight-only group-wise int8 or int4 weights (fp16 scales, and mins when
+/// asymmetric); activations stay float32. Batch 1 runs a fused dequantise-and-dot kernel;
+/// larger batches dequantise blocks of rows and use the fp32 GEMM.
+public final class WeightOnlyLinear: Module, QuantizedLayer {
+    public let weight: GroupwiseWeights
+    public let bias: [Float]?
+
+    public init(weight: GroupwiseWeights, bias: [Float]?) {
+        precondition(bias == nil || bias!.count == weight.rows, "WeightOnlyLinear: bias has \(bias!.count) values for \(weight.rows) outputs")
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public convenience init(_ linear: Linear, scheme: GroupwiseScheme) {
+        self.init(weight: GroupwiseWeights(quantizing: linear.weight.value.scalars, rows: linear.outFeatures, cols: linear.inFeatures, scheme: scheme),
+                  bias: linear.bias?.value.scalars)
+    }
+
+    public var inFeatures: Int { weight.cols }
+    public var outFeatures: Int { weight.rows }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let k = inFeatures, n = outFeatures
+        precondition(x.shape.last == k, "WeightOnlyLinear: input \(x.shape) does not end in \(k) features")
+        let m = x.count / Swift.max(k, 1)
+        var y = Tensor.zeros([m, n])
+        withFloats(x) { xs in
+            y.withUnsafeMutableBufferPointer { out in
+                (bias ?? []).withUnsafeBufferPointer { b in
+                    weight.withMatrix { mat in
+                        if m > 0 { lathe_wq_gemm(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n) }
+                    }
+                }
+            }
+        }
+        return x.rank == 2 ? y : y.reshaped(Array(x.shape.dropLast()) + [n])
+    }
+
+    public var quantizationEntry: QuantizedLayerEntry {
+        var e = QuantizedLayerEntry(type: "linear", scheme: "weight_only", bits: weight.scheme.bits, inFeatures: inFeatures,
+                                    outFeatures: outFeatures, bias: bias != nil)
+        e.groupSize = weight.scheme.groupSize
+        e.symmetric = weight.scheme.symmetric
+        return e
+    }
+    public var quantizedTensors: [String: Tensor] {
+        let w = weight
+        var t: [String: Tensor] = [:]
+        t["weight"] = w.codes.withUnsafeBytes {
+            Tensor(bytes: $0, shape: [w.rows, w.rowBytes], dtype: w.scheme.bits == 8 && w.scheme.symmetric ? .int8 : .uint8)
+        }
+        t["weight_scale"] = w.scales.withUnsafeBytes { Tensor(bytes: $0, shape: [w.rows, w.groups], dtype: .float16) }
+        if !w.scheme.symmetric { t["weight_min"] = w.mins.withUnsafeBytes { Tensor(bytes: $0, shape: [w.rows, w.groups], dtype: .float16) } }
+        if let bias { t["bias"] = Tensor(bias) }
+        return t
+    }
+}
+
+/// `weight` (int8, `shape`), `weight_scale` (f32 `[N]`) and `bias` (f32 `[N]`).
+func int8Tensors(_ w: PackedInt8Weights, shape: [Int], bias: [Float]?) -> [String: Tensor] {
+    var t: [String: Tensor] = [:]
+    t["weight"] = w.codes.withUnsafeBytes { Tensor(bytes: $0, shape: shape, dtype: .int8) }
+    t["weight_scale"] = Tensor(w.scales)
+    if let bias { t["bias"] = Tensor(bias) }
+    return t
+}

@@ -1,0 +1,163 @@
+import CLatheKernels
+import LatheCompress
+import LatheTensor
+import XCTest
+
+/// Deterministic test data (a 64-bit LCG).
+struct TestRNG {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+    mutating func next() -> UInt64 {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return state >> 11
+    }
+    mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
+    mutating func float(_ lo: Float = -1, _ hi: Float = 1) -> Float { lo + (hi - lo) * Float(next() % 1_000_000) / 1_000_000 }
+    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
+}
+
+/// Runs `body` on every ISA the CPU has and with 1 and 2 threads.
+func forEveryISAAndThreadCount(_ body: (String) throws -> Void) rethrows {
+    let original = lathe_active_isa(), threads = ThreadPool.threadCount
+    defer { _ = lathe_set_isa(original); ThreadPool.threadCount = threads }
+    for isa in [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON] where lathe_set_isa(isa) == 0 {
+        for t in [1, 2] {
+            ThreadPool.threadCount = t
+            try body("\(String(cString: lathe_qgemm_variant())) threads=\(t)")
+        }
+    }
+}
+
+let awkwardGemmSizes: [(m: Int, n: Int, k: Int)] = [
+    (1, 1, 1), (1, 7, 17), (7, 17, 63), (17, 129, 63), (63, 7, 129), (1, 129, 64), (64, 128, 64),
+    (5, 33, 3), (130, 70, 300), (2, 16, 4), (49, 65, 129),
+]
+
+final class Int8GemmTests: XCTestCase {
+    func testEveryVariantIsExercised() {
+        var seen: [String] = []
+        forEveryISAAndThreadCount { seen.append($0) }
+        print("int8 GEMM variants tested: \(seen)")
+        XCTAssertTrue(seen.contains("scalar threads=1") && seen.contains("scalar threads=2"))
+        #if arch(x86_64)
+        XCTAssertTrue(seen.contains { $0.hasPrefix("avx2") })
+        #endif
+    }
+
+    func testPackUnpackRoundTrip() {
+        var rng = TestRNG(1)
+        for (n, k) in [(1, 1), (7, 17), (33, 63), (129, 5)] {
+            let codes = (0..<n * k).map { _ in Int8(rng.int(-128...127)) }
+            let p = PackedInt8Weights(codes: codes, scales: [Float](repeating: 1, count: n), rows: n, cols: k)
+            XCTAssertEqual(p.codes, codes, "[\(n), \(k)]")
+        }
+    }
+
+    func testKernelMatchesReferenceExactly() {
+        var rng = TestRNG(2)
+        for (m, n, k) in awkwardGemmSizes {
+            let a = (0..<m * k).map { _ in UInt8(rng.int(0...255)) }
+            // Extreme values included: -128 and 127 weights, 0 and 255 activations.
+            let w = (0..<n * k).map { i in i % 11 == 0 ? Int8(-128) : Int8(rng.int(-127...127)) }
+            let za = Int32(rng.int(0...255))
+            let aScale = rng.float(0.001, 0.1), wScale = rng.floats(n, 0.001, 0.05), bias = rng.floats(n)
+            let relu = m % 2 == 1, outInv: Float = 1 / rng.float(0.01, 0.5), outZp = Int32(rng.int(0...255))
+            let refAcc = QuantReference.qgemmAccumulators(a: a, w: w, m: m, n: n, k: k, aZeroPoint: za)
+            let ref = QuantReference.qgemmEpilogue(acc: refAcc, n: n, aScale: aScale, wScale: wScale, bias: bias, relu: relu,
+                                                   outInvScale: outInv, outZeroPoint: outZp)
+            let packed = PackedInt8Weights(codes: w, scales: wScale, rows: n, cols: k)
+            forEveryISAAndThreadCount { label in
+                var acc = [Int32](repeating: 0, count: m * n), out = [Float](repeating: .nan, count: m * n)
+                var outQ = [UInt8](repeating: 0, count: m * n)
+                packed.testRun(a, m: m, za: za, aScale: aScale, bias: bias, relu: relu, outInv: outInv, outZp: outZp,
+                               acc: &acc, out: &out, outQ: &outQ)
+                XCTAssertEqual(acc, refAcc, "accumulators \(m)x\(n)x\(k) \(label)")
+                XCTAssertEqual(out.map(\.bitPattern), ref.out.map(\.bitPattern), "float output \(m)x\(n)x\(k) \(label)")
+                XCTAssertEqual(outQ, ref.outQ, "requantised output \(m)x\(n)x\(k) \(label)")
+            }
+        }
+    }
+
+    func testIm2colMatchesReference() {
+        var rng = TestRNG(3)
+        for (b, c, h, w, kh, kw, s, p, d) in [(1, 1, 5, 5, 3, 3, 1, 1, 1), (2, 3, 7, 6, 3, 2, 2, 1, 1), (1, 2, 8, 8, 3, 3, 1, 2, 2)] {
+            let x = (0..<b * c * h * w).map { _ in UInt8(rng.int(0...255)) }
+            let ref = QuantReference.im2col(x, b: b, c: c, h: h, w: w, kh: kh, kw: kw, stride: (s, s), padding: (p, p), dilation: (d, d), pad: 7)
+            var out = [UInt8](repeating: 0, count: ref.cols.count)
+            lathe_im2col_u8(x, b, c, h, w, kh, kw, s, s, p, p, d, d, ref.oh, ref.ow, 7, &out)
+            XCTAssertEqual(out, ref.cols)
+        }
+    }
+
+    func testActivationQuantizationMatchesScalarFormula() {
+        var rng = TestRNG(4)
+        let x = rng.floats(1000, -3, 5) + [0, -0.0, 1e30, -1e30, 0.5, 1.5]
+        let p = AffineParams(min: -3, max: 5)
+        let q = x.withUnsafeBufferPointer { QuantMath.quantizeU8($0, p) }
+        XCTAssertEqual(q, x.map { p.quantize($0) })
+    }
+}
+
+extension PackedInt8Weights {
+    /// Runs the kernel with every output requested.
+    func testRun(_ a: [UInt8], m: Int, za: Int32, aScale: Float, bias: [Float], relu: Bool, outInv: Float, outZp: Int32,
+                 acc: inout [Int32], out: inout [Float], outQ: inout [UInt8]) {
+        let w = codes
+        let n = rows, k = cols
+        // Re-pack through the C API to exercise the raw entry point as the layers do.
+        var packed = [Int8](repeating: 0, count: lathe_qgemm_packed_size(n, k)), sums = [Int32](repeating: 0, count: n)
+        lathe_qgemm_pack_s8(n, k, w, k, &packed, &sums)
+        scales.withUnsafeBufferPointer { ws in
+            bias.withUnsafeBufferPointer { b in
+                acc.withUnsafeMutableBufferPointer { accp in
+                    out.withUnsafeMutableBufferPointer { o in
+                        outQ.withUnsafeMutableBufferPointer { oq in
+                            var ep = lathe_qgemm_epilogue(a_zero_point: za, a_scale: aScale, w_scale: ws.baseAddress, bias: b.baseAddress,
+                                                          relu: relu ? 1 : 0, out: o.baseAddress, ld_out: n, out_q: oq.baseAddress, ld_out_q: n,
+                                                          out_inv_scale: outInv, out_zero_point: outZp, out_acc: accp.baseAddress, ld_acc: n)
+                            lathe_qgemm_u8s8(m, n, k, a, k, packed, sums, &ep)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+final class WeightOnlyKernelTests: XCTestCase {
+    static let schemes: [GroupwiseScheme] = [8, 4].flatMap { bits in
+        [32, 64, 128].flatMap { g in [true, false].map { GroupwiseScheme(bits: bits, groupSize: g, symmetric: $0) } }
+    }
+
+    func testDequantizeMatchesReferenceExactly() {
+        var rng = TestRNG(5)
+        for scheme in Self.schemes {
+            for (n, k) in [(1, 1), (7, 17), (3, 63), (5, 129), (2, 200)] {
+                let g = GroupwiseWeights(quantizing: rng.floats(n * k, -2, 1), rows: n, cols: k, scheme: scheme)
+                let ref = QuantReference.dequantize(g)
+                forEveryISAAndThreadCount { label in
+                    XCTAssertEqual(g.dequantized().map(\.bitPattern), ref.map(\.bitPattern), "\(scheme) [\(n), \(k)] \(label)")
+                }
+            }
+        }
+    }
+
+    func testGemmMatchesReference() {
+        var rng = TestRNG(6)
+        for scheme in Self.schemes {
+            for (m, n, k) in [(1, 7, 17), (1, 33, 129), (3, 17, 63), (7, 9, 200), (64, 40, 64), (1, 1, 1)] {
+                let g = GroupwiseWeights(quantizing: rng.floats(n * k), rows: n, cols: k, scheme: scheme)
+                let x = rng.floats(m * k), bias = rng.floats(n)
+                let ref = QuantReference.weightOnlyMatmul(x: x, m: m, weights: g, bias: bias)
+                let layer = WeightOnlyLinear(weight: g, bias: bias)
+                forEveryISAAndThreadCount { label in
+                    let y = layer(Tensor(x, shape: [m, k])).scalars
+                    for i in 0..<y.count {
+                        XCTAssertEqual(y[i], ref[i], accuracy: 1e-4 * (1 + abs(ref[i])) * Float(k).squareRoot(),
+                                       "\(scheme) \(m)x\(n)x\(k) \(label) at \(i)")
+                    }
+                }
+            }
+        }
+    }
+}
