@@ -110,15 +110,31 @@ extension Bench {
         }
     }
 
-    /// One way of running a model for inference. The compression work adds int8 / int4 rows
-    /// here, one line each (e.g. `InferVariant(name: "int8") { Quantize.dynamicInt8($0) }`).
+    /// One way of running a model for inference: fp32, or quantized by LatheCompress (one line
+    /// per variant).
     struct InferVariant: Sendable {
         let name: String
-        /// Turns the fp32 model (in eval mode) into the one to time.
-        let prepare: @Sendable (Module) -> Module
+        /// Turns a fresh fp32 model (in eval mode) into the one to time; gets a sample input
+        /// for calibration.
+        let prepare: @Sendable (Module, Tensor) -> Module
+
+        /// Quantizes in place and returns the model. Layers with fewer than 16 inputs per
+        /// output (the first conv of the digits CNN, K = 9) stay fp32.
+        static func quantized(_ config: QuantizationConfig) -> @Sendable (Module, Tensor) -> Module {
+            { model, x in
+                quantize(model: model, config: config, calibrationBatches: [x]) { _, m in
+                    if let c = m as? Conv2d { return c.weight.value.count / c.weight.value.shape[0] >= 16 }
+                    return true
+                }
+                return model
+            }
+        }
 
         static let all: [InferVariant] = [
-            InferVariant(name: "fp32") { $0 },
+            InferVariant(name: "fp32") { m, _ in m },
+            InferVariant(name: "int8", prepare: quantized(QuantizationConfig(scheme: .staticInt8))),
+            InferVariant(name: "int8-dynamic", prepare: quantized(QuantizationConfig(scheme: .dynamicInt8))),
+            InferVariant(name: "int4-weight", prepare: quantized(QuantizationConfig(scheme: .weightOnly(GroupwiseScheme(bits: 4, groupSize: 32))))),
         ]
     }
 
@@ -156,10 +172,11 @@ extension Bench {
                                                                ("samples_per_second", "samples/s")])
             for name in commaList(models) {
                 for b in name == "gpt" ? [1] : sizes {
-                    let base = try BenchModel.make(name, batch: b)
-                    base.model.eval()
                     for v in chosen {
-                        let model = v.prepare(base.model)
+                        // A fresh (identically seeded) model per variant: quantization works in place.
+                        let base = try BenchModel.make(name, batch: b)
+                        base.model.eval()
+                        let model = v.prepare(base.model, base.input)
                         let x = base.input
                         let call = { _ = noGrad { model(x) } }
                         call()
