@@ -1,3 +1,5 @@
+import CLatheKernels
+
 extension Tensor {
     /// 2-D max pooling over `[N, C, H, W]` (padding never wins: it counts as -infinity).
     /// The gradient goes to the first maximum of each window.
@@ -16,26 +18,15 @@ extension Tensor {
         let xp = x.floatPointer, yp = out.floatPointer
         argmax.withUnsafeMutableBufferPointer { am in
             let amp = am.baseAddress!
-            let simple2x2 = kernel == (2, 2) && s == (2, 2) && padding == (0, 0) && dilation == (1, 1)
+            if kernel == (2, 2) && s == (2, 2) && padding == (0, 0) && dilation == (1, 1) {
+                // The common case, in C without branches.
+                ThreadPool.forChunks(n * c, grain: Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))) { r in
+                    lathe_maxpool2x2_f32(xp, h, w, r.lowerBound, r.upperBound, yp, amp)
+                }
+                return
+            }
             ThreadPool.forEach(n * c) { plane in
                 let src = xp + plane * h * w
-                if simple2x2 {
-                    // The common case: 2x2 windows, stride 2, no padding.
-                    for oy in 0..<oh {
-                        for ox in 0..<ow {
-                            let i0 = 2 * oy * w + 2 * ox
-                            var best = src[i0], bi = i0
-                            let v1 = src[i0 + 1], v2 = src[i0 + w], v3 = src[i0 + w + 1]
-                            if v1 > best || (v1.isNaN && !best.isNaN) { best = v1; bi = i0 + 1 }
-                            if v2 > best || (v2.isNaN && !best.isNaN) { best = v2; bi = i0 + w }
-                            if v3 > best || (v3.isNaN && !best.isNaN) { best = v3; bi = i0 + w + 1 }
-                            let o = (plane * oh + oy) * ow + ox
-                            yp[o] = best
-                            amp[o] = Int32(bi)
-                        }
-                    }
-                    return
-                }
                 for oy in 0..<oh {
                     for ox in 0..<ow {
                         var best = -Float.infinity, bi = -1

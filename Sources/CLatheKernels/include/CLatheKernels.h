@@ -7,4 +7,5 @@
 #include "lathe_machine.h"
 #include "lathe_norm.h"
 #include "lathe_optim.h"
+#include "lathe_pool.h"
 #include "lathe_quant.h"
