@@ -45,8 +45,9 @@ final class BenchCommandTests: XCTestCase {
 
     func testInferJSONRowsPerModelBatchAndVariant() throws {
         let rows = try benchRows(["infer", "--models", "mlp", "--batches", "1,4", "--repeat", "1", "--min-time", "0.001"])
-        XCTAssertEqual(rows.map { $0["batch"] as? Int }, [1, 4])
-        XCTAssertEqual(Set(rows.compactMap { $0["variant"] as? String }), ["fp32"])
+        let variants = ["fp32", "int8", "int8-dynamic", "int4-weight"]
+        XCTAssertEqual(rows.map { $0["batch"] as? Int }, [1, 1, 1, 1, 4, 4, 4, 4])
+        XCTAssertEqual(rows.compactMap { $0["variant"] as? String }, variants + variants)
         for row in rows { XCTAssertNotNil(row["ms"] as? NSNumber); XCTAssertNotNil(row["best_ms"] as? NSNumber) }
     }
 
