@@ -53,29 +53,9 @@ LM_INLINE uint16_t lm_f32_to_bf16_bits(float f) {
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
 }
 
-#define LM_BODY 1
-#define LM_SFX _gen
-#define LM_ATTR
-#include "convert.c"
-#undef LM_SFX
-#undef LM_ATTR
-#if LM_X86
-#define LM_SFX _avx2
-#define LM_ATTR LM_TARGET_AVX2
-#define LM_F16C_AVX2 1
-#include "convert.c"
-#undef LM_F16C_AVX2
-#undef LM_SFX
-#undef LM_ATTR
-#define LM_SFX _avx512
-#define LM_ATTR LM_TARGET_AVX512
-#define LM_F16C_AVX512 1
-#include "convert.c"
-#undef LM_F16C_AVX512
-#undef LM_SFX
-#undef LM_ATTR
-#endif
-#undef LM_BODY
+#define LM_SELF "convert.c"
+#include "multiversion.h"
+#undef LM_SELF
 
 void lathe_f32_to_f16(const float *x, uint16_t *y, long n) {
     if (n > 0) LM_DISPATCH(f32_to_f16_k, (x, y, n));
@@ -97,7 +77,7 @@ void lathe_bf16_to_f32(const uint16_t *x, float *y, long n) {
 // y[i] = f16(x[i])
 static LM_ATTR void FN(f32_to_f16_k)(const float *x, uint16_t *y, long n) {
     long i = 0;
-#if defined(LM_F16C_AVX512)
+#if defined(LM_PASS_AVX512)
     for (; i + 16 <= n; i += 16)
         _mm256_storeu_si256((__m256i *)(y + i),
                             _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
@@ -107,7 +87,7 @@ static LM_ATTR void FN(f32_to_f16_k)(const float *x, uint16_t *y, long n) {
         _mm256_mask_storeu_epi16(y + i, k, h);
         i = n;
     }
-#elif defined(LM_F16C_AVX2)
+#elif defined(LM_PASS_AVX2)
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
@@ -118,7 +98,7 @@ static LM_ATTR void FN(f32_to_f16_k)(const float *x, uint16_t *y, long n) {
 // y[i] = f32(x[i]) from f16 bits
 static LM_ATTR void FN(f16_to_f32_k)(const uint16_t *x, float *y, long n) {
     long i = 0;
-#if defined(LM_F16C_AVX512)
+#if defined(LM_PASS_AVX512)
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))));
     if (i < n) {
@@ -126,7 +106,7 @@ static LM_ATTR void FN(f16_to_f32_k)(const uint16_t *x, float *y, long n) {
         _mm512_mask_storeu_ps(y + i, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x + i)));
         i = n;
     }
-#elif defined(LM_F16C_AVX2)
+#elif defined(LM_PASS_AVX2)
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
 #endif

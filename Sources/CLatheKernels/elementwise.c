@@ -78,25 +78,9 @@ int lathe_ew_force_isa(int isa) {
 }
 
 // ---- the three compilations of the kernel bodies -------------------------------------------
-#define LM_BODY 1
-#define LM_SFX _gen
-#define LM_ATTR
-#include "elementwise.c"
-#undef LM_SFX
-#undef LM_ATTR
-#if LM_X86
-#define LM_SFX _avx2
-#define LM_ATTR LM_TARGET_AVX2
-#include "elementwise.c"
-#undef LM_SFX
-#undef LM_ATTR
-#define LM_SFX _avx512
-#define LM_ATTR LM_TARGET_AVX512
-#include "elementwise.c"
-#undef LM_SFX
-#undef LM_ATTR
-#endif
-#undef LM_BODY
+#define LM_SELF "elementwise.c"
+#include "multiversion.h"
+#undef LM_SELF
 
 // ---- public entry points ---------------------------------------------------------------------
 #define CHUNK 256

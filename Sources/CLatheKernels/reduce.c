@@ -25,25 +25,9 @@ typedef int32_t lm_v16i __attribute__((vector_size(64)));
 #define TILE 512       // columns per tile when reducing over a strided axis (inner > 1)
 #define SM_BLOCK 1024  // log-softmax block (multiple of 64)
 
-#define LM_BODY 1
-#define LM_SFX _gen
-#define LM_ATTR
-#include "reduce.c"
-#undef LM_SFX
-#undef LM_ATTR
-#if LM_X86
-#define LM_SFX _avx2
-#define LM_ATTR LM_TARGET_AVX2
-#include "reduce.c"
-#undef LM_SFX
-#undef LM_ATTR
-#define LM_SFX _avx512
-#define LM_ATTR LM_TARGET_AVX512
-#include "reduce.c"
-#undef LM_SFX
-#undef LM_ATTR
-#endif
-#undef LM_BODY
+#define LM_SELF "reduce.c"
+#include "multiversion.h"
+#undef LM_SELF
 
 void lathe_reduce_f32(int op, const float *x, long outer, long len, long inner, float *out) {
     if (outer <= 0 || inner <= 0) return;
