@@ -170,8 +170,8 @@ extension Tensor {
         }
     }
 
-    /// Elementwise maximum; the gradient goes to the larger input (to `a` on ties... as
-    /// PyTorch, half to each on exact ties).
+    /// Elementwise maximum; the gradient goes to the larger input, half to each on exact ties
+    /// (as PyTorch).
     public static func maximum(_ a: Tensor, _ b: Tensor) -> Tensor {
         minMax(a, b, LATHE_B_MAX, "maximum", select: LATHE_B_GT)
     }
