@@ -1,0 +1,110 @@
+import Foundation
+import Lathe
+import XCTest
+import _LatheTestSupport
+
+/// `lathe quantize` and `lathe prune` on a briefly trained digits MLP.
+final class CompressCommandTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-compress-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Trains the digits MLP for a few steps and returns the recipe and weights paths.
+    func trainMLP() throws -> (recipe: String, weights: String) {
+        let recipe = directory.appendingPathComponent("mlp.yaml")
+        try """
+        model: {name: digits-mlp}
+        data: {name: digits, split: [0.8, 0.1, 0.1]}
+        optimizer: {name: adamw, lr: 0.003}
+        schedule: {name: cosine, warmup_steps: 2}
+        training: {steps: 30, batch_size: 32, eval_every: 10}
+        seed: 3
+        threads: 2
+        output: \(directory.appendingPathComponent("run").path)
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let run = try runLathe(["train", recipe.path])
+        XCTAssertEqual(run.status, 0, run.err)
+        let weights = directory.appendingPathComponent("run/model.safetensors").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: weights))
+        return (recipe.path, weights)
+    }
+
+    func bytes(_ path: String) throws -> Int {
+        try (FileManager.default.attributesOfItem(atPath: path)[.size] as! NSNumber).intValue
+    }
+
+    /// The numbers of the first line matching `pattern` (a regular expression with capture groups).
+    func numbers(_ text: String, _ pattern: String, file: StaticString = #filePath, line: UInt = #line) -> [Double] {
+        let re = try! NSRegularExpression(pattern: pattern)
+        guard let m = re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) else {
+            XCTFail("no line matches \(pattern) in:\n\(text)", file: file, line: line)
+            return []
+        }
+        return (1..<m.numberOfRanges).map { Double(text[Range(m.range(at: $0), in: text)!])! }
+    }
+
+    func testQuantizeAndPrune() throws {
+        let (recipe, weights) = try trainMLP()
+        let fp32Bytes = try bytes(weights)
+
+        for scheme in ["int8-dynamic", "int4"] {
+            let out = directory.appendingPathComponent("q-\(scheme).safetensors").path
+            let run = try runLathe(["quantize", recipe, "--model", weights, "--scheme", scheme, "--output", out])
+            XCTAssertEqual(run.status, 0, run.err)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out), run.out)
+            XCTAssertLessThan(try bytes(out), fp32Bytes, run.out)
+            let acc = numbers(run.out, #"accuracy \(test, (\d+) samples\): fp32 ([\d.]+)%, quantized ([\d.]+)%, drop (-?[\d.]+) points"#)
+            XCTAssertEqual(acc.count, 4)
+            if acc.count == 4 {
+                XCTAssertGreaterThan(acc[1], 30, "a few steps already beat chance: \(run.out)")
+                XCTAssertEqual(acc[3], acc[1] - acc[2], accuracy: 0.011)
+            }
+            let size = numbers(run.out, #"file: fp32 (\d+) bytes .*, quantized (\d+) bytes .*, ([\d.]+)x smaller"#)
+            XCTAssertEqual(size.first.map(Int.init), fp32Bytes)
+            XCTAssertTrue(run.out.contains("(same as before saving)"), run.out)
+        }
+
+        for (method, extra) in [("magnitude", ["--sparsity", "0.5"]), ("structured", ["--ratio", "0.5"])] {
+            let out = directory.appendingPathComponent("p-\(method).safetensors").path
+            let run = try runLathe(["prune", recipe, "--model", weights, "--method", method, "--finetune-steps", "2", "--output", out] + extra)
+            XCTAssertEqual(run.status, 0, run.err)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out), run.out)
+            let before = numbers(run.out, #"before: (\d+) parameters, (\d+) non-zero; test accuracy ([\d.]+)%"#)
+            let after = numbers(run.out, #"after 2 fine-tune steps: (\d+) parameters, (\d+) non-zero; test accuracy ([\d.]+)%"#)
+            XCTAssertEqual(before.count, 3)
+            XCTAssertEqual(after.count, 3)
+            guard before.count == 3, after.count == 3 else { continue }
+            if method == "magnitude" {
+                XCTAssertEqual(after[0], before[0], "unstructured pruning keeps the shapes")
+                XCTAssertLessThan(after[1], before[1] * 0.6)
+                let saved = try SafeTensors.read(contentsOf: URL(fileURLWithPath: out)).tensors
+                let w = saved["0.weight"]!.detached().withUnsafeBufferPointer { $0.filter { $0 == 0 }.count }
+                XCTAssertEqual(Double(w) / Double(saved["0.weight"]!.count), 0.5, accuracy: 0.01, "masks kept through fine-tuning")
+            } else {
+                XCTAssertLessThan(after[0], before[0] * 0.7, "structured pruning shrinks the model")
+                XCTAssertTrue(run.out.contains("lathe eval cannot load it"), run.out)
+                XCTAssertLessThan(try bytes(out), fp32Bytes)
+                // The note's recipe: a fresh MLP takes the smaller shapes.
+                let mlp = Models.digitsMLP()
+                try loadPrunedStateDict(SafeTensors.read(contentsOf: URL(fileURLWithPath: out)).tensors, into: mlp)
+                XCTAssertEqual(Double(mlp.parameterCount()), after[0])
+            }
+        }
+
+        // Bad arguments are clear errors.
+        let bad = try runLathe(["quantize", recipe, "--model", weights, "--scheme", "int3", "--output", directory.appendingPathComponent("x").path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("--scheme must be one of int8, int8-dynamic, int4, int8-weight, not 'int3'"), bad.err)
+        let badMethod = try runLathe(["prune", recipe, "--model", weights, "--method", "random", "--output", directory.appendingPathComponent("x").path])
+        XCTAssertNotEqual(badMethod.status, 0)
+        XCTAssertTrue(badMethod.err.contains("--method must be one of magnitude, global, structured, 2:4, not 'random'"), badMethod.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("x").path))
+    }
+}
