@@ -5,26 +5,61 @@
 #include <math.h>
 #include <stddef.h>
 
+// Sums with 16 independent lanes (vectorisable without reassociation), combined in a fixed
+// order, so results do not depend on how callers split the work.
+#define LANES 16
+
+static inline float lanes_total(const float acc[LANES]) {
+    float t = 0;
+    for (int j = 0; j < LANES; j++) t += acc[j];
+    return t;
+}
+
+// sum of p[i]
+static float sum_f32(const float *restrict p, long n) {
+    float acc[LANES] = {0};
+    long i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += p[i + j];
+    float t = lanes_total(acc);
+    for (; i < n; i++) t += p[i];
+    return t;
+}
+
+// sum of (p[i] - m)^2
+static float sumsq_centered_f32(const float *restrict p, long n, float m) {
+    float acc[LANES] = {0};
+    long i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) { const float d = p[i + j] - m; acc[j] += d * d; }
+    float t = lanes_total(acc);
+    for (; i < n; i++) { const float d = p[i] - m; t += d * d; }
+    return t;
+}
+
+// sum of g[i] and of g[i] * (p[i] - m)
+static void sum_and_dot_centered_f32(const float *restrict g, const float *restrict p, long n, float m,
+                                     float *sg, float *sgx) {
+    float a[LANES] = {0}, b[LANES] = {0};
+    long i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) { a[j] += g[i + j]; b[j] += g[i + j] * (p[i + j] - m); }
+    float ta = lanes_total(a), tb = lanes_total(b);
+    for (; i < n; i++) { ta += g[i]; tb += g[i] * (p[i] - m); }
+    *sg = ta;
+    *sgx = tb;
+}
+
 void lathe_batchnorm_train_forward_f32(const float *x, long n, long channels, long hw, long c0, long c1,
                                        const float *weight, const float *bias, float eps,
                                        float *y, float *mean, float *invstd, float *var) {
     const double count = (double)n * (double)hw;
     for (long c = c0; c < c1; c++) {
         double s = 0;
-        for (long b = 0; b < n; b++) {
-            const float *p = x + (b * channels + c) * hw;
-            float part = 0;
-            for (long i = 0; i < hw; i++) part += p[i];
-            s += part;
-        }
+        for (long b = 0; b < n; b++) s += sum_f32(x + (b * channels + c) * hw, hw);
         const float m = (float)(s / count);
         double v = 0;
-        for (long b = 0; b < n; b++) {
-            const float *p = x + (b * channels + c) * hw;
-            float part = 0;
-            for (long i = 0; i < hw; i++) { float d = p[i] - m; part += d * d; }
-            v += part;
-        }
+        for (long b = 0; b < n; b++) v += sumsq_centered_f32(x + (b * channels + c) * hw, hw, m);
         const float is = 1.0f / sqrtf((float)(v / count) + eps);
         if (var) var[c] = (float)(v / count);
         mean[c] = m;
@@ -60,9 +95,8 @@ void lathe_batchnorm_train_backward_f32(const float *dy, const float *x, long n,
         const float m = mean[c], is = invstd[c];
         double sdy = 0, sdyx = 0;
         for (long b = 0; b < n; b++) {
-            const float *g = dy + (b * channels + c) * hw, *p = x + (b * channels + c) * hw;
-            float a = 0, bsum = 0;
-            for (long i = 0; i < hw; i++) { a += g[i]; bsum += g[i] * (p[i] - m); }
+            float a, bsum;
+            sum_and_dot_centered_f32(dy + (b * channels + c) * hw, x + (b * channels + c) * hw, hw, m, &a, &bsum);
             sdy += a;
             sdyx += bsum;
         }
@@ -89,12 +123,8 @@ void lathe_layernorm_forward_f32(const float *x, long d, long r0, long r1, const
     for (long r = r0; r < r1; r++) {
         const float *p = x + r * d;
         float *q = y + r * d;
-        float s = 0;
-        for (long i = 0; i < d; i++) s += p[i];
-        const float m = s / (float)d;
-        float v = 0;
-        for (long i = 0; i < d; i++) { float t = p[i] - m; v += t * t; }
-        const float rs = 1.0f / sqrtf(v / (float)d + eps);
+        const float m = sum_f32(p, d) / (float)d;
+        const float rs = 1.0f / sqrtf(sumsq_centered_f32(p, d, m) / (float)d + eps);
         mean[r] = m;
         rstd[r] = rs;
         if (weight && bias) {
@@ -111,24 +141,39 @@ void lathe_layernorm_backward_f32(const float *dy, const float *x, long d, long 
                                   const float *mean, const float *rstd, const float *weight,
                                   float *dx, float *dweight, float *dbias) {
     for (long r = r0; r < r1; r++) {
-        const float *g = dy + r * d, *p = x + r * d;
+        const float *restrict g = dy + r * d, *restrict p = x + r * d;
         const float m = mean[r], rs = rstd[r];
-        float sg = 0, sgx = 0;
-        for (long i = 0; i < d; i++) {
+        // sums of g*w and g*w*(x - m), in 16 lanes
+        float a[LANES] = {0}, b[LANES] = {0};
+        long i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int j = 0; j < LANES; j++) {
+                const float gi = g[i + j] * (weight ? weight[i + j] : 1.0f);
+                a[j] += gi;
+                b[j] += gi * (p[i + j] - m);
+            }
+        float sg = lanes_total(a), sgx = lanes_total(b);
+        for (; i < d; i++) {
             const float gi = g[i] * (weight ? weight[i] : 1.0f);
-            const float xhat = (p[i] - m) * rs;
             sg += gi;
-            sgx += gi * xhat;
-            if (dweight) dweight[i] += g[i] * xhat;
-            if (dbias) dbias[i] += g[i];
+            sgx += gi * (p[i] - m);
+        }
+        sgx *= rs;
+        if (dweight) {
+            float *restrict dw = dweight;
+            for (long k = 0; k < d; k++) dw[k] += g[k] * (p[k] - m) * rs;
+        }
+        if (dbias) {
+            float *restrict db = dbias;
+            for (long k = 0; k < d; k++) db[k] += g[k];
         }
         if (!dx) continue;
         const float mg = sg / (float)d, mgx = sgx / (float)d;
-        float *o = dx + r * d;
-        for (long i = 0; i < d; i++) {
-            const float gi = g[i] * (weight ? weight[i] : 1.0f);
-            const float xhat = (p[i] - m) * rs;
-            o[i] = rs * (gi - mg - xhat * mgx);
+        float *restrict o = dx + r * d;
+        if (weight) {
+            for (long k = 0; k < d; k++) o[k] = rs * (g[k] * weight[k] - mg - (p[k] - m) * rs * mgx);
+        } else {
+            for (long k = 0; k < d; k++) o[k] = rs * (g[k] - mg - (p[k] - m) * rs * mgx);
         }
     }
 }
