@@ -84,4 +84,18 @@ final class ReferenceModelTests: XCTestCase {
             assertClose(q.grad!, p.grad!, rtol: 1e-5, atol: 1e-7, "checkpointed gradient of \(key)")
         }
     }
+
+    func testSaveAndLoadRoundTripThroughSafeTensors() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-nn-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let a = DigitsCNN(seed: 1), b = DigitsCNN(seed: 2)
+        try a.save(to: url)
+        try b.load(contentsOf: url)
+        for (key, value) in a.stateDict() {
+            XCTAssertEqual(b.stateDict()[key]?.scalars, value.scalars, key)
+        }
+        XCTAssertThrowsError(try Models.digitsMLP().load(contentsOf: url)) { error in
+            XCTAssertTrue("\(error)".contains("missing keys"), "\(error)")
+        }
+    }
 }
