@@ -18,7 +18,7 @@ public struct Recipe: Sendable, Equatable {
     }
 
     public struct DataSpec: Sendable, Equatable {
-        /// `digits`, `fashion-mnist`, `mnist-idx`, `csv` or `shakespeare`.
+        /// `digits`, `fashion-mnist`, `csv` or `shakespeare`.
         public var name = "digits"
         /// A file or directory for data sets that are not bundled.
         public var path: String?
@@ -155,7 +155,7 @@ private struct Reader {
     func int(_ d: [String: Any], _ section: String, _ key: String) throws -> Int? {
         guard let v = d[key] else { return nil }
         if let i = v as? Int { return i }
-        if let x = v as? Double, x == x.rounded() { return Int(x) }
+        if let x = v as? Double, let i = Int(exactly: x) { return i }
         throw fail("\(section)\(key)", "expected an integer, got \(describe(v))")
     }
 
@@ -229,15 +229,21 @@ private struct Reader {
         if r.model.dModel % r.model.heads != 0 { throw fail("model.heads", "d_model \(r.model.dModel) is not divisible by \(r.model.heads) heads") }
 
         let d = try section(root, "data", allowed: ["name", "path", "split", "split_seed", "label_column", "validation_fraction"])
-        r.data.name = try string(d, "data.", "name", oneOf: ["digits", "fashion-mnist", "mnist-idx", "csv", "shakespeare"]) ?? r.data.name
+        r.data.name = try string(d, "data.", "name", oneOf: ["digits", "fashion-mnist", "csv", "shakespeare"]) ?? r.data.name
         r.data.path = try string(d, "data.", "path")
         r.data.split = try doubles(d, "data.", "split") ?? r.data.split
         if r.data.split.count != 3 || r.data.split.contains(where: { $0 < 0 }) || Swift.abs(r.data.split.reduce(0, +) - 1) > 1e-6 {
             throw fail("data.split", "expected three non-negative fractions adding up to 1 (train, validation, test), got \(r.data.split)")
         }
+        if r.data.split[0] <= 0 || r.data.split[1] <= 0 {
+            throw fail("data.split", "the train and validation fractions must be positive (the best model is chosen on validation), got \(r.data.split)")
+        }
         r.data.splitSeed = try int(d, "data.", "split_seed").map { UInt64(truncatingIfNeeded: $0) } ?? r.data.splitSeed
         r.data.labelColumn = try int(d, "data.", "label_column") ?? r.data.labelColumn
         r.data.validationFraction = try double(d, "data.", "validation_fraction") ?? r.data.validationFraction
+        if !(r.data.validationFraction > 0 && r.data.validationFraction < 1) {
+            throw fail("data.validation_fraction", "must be between 0 and 1 (exclusive), got \(r.data.validationFraction)")
+        }
 
         let o = try section(root, "optimizer", allowed: ["name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"])
         r.optimizer.name = try string(o, "optimizer.", "name", oneOf: ["sgd", "adam", "adamw"]) ?? r.optimizer.name
@@ -268,6 +274,9 @@ private struct Reader {
         r.training.accumulation = try positive(int(t, "training.", "accumulation"), "training.accumulation") ?? r.training.accumulation
         r.training.clipGradNorm = try float(t, "training.", "clip_grad_norm")
         r.training.labelSmoothing = try float(t, "training.", "label_smoothing") ?? r.training.labelSmoothing
+        if !(0..<1).contains(r.training.labelSmoothing) {
+            throw fail("training.label_smoothing", "must be in [0, 1), got \(r.training.labelSmoothing)")
+        }
         r.training.evalEvery = try positive(int(t, "training.", "eval_every"), "training.eval_every")
         r.training.checkpointEvery = try positive(int(t, "training.", "checkpoint_every"), "training.checkpoint_every")
         r.training.evalBatches = try positive(int(t, "training.", "eval_batches"), "training.eval_batches") ?? r.training.evalBatches

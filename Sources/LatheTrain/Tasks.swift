@@ -129,8 +129,10 @@ func makeTask(_ r: Recipe, relativeTo directory: URL?) throws -> TrainingTask {
                 throw RecipeError(file: "recipe", key: "data.path", message: "a csv data set needs data.path")
             }
             all = try CSV.loadNumeric(path(p), labelColumn: r.data.labelColumn)
-        default:
+        case "digits":
             all = try Digits.load()
+        default:
+            throw RecipeError(file: "recipe", key: "data.name", message: "unknown data set '\(r.data.name)'")
         }
         let parts = try all.split(fractions: r.data.split, seed: r.data.splitSeed)
         let classes = all.classes ?? (all.labels.intScalars.max() ?? 0) + 1

@@ -86,6 +86,7 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try threadOptions.apply()
         let (r, trainer) = try loadTrainer(recipe: recipe, overrides: overrides, model: model)
+        try threadOptions.apply()  // --threads wins over the recipe's `threads`
         let net = trainer.model
         let fp32 = trainer.evaluate(.test)
 
@@ -186,6 +187,7 @@ struct Prune: ParsableCommand {
             r.optimizer.lr = lr
         }
         let trainer = try Trainer(recipe: r)
+        try threadOptions.apply()  // --threads wins over the recipe's `threads`
         let net = trainer.model
         try net.loadStateDict(SafeTensors.read(contentsOf: URL(fileURLWithPath: model)).tensors)
         let before = trainer.evaluate(.test)

@@ -72,11 +72,14 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         try threadOptions.apply()
-        guard let which = ["test": DataSplit.test, "validation": .validation, "val": .validation, "train": .train][split] else {
+        guard let asked = ["test": DataSplit.test, "validation": .validation, "val": .validation, "train": .train][split] else {
             throw ValidationError("--split must be test, validation or train, not '\(split)'")
         }
         let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
         let trainer = try Trainer(recipe: r)
+        try threadOptions.apply()  // --threads wins over the recipe's `threads`
+        // Without a test split the task evaluates validation: say so, in the output and the predictions.
+        let which = asked == .test && !trainer.task.hasTestSplit ? DataSplit.validation : asked
         let path = model ?? trainer.output.appendingPathComponent("best.safetensors").path
         let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: path))
         try trainer.model.loadStateDict(file.tensors)
