@@ -28,7 +28,8 @@ public class Optimizer {
         stepCount += 1
         for (name, p) in parameters where p.requiresGrad {
             guard let g = p.grad else { continue }
-            var slots = state[name] ?? [:]
+            // Taken out of the dictionary so the state tensors are uniquely owned (updated in place).
+            var slots = state.removeValue(forKey: name) ?? [:]
             var value = p.value.detached()
             update(&value, grad: g.contiguous(), slots: &slots)
             state[name] = slots
@@ -83,7 +84,7 @@ public final class SGD: Optimizer {
     override func update(_ value: inout Tensor, grad: Tensor, slots: inout [String: Tensor]) {
         let n = value.count, lr = learningRate, mu = momentum, wd = weightDecay, damp = dampening, nest = nesterov
         let first = slots["momentum_buffer"] == nil
-        var buffer = slots["momentum_buffer"] ?? Tensor.zeros(value.shape)
+        var buffer = slots.removeValue(forKey: "momentum_buffer") ?? Tensor.zeros(mu == 0 ? [0] : value.shape)
         grad.withUnsafeBufferPointer { g in
             value.withUnsafeMutableBufferPointer { p in
                 if mu == 0 {
@@ -124,8 +125,8 @@ public class Adam: Optimizer {
     }
 
     override func update(_ value: inout Tensor, grad: Tensor, slots: inout [String: Tensor]) {
-        var m = slots["exp_avg"] ?? Tensor.zeros(value.shape)
-        var v = slots["exp_avg_sq"] ?? Tensor.zeros(value.shape)
+        var m = slots.removeValue(forKey: "exp_avg") ?? Tensor.zeros(value.shape)
+        var v = slots.removeValue(forKey: "exp_avg_sq") ?? Tensor.zeros(value.shape)
         let t = Double(stepCount)
         let bc1 = 1 - Foundation.pow(Double(beta1), t), bc2 = 1 - Foundation.pow(Double(beta2), t)
         let stepSize = Float(Double(learningRate) / bc1), bc2Sqrt = Float(bc2.squareRoot())

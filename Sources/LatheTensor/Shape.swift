@@ -69,6 +69,7 @@ public enum Shape {
 
     /// Resolves one -1 entry of a requested shape against an element count.
     static func resolve(_ requested: [Int], count: Int, op: String) -> [Int] {
+        precondition(requested.allSatisfy { $0 >= -1 }, "\(op): negative size in \(requested)")
         var shape = requested
         let unknown = shape.indices.filter { shape[$0] == -1 }
         precondition(unknown.count <= 1, "\(op): at most one -1 allowed in \(requested)")

@@ -11,6 +11,9 @@ extension Tensor {
         if target == dtype { return self }
         let src = contiguousStorageView()
         let n = count
+        if !dtype.isFloatingPoint && !target.isFloatingPoint {
+            return src.integerConverted(to: target)  // exact: no Float32 round trip above 2^24
+        }
         // To float32 first.
         let f: Tensor
         if dtype == .float32 {
@@ -40,6 +43,28 @@ extension Tensor {
         case .uint8: let p = out.pointer(as: UInt8.self); for i in 0..<n { p[i] = UInt8(truncatingIfNeeded: int64(x[i])) }
         case .bool: let p = out.pointer(as: UInt8.self); for i in 0..<n { p[i] = x[i] != 0 ? 1 : 0 }
         case .float32: break
+        }
+        return out
+    }
+
+    /// Integer-to-integer conversion through Int64 (C-cast wrapping for int8/uint8; bool is
+    /// "not zero"). `self` is contiguous.
+    private func integerConverted(to target: DType) -> Tensor {
+        let n = count
+        var values = [Int64](repeating: 0, count: n)
+        switch dtype {
+        case .int64: let p = pointer(as: Int64.self); for i in 0..<n { values[i] = p[i] }
+        case .int32: let p = pointer(as: Int32.self); for i in 0..<n { values[i] = Int64(p[i]) }
+        case .int8: let p = pointer(as: Int8.self); for i in 0..<n { values[i] = Int64(p[i]) }
+        default: let p = pointer(as: UInt8.self); for i in 0..<n { values[i] = Int64(p[i]) }
+        }
+        let out = Tensor(uninitializedShape: shape, dtype: target)
+        switch target {
+        case .int64: let p = out.pointer(as: Int64.self); for i in 0..<n { p[i] = values[i] }
+        case .int32: let p = out.pointer(as: Int32.self); for i in 0..<n { p[i] = Int32(truncatingIfNeeded: values[i]) }
+        case .int8: let p = out.pointer(as: Int8.self); for i in 0..<n { p[i] = Int8(truncatingIfNeeded: values[i]) }
+        case .bool: let p = out.pointer(as: UInt8.self); for i in 0..<n { p[i] = values[i] != 0 ? 1 : 0 }
+        default: let p = out.pointer(as: UInt8.self); for i in 0..<n { p[i] = UInt8(truncatingIfNeeded: values[i]) }
         }
         return out
     }

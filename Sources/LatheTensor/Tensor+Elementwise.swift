@@ -134,14 +134,16 @@ extension Tensor {
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor {
-        binaryKernel(a, b, LATHE_B_ADD, "add").recorded("add", [a, b]) { g in
-            [g.summed(toShape: a.shape), g.summed(toShape: b.shape)]
+        let (sa, sb) = (a.shape, b.shape)  // the backward needs only the shapes: don't keep the inputs alive
+        return binaryKernel(a, b, LATHE_B_ADD, "add").recorded("add", [a, b]) { g in
+            [g.summed(toShape: sa), g.summed(toShape: sb)]
         }
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {
-        binaryKernel(a, b, LATHE_B_SUB, "sub").recorded("sub", [a, b]) { g in
-            [g.summed(toShape: a.shape), (-g).summed(toShape: b.shape)]
+        let (sa, sb) = (a.shape, b.shape)
+        return binaryKernel(a, b, LATHE_B_SUB, "sub").recorded("sub", [a, b]) { g in
+            [g.summed(toShape: sa), (-g).summed(toShape: sb)]
         }
     }
 

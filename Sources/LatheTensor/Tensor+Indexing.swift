@@ -57,6 +57,9 @@ extension Tensor {
         let d = Shape.axis(dim, rank: rank, op: "scatter_add")
         precondition(index.rank == rank && source.shape == index.shape,
                      "scatter_add: input \(shape), index \(index.shape) and source \(source.shape) must have one rank, and index and source one shape")
+        for i in 0..<rank where i != d {
+            precondition(index.shape[i] <= shape[i], "scatter_add: index shape \(index.shape) exceeds input shape \(shape) at dim \(i)")
+        }
         var out = floatInput("scatter_add").contiguousCopy()
         let (idx, ip) = index.indexPointer("scatter_add", bound: shape[d])
         let src = source.floatInput("scatter_add").contiguous().detached()

@@ -27,8 +27,9 @@ extension Tensor {
     private func gemmLayout() -> (trans: Int32, ld: Int)? {
         let r = shape[rank - 2], c = shape[rank - 1]
         let sr = strides[rank - 2], sc = strides[rank - 1]
-        if sc == 1 || c == 1 { return (0, r == 1 ? Swift.max(c, 1) : Swift.max(sr, c)) }
-        if sr == 1 || r == 1 { return (1, c == 1 ? Swift.max(r, 1) : Swift.max(sc, r)) }
+        // Only layouts the GEMM can address (a broadcast row or column, stride 0, needs a copy).
+        if (sc == 1 || c == 1) && (r == 1 || sr >= c) { return (0, r == 1 ? Swift.max(c, 1) : sr) }
+        if (sr == 1 || r == 1) && (c == 1 || sc >= r) { return (1, c == 1 ? Swift.max(r, 1) : sc) }
         return nil
     }
 

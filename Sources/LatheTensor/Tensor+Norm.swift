@@ -11,6 +11,8 @@ extension Tensor {
         precondition(rank >= 2, "batch_norm: expected [N, C, ...], got \(shape)")
         let (n, c) = (shape[0], shape[1]), hw = shape.dropFirst(2).reduce(1, *)
         precondition(n * hw > 1, "batch_norm: training needs more than one value per channel, got input \(shape)")
+        if let weight { precondition(weight.shape == [c], "batch_norm: weight \(weight.shape) does not match \(c) channels of \(shape)") }
+        if let bias { precondition(bias.shape == [c], "batch_norm: bias \(bias.shape) does not match \(c) channels of \(shape)") }
         let x = floatInput("batch_norm").contiguous().detached()
         let w = weight?.detached().contiguous(), b = bias?.detached().contiguous()
         let y = Tensor(uninitializedShape: shape)

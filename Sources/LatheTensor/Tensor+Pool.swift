@@ -54,7 +54,7 @@ extension Tensor {
             argmax.withUnsafeBufferPointer { am in
                 let amp = am.baseAddress!
                 ThreadPool.forEach(n * c) { plane in
-                    for o in (plane * oh * ow)..<((plane + 1) * oh * ow) {
+                    for o in (plane * oh * ow)..<((plane + 1) * oh * ow) where amp[o] >= 0 {  // -1: a window of padding only
                         dp[plane * h * w + Int(amp[o])] += gp[o]
                     }
                 }
@@ -70,6 +70,7 @@ extension Tensor {
         precondition(rank == 4, "avg_pool2d: expected [N,C,H,W], got \(shape)")
         let s = stride ?? kernel
         let (h, w) = (shape[2], shape[3])
+        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "avg_pool2d: padding \(padding) exceeds half the kernel \(kernel)")
         let oh = (h + 2 * padding.0 - kernel.0) / s.0 + 1
         let ow = (w + 2 * padding.1 - kernel.1) / s.1 + 1
         precondition(oh > 0 && ow > 0, "avg_pool2d: input \(shape) is smaller than kernel \(kernel)")

@@ -32,6 +32,10 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(Tensor([0, 0.5, -3]).to(.bool).intScalars, [0, 1, 1])
         XCTAssertEqual(Tensor([3, 4], dtype: .int32).to(.float32).scalars, [3, 4])
         XCTAssertEqual(Tensor([-5, 7], dtype: .int8).to(.int64).intScalars, [-5, 7])
+        // Integer to integer is exact (no Float32 round trip): 2^24 + 1 survives.
+        XCTAssertEqual(Tensor([16_777_217, -3], dtype: .int64).to(.int32).to(.int64).intScalars, [16_777_217, -3])
+        XCTAssertEqual(Tensor([300, 0, -1], dtype: .int64).to(.uint8).intScalars, [44, 0, 255])
+        XCTAssertEqual(Tensor([2, 0], dtype: .int32).to(.bool).intScalars, [1, 0])
     }
 
     func testBroadcastErrorNamesTheOpAndBothShapes() {
@@ -101,5 +105,14 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(x.max().item, 3)
         (s * 2).backward()
         XCTAssertEqual(x.grad?.scalars, [2])
+    }
+
+    func testMatmulOfABroadcastOperandCopiesItFirst() {
+        var g = RandomGenerator(seed: 8)
+        let row = Tensor.normal([1, 5], generator: &g), w = Tensor.normal([5, 3], generator: &g)
+        let expanded = row.expanded(to: [4, 5])  // row stride 0: the GEMM cannot read it in place
+        let y = expanded.matmul(w)
+        let once = row.matmul(w).scalars
+        XCTAssertEqual(y.scalars, once + once + once + once)
     }
 }
