@@ -59,7 +59,7 @@ extension Bench {
             for (kind, name) in [(LATHE_STREAM_COPY, "bandwidth_copy"), (LATHE_STREAM_TRIAD, "bandwidth_triad")] {
                 for t in threadCounts {
                     let gbs = (0..<repeats).map { _ in lathe_measure_bandwidth(Int32(kind.rawValue), bytes, Int32(t), seconds) }.max()!
-                    guard gbs > 0 else { throw ValidationError("could not allocate 3 x \(arrayMb) MB for the bandwidth test") }
+                    guard gbs > 0 else { throw CLIError("could not allocate 3 x \(arrayMb) MB for the bandwidth test") }
                     out.print([("bench", .string("machine")), ("metric", .string(name)), ("threads", .int(t)),
                                ("value", .double(gbs, digits: 1)), ("unit", .string("GB/s")), ("array_mb", .int(arrayMb))])
                 }

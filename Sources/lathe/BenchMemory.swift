@@ -95,7 +95,7 @@ extension Bench {
                 guard child.terminationStatus == 0,
                       let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last,
                       let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                    throw ValidationError("memory-run child failed (status \(child.terminationStatus))")
+                    throw CLIError("memory-run child failed (status \(child.terminationStatus))")
                 }
                 func num(_ k: String) -> Double { (obj[k] as? NSNumber)?.doubleValue ?? .nan }
                 out.print([("bench", .string("memory")), ("model", .string("gpt")), ("config", .string(config.label)),

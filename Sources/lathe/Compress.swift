@@ -97,7 +97,7 @@ struct Quantize: ParsableCommand {
             skip = [first, last]
         }
         guard candidates.contains(where: { !skip.contains($0) }) else {
-            throw ValidationError("\(r.model.name) has no layer to quantize with \(scheme)"
+            throw CLIError("\(r.model.name) has no layer to quantize with \(scheme)"
                                   + (keepFirstLast ? " once the first and last are kept in fp32" : ""))
         }
         var batches: [Tensor] = []
@@ -202,13 +202,13 @@ struct Prune: ParsableCommand {
             variant = String(format: "%@ magnitude, sparsity %.2f", method == "global" ? "global" : "layer-wise", sparsity)
         case "2:4":
             let m = semiStructuredMasks(net)
-            guard !m.names.isEmpty else { throw ValidationError("\(r.model.name) has no weight whose inputs are a multiple of 4; 2:4 cannot apply") }
+            guard !m.names.isEmpty else { throw CLIError("\(r.model.name) has no weight whose inputs are a multiple of 4; 2:4 cannot apply") }
             m.apply(to: net)
             masks = m
             variant = "2:4 on \(m.names.joined(separator: ", "))"
         default:
             guard let plan = ChannelDependency.plan(for: net), !plan.isEmpty else {
-                throw ValidationError("structured pruning has no channel plan for \(r.model.name) (\(type(of: net))): it supports digits-cnn "
+                throw CLIError("structured pruning has no channel plan for \(r.model.name) (\(type(of: net))): it supports digits-cnn "
                                       + "and Sequential chains such as digits-mlp; use --method magnitude, global or 2:4")
             }
             structured = pruneChannels(net, dependencies: plan, ratio: ratio)

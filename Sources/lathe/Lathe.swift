@@ -31,3 +31,10 @@ struct Info: ParsableCommand {
         print("threads: \(ThreadPool.threadCount)")
     }
 }
+
+/// A failure while running a command (not a usage mistake): printed as `Error: ...` with
+/// exit status 1 and no usage text.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}

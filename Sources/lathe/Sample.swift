@@ -37,7 +37,7 @@ struct Sample: ParsableCommand {
         let trainer = try Trainer(recipe: r)
         if threadOptions.threads != nil { try threadOptions.apply() }
         guard let task = trainer.task as? LanguageModelTask, let gpt = trainer.model as? CharGPT else {
-            throw ValidationError("\(recipe) describes \(r.model.name) on \(r.data.name); lathe sample needs a char-gpt recipe")
+            throw CLIError("\(recipe) describes \(r.model.name) on \(r.data.name); lathe sample needs a char-gpt recipe")
         }
         let corpus = task.train
         let unknown = prompt.unicodeScalars.filter { !corpus.canEncode(String($0)) }
@@ -45,7 +45,7 @@ struct Sample: ParsableCommand {
             var seen = Set<Unicode.Scalar>()
             let list = unknown.filter { seen.insert($0).inserted }
                 .map { "'\($0.escaped(asASCII: false))' (" + String(format: "U+%04X", $0.value) + ")" }
-            throw ValidationError("the prompt has characters that are not in the \(r.data.name) vocabulary: "
+            throw CLIError("the prompt has characters that are not in the \(r.data.name) vocabulary: "
                                   + list.joined(separator: ", "))
         }
         let path = model ?? trainer.output.appendingPathComponent("best.safetensors").path

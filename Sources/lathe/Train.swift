@@ -84,7 +84,7 @@ struct Eval: ParsableCommand {
         let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: path))
         try trainer.model.loadStateDict(file.tensors)
         if predictions != nil, !(trainer.task is ClassificationTask) {
-            throw ValidationError("--predictions needs a classifier; \(r.model.name) on \(r.data.name) has no per-sample labels")
+            throw CLIError("--predictions needs a classifier; \(r.model.name) on \(r.data.name) has no per-sample labels")
         }
         let e = trainer.evaluate(which)
         if let predictions {
