@@ -57,15 +57,17 @@ public enum QuantMath {
     }
 
     /// Symmetric per-output-channel int8 weights: row `n` of `w` `[N, K]` gets
-    /// `scale[n] = max|w[n, :]| / 127` and `q = clamp(round(w / scale), -127, 127)`, so
-    /// `|w - scale * q| <= scale / 2` (an all-zero row gets scale 0 and codes 0).
+    /// `scale[n] = max|w[n, :]| / 127` rounded up to an fp16 value (files store scales as fp16)
+    /// and `q = clamp(round(w / scale), -127, 127)`, so `|w - scale * q| <= scale / 2` (an
+    /// all-zero row gets scale 0 and codes 0).
     public static func quantizePerChannel(_ w: [Float], rows n: Int, cols k: Int) -> (codes: [Int8], scales: [Float]) {
         precondition(w.count == n * k, "quantizePerChannel: \(w.count) values are not [\(n), \(k)]")
         var codes = [Int8](repeating: 0, count: n * k), scales = [Float](repeating: 0, count: n)
         for r in 0..<n {
             var amax: Float = 0
             for c in 0..<k { amax = Swift.max(amax, abs(w[r * k + c])) }
-            let s = amax / 127
+            precondition(amax.isFinite && amax / 127 <= 65504, "quantizePerChannel: row \(r) has |w| up to \(amax), beyond fp16 scales")
+            let s = float(fromFloat16Bits: float16Bits(amax / 127, roundingUp: true))
             scales[r] = s
             guard s > 0 else { continue }
             for c in 0..<k { codes[r * k + c] = Int8(Swift.max(-127, Swift.min(127, (w[r * k + c] / s).rounded(.toNearestOrEven)))) }

@@ -22,6 +22,13 @@ public struct QuantizedLayerEntry: Codable, Equatable, Sendable {
     public var symmetric: Bool?
     /// conv2d geometry.
     public var kernelSize: [Int]?, stride: [Int]?, padding: [Int]?, dilation: [Int]?
+    /// int8_static: the activation quantization (`input_scale`, `input_zero_point`).
+    public var input: AffineParams? {
+        get { inputScale.flatMap { s in inputZeroPoint.map { AffineParams(scale: s, zeroPoint: Int32(clamping: $0)) } } }
+        set { (inputScale, inputZeroPoint) = (newValue?.scale, newValue.map { Int($0.zeroPoint) }) }
+    }
+    public var inputScale: Float?
+    public var inputZeroPoint: Int?
 
     public init(type: String, scheme: String, bits: Int, inFeatures: Int, outFeatures: Int, bias: Bool) {
         self.type = type
@@ -35,6 +42,7 @@ public struct QuantizedLayerEntry: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case type, scheme, bits, bias, symmetric, stride, padding, dilation
         case inFeatures = "in_features", outFeatures = "out_features", groupSize = "group_size", kernelSize = "kernel_size"
+        case inputScale = "input_scale", inputZeroPoint = "input_zero_point"
     }
 }
 
@@ -43,8 +51,13 @@ public struct QuantizationManifest: Codable, Equatable, Sendable {
     public var format = "lathe-quantized"
     public var version = 1
     public var layers: [String: QuantizedLayerEntry]
+    /// Batch norms folded into the layer before them (their tensors are absent; the layer has a bias).
+    public var folded: [FoldedPair]?
 
-    public init(layers: [String: QuantizedLayerEntry]) { self.layers = layers }
+    public init(layers: [String: QuantizedLayerEntry], folded: [FoldedPair]? = nil) {
+        self.layers = layers
+        self.folded = folded
+    }
 
     /// The metadata key of the manifest.
     public static let metadataKey = "lathe.quantization"
@@ -95,7 +108,9 @@ public enum QuantizedModelFile {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var meta = metadata
-        meta[QuantizationManifest.metadataKey] = String(decoding: try enc.encode(QuantizationManifest(layers: layers)), as: UTF8.self)
+        let folded = BatchNormFolding.foldedPairs(in: model)
+        let manifest = QuantizationManifest(layers: layers, folded: folded.isEmpty ? nil : folded)
+        meta[QuantizationManifest.metadataKey] = String(decoding: try enc.encode(manifest), as: UTF8.self)
         try SafeTensors.write(tensors, metadata: meta, to: url)
     }
 
@@ -112,6 +127,11 @@ public enum QuantizedModelFile {
         }
         guard manifest.format == "lathe-quantized", manifest.version == 1 else {
             throw QuantizedFileError.badManifest(path: path, reason: "format '\(manifest.format)' version \(manifest.version) is not lathe-quantized version 1")
+        }
+        if let folded = manifest.folded {
+            do { try BatchNormFolding.prepareFolded(model, pairs: folded) } catch {
+                throw QuantizedFileError.badManifest(path: path, reason: "folded: \(error)")
+            }
         }
         let modules = Dictionary(model.namedModules, uniquingKeysWith: { a, _ in a })
         var remaining = file.tensors
@@ -162,13 +182,13 @@ private final class TensorReader {
         e.bias ? try tensor("bias", .float32, [e.outFeatures])!.scalars : nil
     }
 
-    func inputParams(required: Bool) throws -> AffineParams? {
-        let s = try tensor("input_scale", .float32, [], optional: !required)
-        let z = try tensor("input_zero_point", .int32, [], optional: !required)
-        guard let s, let z else { return nil }
-        let scale = s.item, zp = z.intScalars[0]
-        guard scale > 0, scale.isFinite else { throw QuantizedFileError.badValue(path: path, tensor: "\(prefix).input_scale", reason: "scale \(scale) is not positive and finite") }
-        guard (0...255).contains(zp) else { throw QuantizedFileError.badValue(path: path, tensor: "\(prefix).input_zero_point", reason: "zero point \(zp) is outside [0, 255]") }
+    func inputParams(_ e: QuantizedLayerEntry, required: Bool) throws -> AffineParams? {
+        guard let scale = e.inputScale, let zp = e.inputZeroPoint else {
+            if required { throw bad("\(e.scheme) needs input_scale and input_zero_point") }
+            return nil
+        }
+        guard scale > 0, scale.isFinite else { throw bad("input_scale \(scale) is not positive and finite") }
+        guard (0...255).contains(zp) else { throw bad("input_zero_point \(zp) is outside [0, 255]") }
         return AffineParams(scale: scale, zeroPoint: Int32(zp))
     }
 
@@ -184,7 +204,7 @@ private final class TensorReader {
                 throw bad("the file's [\(n), \(k)] int\(e.bits) layer does not match the model's Linear(\(lin.inFeatures), \(lin.outFeatures))")
             }
             let w = try int8Weights(rows: n, cols: k, shape: [n, k])
-            if e.scheme == "int8_static" { return QuantizedLinear(weight: w, bias: try bias(e), inputParams: try inputParams(required: true)!) }
+            if e.scheme == "int8_static" { return QuantizedLinear(weight: w, bias: try bias(e), inputParams: try inputParams(e, required: true)!) }
             return DynamicQuantizedLinear(weight: w, bias: try bias(e))
         case ("conv2d", "int8_static"), ("conv2d", "int8_dynamic"):
             guard let conv = target as? Conv2d else { throw bad("the model has a \(type(of: target)) there, not a Conv2d") }
@@ -196,7 +216,7 @@ private final class TensorReader {
                 throw bad("the file's conv2d does not match the model's Conv2d (weight \(ws))")
             }
             let w = try int8Weights(rows: n, cols: k * ks[0] * ks[1], shape: [n, k, ks[0], ks[1]])
-            return QuantizedConv2d(weight: w, bias: try bias(e), inputParams: try inputParams(required: e.scheme == "int8_static"),
+            return QuantizedConv2d(weight: w, bias: try bias(e), inputParams: try inputParams(e, required: e.scheme == "int8_static"),
                                    inChannels: k, kernelSize: (ks[0], ks[1]), stride: (st[0], st[1]), padding: (pd[0], pd[1]),
                                    dilation: (dl[0], dl[1]))
         case ("linear", "weight_only"):
@@ -223,7 +243,7 @@ private final class TensorReader {
 
     func int8Weights(rows n: Int, cols k: Int, shape: [Int]) throws -> PackedInt8Weights {
         let codes = bytes(try tensor("weight", .int8, shape)!, as: Int8.self)
-        let scales = try tensor("weight_scale", .float32, [n])!.scalars
+        let scales = try tensor("weight_scale", .float16, [n])!.to(.float32).scalars
         if let bad = scales.firstIndex(where: { !($0 >= 0 && $0.isFinite) }) {
             throw QuantizedFileError.badValue(path: path, tensor: "\(prefix).weight_scale", reason: "scale \(scales[bad]) at \(bad) is negative or not finite")
         }

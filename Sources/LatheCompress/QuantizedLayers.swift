@@ -73,14 +73,11 @@ public final class QuantizedLinear: Module, QuantizedLayer {
     }
 
     public var quantizationEntry: QuantizedLayerEntry {
-        QuantizedLayerEntry(type: "linear", scheme: "int8_static", bits: 8, inFeatures: inFeatures, outFeatures: outFeatures, bias: bias != nil)
+        var e = QuantizedLayerEntry(type: "linear", scheme: "int8_static", bits: 8, inFeatures: inFeatures, outFeatures: outFeatures, bias: bias != nil)
+        e.input = inputParams
+        return e
     }
-    public var quantizedTensors: [String: Tensor] {
-        var t = int8Tensors(weight, shape: [outFeatures, inFeatures], bias: bias)
-        t["input_scale"] = Tensor([inputParams.scale], shape: [])
-        t["input_zero_point"] = Tensor([Int(inputParams.zeroPoint)], shape: [], dtype: .int32)
-        return t
-    }
+    public var quantizedTensors: [String: Tensor] { int8Tensors(weight, shape: [outFeatures, inFeatures], bias: bias) }
 }
 
 /// Dynamic int8 `Linear`: like ``QuantizedLinear`` but each call quantizes its input with the
@@ -181,15 +178,11 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         e.stride = [stride.0, stride.1]
         e.padding = [padding.0, padding.1]
         e.dilation = [dilation.0, dilation.1]
+        e.input = inputParams
         return e
     }
     public var quantizedTensors: [String: Tensor] {
-        var t = int8Tensors(weight, shape: [outChannels, inChannels, kernelSize.0, kernelSize.1], bias: bias)
-        if let inputParams {
-            t["input_scale"] = Tensor([inputParams.scale], shape: [])
-            t["input_zero_point"] = Tensor([Int(inputParams.zeroPoint)], shape: [], dtype: .int32)
-        }
-        return t
+        int8Tensors(weight, shape: [outChannels, inChannels, kernelSize.0, kernelSize.1], bias: bias)
     }
 }
 
@@ -251,11 +244,11 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
     }
 }
 
-/// `weight` (int8, `shape`), `weight_scale` (f32 `[N]`) and `bias` (f32 `[N]`).
+/// `weight` (int8, `shape`), `weight_scale` (f16 `[N]`: the scales are fp16 values) and `bias` (f32 `[N]`).
 func int8Tensors(_ w: PackedInt8Weights, shape: [Int], bias: [Float]?) -> [String: Tensor] {
     var t: [String: Tensor] = [:]
     t["weight"] = w.codes.withUnsafeBytes { Tensor(bytes: $0, shape: shape, dtype: .int8) }
-    t["weight_scale"] = Tensor(w.scales)
+    t["weight_scale"] = Tensor(w.scales).to(.float16)
     if let bias { t["bias"] = Tensor(bias) }
     return t
 }

@@ -44,6 +44,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Calibration observer of static int8: minmax, percentile (99.99) or mse.") var observer: String = "minmax"
     @Option(help: "Training batches to calibrate static int8 on.") var calibrationBatches: Int = 8
     @Flag(help: "Keep the first and the last quantizable layer in fp32.") var keepFirstLast = false
+    @Flag(help: "Keep batch norms as they are instead of folding them into the layer before them.") var noFoldBn = false
     @Option(help: "Where to write the quantized model.") var output: String
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
@@ -89,6 +90,7 @@ struct Quantize: ParsableCommand {
         try threadOptions.apply()  // --threads wins over the recipe's `threads`
         let net = trainer.model
         let fp32 = trainer.evaluate(.test)
+        let folded = noFoldBn ? [] : BatchNormFolding.fold(net)
 
         var candidates = Quantizer.quantizableLayers(in: net).map(\.0)
         if case .weightOnly = config.scheme { candidates = Quantizer.quantizableLayers(in: net).filter { $0.1 is Linear }.map(\.0) }
@@ -116,7 +118,8 @@ struct Quantize: ParsableCommand {
         let fp32Bytes = fileBytes(model), qBytes = fileBytes(output)
         let fp32Layers = Quantizer.quantizableLayers(in: net).map(\.0).filter { !done.contains($0) }
         print("lathe quantize: \(r.model.name) on \(r.data.name), \(variant)")
-        print("quantized layers: \(done.joined(separator: ", "))" + (fp32Layers.isEmpty ? "" : "; fp32: \(fp32Layers.joined(separator: ", "))"))
+        print("quantized layers: \(done.joined(separator: ", "))" + (fp32Layers.isEmpty ? "" : "; fp32: \(fp32Layers.joined(separator: ", "))")
+              + (folded.isEmpty ? "" : "; batch norms folded: " + folded.map { "\($0.norm) into \($0.layer)" }.joined(separator: ", ")))
         print(String(format: "file: fp32 %d bytes (%@), quantized %d bytes (%@), %.2fx smaller",
                      fp32Bytes, model, qBytes, output, Double(fp32Bytes) / Double(max(qBytes, 1))))
         let count = "\(fp32.count) \(trainer.task is LanguageModelTask ? "tokens" : "samples")"

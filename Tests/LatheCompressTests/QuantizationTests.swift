@@ -219,12 +219,18 @@ final class QuantizedFileTests: XCTestCase {
         t = good.tensors
         t["fc1.weight_scale"] = Tensor.zeros([128, 3], dtype: .float16)
         try expectError(t, good.metadata, contains: "'fc1.weight_scale' has shape [128, 3], expected [128, 4]")
+        var meta = good.metadata
+        XCTAssertTrue(meta["lathe.quantization"]!.contains("\"input_scale\":"))
+        meta["lathe.quantization"] = meta["lathe.quantization"]!.replacingOccurrences(of: "\"input_scale\":", with: "\"input_scale\":-")
+        try expectError(good.tensors, meta, contains: "not positive")
+        meta["lathe.quantization"] = good.metadata["lathe.quantization"]!.replacingOccurrences(of: "\"input_zero_point\":", with: "\"input_zero_point\":1000")
+        try expectError(good.tensors, meta, contains: "outside [0, 255]")
         t = good.tensors
-        t["conv1.input_scale"] = Tensor([Float(-1)], shape: [])
-        try expectError(t, good.metadata, contains: "not positive")
+        t["conv1.weight_scale"] = t["conv1.weight_scale"]!.to(.float32)
+        try expectError(t, good.metadata, contains: "'conv1.weight_scale' is float32, expected float16")
         try expectError(good.tensors, [:], contains: "no 'lathe.quantization' metadata")
         try expectError(good.tensors, ["lathe.quantization": "{not json"], contains: "bad 'lathe.quantization' metadata")
-        var meta = good.metadata
+        meta = good.metadata
         meta["lathe.quantization"] = meta["lathe.quantization"]!.replacingOccurrences(of: "\"fc1\"", with: "\"fc9\"")
         try expectError(good.tensors, meta, contains: "'fc9'")
         meta = good.metadata
