@@ -15,13 +15,37 @@ func scoreText(_ e: Evaluation) -> String {
 /// The split that `Trainer.evaluate(.test)` measures (validation when the data has no test split).
 func testSplitName(_ t: Trainer) -> String { t.task.hasTestSplit ? "test" : "validation" }
 
-/// Loads a recipe and builds its trainer with the weights of `model` loaded.
-func loadTrainer(recipe: String, overrides: [String], model: String) throws -> (Recipe, Trainer) {
-    let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+/// Loads a recipe and builds its trainer with the weights of `model` loaded. With
+/// `finetune` (steps, learning rate) the trainer runs that many AdamW-or-recipe-optimiser steps
+/// at that rate on a cosine schedule without warm-up, writing to a temporary directory that is
+/// removed when the process ends.
+func loadTrainer(recipe: String, overrides: [String], model: String, finetune: (steps: Int, lr: Float)? = nil) throws -> (Recipe, Trainer) {
+    var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+    if let finetune { fineTuning(&r, steps: finetune.steps, lr: finetune.lr) }
     let trainer = try Trainer(recipe: r)
     let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: model))
     try trainer.model.loadStateDict(file.tensors)
     return (r, trainer)
+}
+
+/// Turns `r` into a fine-tuning run: `steps` steps at `lr` (cosine, no warm-up), output in a
+/// fresh temporary directory that is removed at exit.
+func fineTuning(_ r: inout Recipe, steps: Int, lr: Float) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-finetune-\(UUID().uuidString)")
+    TemporaryDirectories.removeAtExit(directory)
+    r.output = directory.path
+    (r.training.epochs, r.training.steps) = (nil, Swift.max(steps, 1))
+    r.schedule.warmupSteps = 0
+    r.optimizer.lr = lr
+}
+
+/// Temporary directories to delete when the command ends.
+enum TemporaryDirectories {
+    nonisolated(unsafe) static var pending: [URL] = []
+    static func removeAtExit(_ url: URL) {
+        if pending.isEmpty { atexit { for u in TemporaryDirectories.pending { try? FileManager.default.removeItem(at: u) } } }
+        pending.append(url)
+    }
 }
 
 struct Quantize: ParsableCommand {
@@ -45,6 +69,9 @@ struct Quantize: ParsableCommand {
     @Option(help: "Training batches to calibrate static int8 on.") var calibrationBatches: Int = 8
     @Flag(help: "Keep the first and the last quantizable layer in fp32.") var keepFirstLast = false
     @Flag(help: "Keep batch norms as they are instead of folding them into the layer before them.") var noFoldBn = false
+    @Option(help: "Quantization-aware training steps before converting (int8 only; 0: post-training quantization).") var qatSteps: Int = 0
+    @Option(help: "QAT learning rate.") var qatLr: Float = 1e-4
+    @Option(help: "QAT activation ranges: ema (moving average of batch min/max) or learned (trained bounds).") var qatRanges: String = "ema"
     @Option(help: "Where to write the quantized model.") var output: String
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
@@ -63,6 +90,11 @@ struct Quantize: ParsableCommand {
             throw ValidationError("--asymmetric applies to the group-wise schemes (int4, int8-weight), not \(scheme)")
         }
         guard calibrationBatches >= 1 else { throw ValidationError("--calibration-batches must be at least 1, got \(calibrationBatches)") }
+        guard qatSteps >= 0 else { throw ValidationError("--qat-steps must be at least 0, got \(qatSteps)") }
+        if qatSteps > 0, scheme != "int8" { throw ValidationError("--qat-steps applies to --scheme int8, not \(scheme)") }
+        if qatSteps > 0, noFoldBn { throw ValidationError("QAT needs the batch norms folded; drop --no-fold-bn") }
+        guard qatLr > 0 else { throw ValidationError("--qat-lr must be positive, got \(qatLr)") }
+        guard ["ema", "learned"].contains(qatRanges) else { throw ValidationError("--qat-ranges must be ema or learned, not '\(qatRanges)'") }
     }
 
     var config: QuantizationConfig {
@@ -78,6 +110,7 @@ struct Quantize: ParsableCommand {
 
     var variant: String {
         switch config.scheme {
+        case .staticInt8 where qatSteps > 0: "int8 static after \(qatSteps) QAT steps (\(qatRanges) ranges, initial ones from \(observer) on \(calibrationBatches) batches)"
         case .staticInt8: "int8 static (\(observer) observer, \(calibrationBatches) calibration batches)"
         case .dynamicInt8: "int8 dynamic"
         case .weightOnly(let s): "weight-only \(s)"
@@ -86,7 +119,8 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try threadOptions.apply()
-        let (r, trainer) = try loadTrainer(recipe: recipe, overrides: overrides, model: model)
+        let (r, trainer) = try loadTrainer(recipe: recipe, overrides: overrides, model: model,
+                                           finetune: qatSteps > 0 ? (qatSteps, qatLr) : nil)
         try threadOptions.apply()  // --threads wins over the recipe's `threads`
         let net = trainer.model
         let fp32 = trainer.evaluate(.test)
@@ -104,7 +138,19 @@ struct Quantize: ParsableCommand {
         }
         var batches: [Tensor] = []
         if config.scheme == .staticInt8 { batches = (0..<calibrationBatches).map { trainer.task.trainBatch($0).x } }
-        let done = quantize(model: net, config: config, calibrationBatches: batches) { name, _ in !skip.contains(name) }
+        let done: [String]
+        var qatLine: String?
+        if qatSteps > 0 {
+            done = QAT.prepare(net, calibrationBatches: batches, learning: qatRanges == "learned" ? .learned : .ema,
+                               observer: config.observer) { name, _ in !skip.contains(name) }
+            let ptqLike = trainer.evaluate(.test)
+            let summary = try trainer.run()
+            qatLine = "QAT: \(summary.steps) steps in " + String(format: "%.1f s", summary.seconds) + "; fake-quantized \(testSplitName(trainer)) "
+                + scoreText(ptqLike) + " before, " + scoreText(trainer.evaluate(.test)) + " after (best validation step \(summary.bestStep ?? summary.steps))"
+            QAT.convert(net)
+        } else {
+            done = quantize(model: net, config: config, calibrationBatches: batches) { name, _ in !skip.contains(name) }
+        }
         let quantized = trainer.evaluate(.test)
 
         let url = URL(fileURLWithPath: output)
@@ -118,6 +164,7 @@ struct Quantize: ParsableCommand {
         let fp32Bytes = fileBytes(model), qBytes = fileBytes(output)
         let fp32Layers = Quantizer.quantizableLayers(in: net).map(\.0).filter { !done.contains($0) }
         print("lathe quantize: \(r.model.name) on \(r.data.name), \(variant)")
+        if let qatLine { print(qatLine) }
         print("quantized layers: \(done.joined(separator: ", "))" + (fp32Layers.isEmpty ? "" : "; fp32: \(fp32Layers.joined(separator: ", "))")
               + (folded.isEmpty ? "" : "; batch norms folded: " + folded.map { "\($0.norm) into \($0.layer)" }.joined(separator: ", ")))
         print(String(format: "file: fp32 %d bytes (%@), quantized %d bytes (%@), %.2fx smaller",
@@ -181,14 +228,7 @@ struct Prune: ParsableCommand {
     func run() throws {
         try threadOptions.apply()
         var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-prune-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        r.output = directory.path
-        if finetuneSteps > 0 {
-            (r.training.epochs, r.training.steps) = (nil, finetuneSteps)
-            r.schedule.warmupSteps = 0
-            r.optimizer.lr = lr
-        }
+        fineTuning(&r, steps: finetuneSteps, lr: lr)
         let trainer = try Trainer(recipe: r)
         try threadOptions.apply()  // --threads wins over the recipe's `threads`
         let net = trainer.model
