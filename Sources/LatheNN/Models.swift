@@ -21,14 +21,15 @@ public final class DigitsCNN: Module {
     public let fc2: Linear
     public let dropout: Dropout
 
-    public init(inChannels: Int = 1, classes: Int = 10, image: Int = 8, dropout p: Float = 0, seed: UInt64 = 0) {
+    public init(inChannels: Int = 1, classes: Int = 10, image: Int = 8, channels: (Int, Int) = (32, 64), hidden: Int = 128,
+                dropout p: Float = 0, seed: UInt64 = 0) {
         var g = RandomGenerator(seed: seed)
-        conv1 = Conv2d(inChannels, 32, kernelSize: 3, padding: 1, generator: &g)
-        bn1 = BatchNorm(32)
-        conv2 = Conv2d(32, 64, kernelSize: 3, padding: 1, generator: &g)
-        bn2 = BatchNorm(64)
-        fc1 = Linear(64 * (image / 4) * (image / 4), 128, generator: &g)
-        fc2 = Linear(128, classes, generator: &g)
+        conv1 = Conv2d(inChannels, channels.0, kernelSize: 3, padding: 1, generator: &g)
+        bn1 = BatchNorm(channels.0)
+        conv2 = Conv2d(channels.0, channels.1, kernelSize: 3, padding: 1, generator: &g)
+        bn2 = BatchNorm(channels.1)
+        fc1 = Linear(channels.1 * (image / 4) * (image / 4), hidden, generator: &g)
+        fc2 = Linear(hidden, classes, generator: &g)
         dropout = Dropout(p, seed: seed &+ 1)
     }
 

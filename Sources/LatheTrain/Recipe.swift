@@ -10,6 +10,8 @@ public struct Recipe: Sendable, Equatable {
         /// `digits-mlp`, `digits-cnn`, `small-resnet` or `char-gpt`.
         public var name = "digits-cnn"
         public var hidden = 128
+        /// digits-cnn: output channels of its two convolutions.
+        public var channels = [32, 64]
         public var dropout: Float = 0
         public var dModel = 128, layers = 4, heads = 4, context = 64
         public var rope = true
@@ -77,6 +79,8 @@ public struct Recipe: Sendable, Equatable {
     public var threads: Int? = nil
     /// Output directory for checkpoints, models and logs.
     public var output = "runs/run"
+    /// The compression pipeline of `lathe compress` (nil: none).
+    public var compress: CompressSpec? = nil
 
     public init() {}
 }
@@ -136,7 +140,7 @@ extension Recipe {
 }
 
 /// Typed, key-checked reading of the YAML tree.
-private struct Reader {
+struct Reader {
     let file: String
 
     func fail(_ key: String, _ message: String) -> RecipeError { RecipeError(file: file, key: key, message: message) }
@@ -210,15 +214,22 @@ private struct Reader {
     }
 
     mutating func recipe(_ root: [String: Any]) throws -> Recipe {
-        let top: Set<String> = ["model", "data", "optimizer", "schedule", "training", "seed", "threads", "output"]
+        let top: Set<String> = ["model", "data", "optimizer", "schedule", "training", "seed", "threads", "output", "compress"]
         if let unknown = root.keys.sorted().first(where: { !top.contains($0) }) {
             throw fail(unknown, "unknown key (known: \(top.sorted().joined(separator: ", ")))")
         }
         var r = Recipe()
-        let m = try section(root, "model", allowed: ["name", "hidden", "dropout", "d_model", "layers", "heads", "context", "rope", "checkpointing"])
+        let m = try section(root, "model", allowed: ["name", "hidden", "channels", "dropout", "d_model", "layers", "heads", "context", "rope",
+                                                     "checkpointing"])
         r.model.name = try string(m, "model.", "name", oneOf: ["digits-mlp", "digits-cnn", "small-resnet", "char-gpt"]) ?? r.model.name
         r.model.hidden = try positive(int(m, "model.", "hidden"), "model.hidden") ?? r.model.hidden
         r.model.dropout = try float(m, "model.", "dropout") ?? r.model.dropout
+        if let c = try doubles(m, "model.", "channels") {
+            guard c.count == 2, c.allSatisfy({ $0 >= 1 && $0 == $0.rounded() && $0 <= 4096 }) else {
+                throw fail("model.channels", "expected two channel counts (whole numbers from 1 to 4096), got \(c)")
+            }
+            r.model.channels = c.map { Int($0) }
+        }
         if !(0..<1).contains(r.model.dropout) { throw fail("model.dropout", "must be in [0, 1), got \(r.model.dropout)") }
         r.model.dModel = try positive(int(m, "model.", "d_model"), "model.d_model") ?? r.model.dModel
         r.model.layers = try positive(int(m, "model.", "layers"), "model.layers") ?? r.model.layers
@@ -284,6 +295,7 @@ private struct Reader {
         r.seed = try int(root, "", "seed").map { UInt64(truncatingIfNeeded: $0) } ?? r.seed
         r.threads = try positive(int(root, "", "threads"), "threads")
         r.output = try string(root, "", "output") ?? r.output
+        r.compress = try compress(root)
         return r
     }
 }

@@ -164,7 +164,8 @@ func makeModel(_ r: Recipe, task: TrainingTask) throws -> Module {
                               message: "'\(m.name)' needs square images [C, H, W] with H a multiple of 4; the data has samples of shape \(sample)")
         }
         if m.name == "small-resnet" { return SmallResNet(inChannels: sample[0], classes: c.classes, seed: r.seed) }
-        return DigitsCNN(inChannels: sample[0], classes: c.classes, image: sample[1], dropout: m.dropout, seed: r.seed)
+        return DigitsCNN(inChannels: sample[0], classes: c.classes, image: sample[1], channels: (m.channels[0], m.channels[1]), hidden: m.hidden,
+                         dropout: m.dropout, seed: r.seed)
     default:
         throw RecipeError(file: "recipe", key: "model.name", message: "'\(m.name)' cannot classify; use digits-mlp, digits-cnn or small-resnet")
     }

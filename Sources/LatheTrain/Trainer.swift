@@ -68,6 +68,16 @@ public final class Trainer {
         output = URL(fileURLWithPath: recipe.output)
     }
 
+    /// A trainer on an already loaded task (its data and batch order), with a model built from
+    /// `recipe` (which may differ from the task's in its `model` section, e.g. a student).
+    public init(recipe: Recipe, task: TrainingTask) throws {
+        self.recipe = recipe
+        if let threads = recipe.threads { ThreadPool.threadCount = threads }
+        self.task = task
+        model = try makeModel(recipe, task: task)
+        output = URL(fileURLWithPath: recipe.output)
+    }
+
     /// Total optimiser steps of the run.
     public var totalSteps: Int {
         if let steps = recipe.training.steps { return steps }

@@ -6,7 +6,7 @@ struct LatheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Train, compress, evaluate and run small neural networks on a CPU.",
-        subcommands: [Demo.self, Train.self, Eval.self, Quantize.self, Prune.self, Sample.self, Bench.self, Info.self, Inspect.self]
+        subcommands: [Demo.self, Train.self, Eval.self, Quantize.self, Prune.self, Distill.self, Compress.self, Report.self, Sample.self, Bench.self, Info.self, Inspect.self]
     )
 }
 

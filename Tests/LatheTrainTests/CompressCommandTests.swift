@@ -107,4 +107,77 @@ final class CompressCommandTests: XCTestCase {
         XCTAssertTrue(badMethod.err.contains("--method must be one of magnitude, global, structured, 2:4, not 'random'"), badMethod.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("x").path))
     }
+
+    /// The whole `compress:` pipeline on a briefly trained digits CNN, then `lathe report` and `lathe distill`.
+    func testCompressPipelineReportAndDistill() throws {
+        let recipe = directory.appendingPathComponent("cnn.yaml")
+        let output = directory.appendingPathComponent("run")
+        try """
+        model: {name: digits-cnn}
+        data: {name: digits, split: [0.7, 0.1, 0.2]}
+        optimizer: {name: adamw, lr: 0.003}
+        training: {steps: 40, batch_size: 32, eval_every: 20}
+        seed: 1
+        threads: 2
+        output: \(output.path)
+        compress:
+          calibration_batches: 2
+          stages:
+            - {name: int8, method: quantize, scheme: int8, observer: mse}
+            - {name: int4, method: quantize, scheme: int4, group_size: 32}
+            - {name: qat, method: qat, steps: 3, lr: 0.0001, ranges: learned}
+            - {name: half, method: prune, prune: structured, ratio: 0.5, steps: 2}
+            - {name: sparse, method: prune, prune: global, sparsity: 0.8, gradual: true, steps: 6}
+            - {name: small, method: distill, student: {channels: [4, 8], hidden: 16}, steps: 3, seeds: 2}
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let run = try runLathe(["compress", recipe.path])
+        XCTAssertEqual(run.status, 0, run.err + run.out)
+        let report = try String(contentsOf: output.appendingPathComponent("report.md"), encoding: .utf8)
+        let rows = report.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| variant") }
+        XCTAssertEqual(rows.map { $0.split(separator: "|")[0].trimmingCharacters(in: .whitespaces) },
+                       ["baseline", "int8", "int4", "qat", "half", "sparse", "small", "small-no-kd"], report)
+        // Columns: variant, parameters, non-zero, file bytes, smaller, accuracy, ...
+        func cells(_ name: String) -> [String] {
+            rows.first { $0.hasPrefix("| \(name) |") }.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        }
+        let base = cells("baseline"), int8 = cells("int8"), half = cells("half"), sparse = cells("sparse"), small = cells("small")
+        XCTAssertEqual(base.count, 11, report)
+        guard base.count == 11, int8.count == 11, half.count == 11, sparse.count == 11, small.count == 11 else { return }
+        XCTAssertGreaterThan(Double(int8[4].dropLast())!, 3.5, "int8 file against fp32: \(report)")
+        XCTAssertLessThan(Int(half[1])!, Int(base[1])! / 2, "structured pruning removes parameters")
+        XCTAssertLessThan(Double(Int(sparse[2])!), 0.25 * Double(Int(sparse[1])!), "80% sparsity keeps the masks")
+        XCTAssertLessThan(Int(small[1])! * 4, Int(base[1])!, "the student has under a quarter of the parameters")
+        XCTAssertTrue(report.contains("mean test accuracy over 2 seeds"), report)
+        let svg = try String(contentsOf: output.appendingPathComponent("pareto.svg"), encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
+        XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 8)
+
+        // lathe report on two of the files, one of them a student (its model keys are in its metadata).
+        let md = directory.appendingPathComponent("r/report.md")
+        let variants = output.appendingPathComponent("variants")
+        let rep = try runLathe(["report", recipe.path, "base=" + variants.appendingPathComponent("baseline.safetensors").path,
+                                variants.appendingPathComponent("small.safetensors").path, "--output", md.path])
+        XCTAssertEqual(rep.status, 0, rep.err)
+        let text = try String(contentsOf: md, encoding: .utf8)
+        XCTAssertTrue(text.contains("| base |") && text.contains("| small |"), text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory.appendingPathComponent("r/report.svg").path))
+
+        let student = directory.appendingPathComponent("student.safetensors")
+        let distill = try runLathe(["distill", recipe.path, "--teacher", variants.appendingPathComponent("baseline.safetensors").path,
+                                    "--student", "model.hidden=16", "--steps", "3", "--output", student.path])
+        XCTAssertEqual(distill.status, 0, distill.err)
+        XCTAssertTrue(distill.out.contains("with KD"), distill.out)
+        XCTAssertEqual(try SafeTensors.read(contentsOf: student).tensors["fc1.weight"]?.shape, [16, 256])
+
+        // A wrong stage key names the stage and the key.
+        try """
+        training: {steps: 1}
+        compress:
+          stages:
+            - {name: int8, method: quantize, sparsity: 0.5}
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let bad = try runLathe(["compress", recipe.path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("compress.stages[0].sparsity: not a key of quantize stages"), bad.err)
+    }
 }
