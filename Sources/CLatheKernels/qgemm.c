@@ -184,9 +184,20 @@ void lathe_qgemm_u8s8(long M, long N, long K, const uint8_t *A /* [M,K] */, long
 
 // ---- Activation helpers ------------------------------------------------------------------------
 
+#if defined(__x86_64__)
+void lathe_quantize_u8_avx512(const float *x, long n, float inv_scale, int32_t zero_point, uint8_t *q);
+#endif
+
 void lathe_quantize_u8(const float *x, long n, float inv_scale, int32_t zero_point, uint8_t *q) {
+#if defined(__x86_64__)
+    if (lathe_active_isa() == LATHE_ISA_AVX512) {
+        lathe_quantize_u8_avx512(x, n, inv_scale, zero_point, q);
+        return;
+    }
+#endif
     for (long i = 0; i < n; i++) {
         float t = x[i] * inv_scale;
+        t = t != t ? -16777216.0f : t;  // NaN quantizes to 0, as in the vector paths
         t = t < -16777216.0f ? -16777216.0f : (t > 16777216.0f ? 16777216.0f : t);
         int32_t v = (int32_t)rintf(t) + zero_point;
         q[i] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
@@ -227,3 +238,47 @@ void lathe_im2col_u8(const uint8_t *x, long B, long C, long H, long W, long KH, 
                 }
             }
 }
+
+void lathe_im2col_nhwc_u8(const uint8_t *x, long B, long C, long H, long W, long KH, long KW, long SH,
+                          long SW, long PH, long PW, long DH, long DW, long OH, long OW, uint8_t pad,
+                          uint8_t *cols /* [B*OH*OW, KH*KW*C] */) {
+    const long kdim = KH * KW * C;
+    for (long b = 0; b < B; b++) {
+        const uint8_t *img = x + b * H * W * C;
+        for (long oy = 0; oy < OH; oy++)
+            for (long ox = 0; ox < OW; ox++) {
+                uint8_t *row = cols + ((b * OH + oy) * OW + ox) * kdim;
+                for (long ki = 0; ki < KH; ki++) {
+                    const long iy = oy * SH - PH + ki * DH;
+                    for (long kj = 0; kj < KW; kj++, row += C) {
+                        const long ix = ox * SW - PW + kj * DW;
+                        if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+                            if (C == 1) *row = img[iy * W + ix];
+                            else memcpy(row, img + (iy * W + ix) * C, (size_t)C);
+                        } else {
+                            if (C == 1) *row = pad;
+                            else memset(row, pad, (size_t)C);
+                        }
+                    }
+                }
+            }
+    }
+}
+
+#define TRANSPOSE_BLOCK 16
+#define DEFINE_TRANSPOSE(name, T)                                                                  \
+    void name(const T *src, long batches, long rows, long cols, T *dst) {                          \
+        for (long b = 0; b < batches; b++) {                                                       \
+            const T *s = src + b * rows * cols;                                                    \
+            T *d = dst + b * rows * cols;                                                          \
+            for (long r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK)                                    \
+                for (long c0 = 0; c0 < cols; c0 += TRANSPOSE_BLOCK) {                              \
+                    const long r1 = r0 + TRANSPOSE_BLOCK < rows ? r0 + TRANSPOSE_BLOCK : rows;     \
+                    const long c1 = c0 + TRANSPOSE_BLOCK < cols ? c0 + TRANSPOSE_BLOCK : cols;     \
+                    for (long c = c0; c < c1; c++)                                                 \
+                        for (long r = r0; r < r1; r++) d[c * rows + r] = s[r * cols + c];          \
+                }                                                                                  \
+        }                                                                                          \
+    }
+DEFINE_TRANSPOSE(lathe_transpose_u8, uint8_t)
+DEFINE_TRANSPOSE(lathe_transpose_f32, float)

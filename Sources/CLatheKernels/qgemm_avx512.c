@@ -97,4 +97,19 @@ const lathe_qgemm_kernel lathe_qgemm_kernel_vnni = {
     .mr = MR, .ukr = qukr_vnni, .epi = qepi_avx512, .name = "avx512-vnni",
 };
 
+
+/// lathe_quantize_u8 for 16 floats a step: the same clamp, round-to-nearest-even (the default
+/// MXCSR mode that rintf also uses), zero point and saturation; the tail goes through a mask.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void lathe_quantize_u8_avx512(const float *x, long n, float inv_scale, int32_t zero_point, uint8_t *q) {
+    const __m512 s = _mm512_set1_ps(inv_scale), lo = _mm512_set1_ps(-16777216.0f), hi = _mm512_set1_ps(16777216.0f);
+    const __m512i zp = _mm512_set1_epi32(zero_point), zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(255);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), s);
+        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);  // NaN becomes -2^24, hence 0 like the scalar path
+        __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(t), zp);
+        v = _mm512_min_epi32(_mm512_max_epi32(v, zero), top);
+        _mm_mask_storeu_epi8(q + i, k, _mm512_cvtepi32_epi8(v));
+    }
+}
 #endif

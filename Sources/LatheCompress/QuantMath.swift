@@ -32,9 +32,10 @@ public struct AffineParams: Equatable, Sendable {
     }
 
     /// `clamp(rint(clamp(x / scale, ±2^24)) + zeroPoint, 0, 255)`, computed as the kernels do
-    /// (multiplying by the float reciprocal of the scale).
+    /// (multiplying by the float reciprocal of the scale); NaN gives 0.
     public func quantize(_ x: Float) -> UInt8 {
         var t = x * (1 / scale)
+        if t.isNaN { return 0 }
         t = Swift.max(-16_777_216, Swift.min(16_777_216, t))
         let q = Int32(t.rounded(.toNearestOrEven)) + zeroPoint
         return UInt8(Swift.max(0, Swift.min(255, q)))

@@ -114,7 +114,10 @@ public final class DynamicQuantizedLinear: Module, QuantizedLayer {
 /// batch when `inputParams` is nil), unfolded with padding = the zero point (exactly 0.0), and
 /// multiplied with per-channel int8 weights `[O, C·kh·kw]` by the int8 GEMM.
 public final class QuantizedConv2d: Module, QuantizedLayer {
+    /// The weights as stored: columns ordered (c, ki, kj) like the float weight `[O, C, kh, kw]`.
     public let weight: PackedInt8Weights
+    /// The same codes with columns ordered (ki, kj, c), for the channels-last unfolding.
+    let channelsLastWeight: PackedInt8Weights
     public let bias: [Float]?
     public let inputParams: AffineParams?
     public let inChannels: Int, kernelSize: (Int, Int)
@@ -132,6 +135,14 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
+        let codes = weight.codes, (o, taps) = (weight.rows, kernelSize.0 * kernelSize.1)
+        var hwc = [Int8](repeating: 0, count: codes.count)
+        for n in 0..<o {
+            for ch in 0..<inChannels {
+                for t in 0..<taps { hwc[(n * taps + t) * inChannels + ch] = codes[(n * inChannels + ch) * taps + t] }
+            }
+        }
+        channelsLastWeight = PackedInt8Weights(codes: hwc, scales: weight.scales, rows: o, cols: weight.cols)
     }
 
     /// Quantizes `conv` (which must have groups = 1); `inputParams` nil means dynamic.
@@ -153,22 +164,35 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         let ow = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
         precondition(oh > 0 && ow > 0, "QuantizedConv2d: input \(x.shape) is smaller than the kernel")
         let m = b * oh * ow, kdim = weight.cols, o = weight.rows
-        var y = Tensor.zeros([b, oh * ow, o])
+        var y = Tensor.zeros([b, o, oh, ow])
+        guard m > 0 else { return y }
         withFloats(x) { xs in
+            // Quantize, go channels-last (each tap then copies C contiguous bytes), unfold, multiply
+            // (rows are output pixels, so the result is channels-last) and transpose back.
             let p = activationParams(xs, inputParams)
-            let q = QuantMath.quantizeU8(xs, p)
-            var cols = [UInt8](repeating: 0, count: m * kdim)
-            q.withUnsafeBufferPointer { qx in
-                cols.withUnsafeMutableBufferPointer { cb in
-                    lathe_im2col_u8(qx.baseAddress!, b, c, h, w, kh, kw, stride.0, stride.1, padding.0, padding.1,
-                                    dilation.0, dilation.1, oh, ow, UInt8(p.zeroPoint), cb.baseAddress!)
+            var q = QuantMath.quantizeU8(xs, p)
+            if c > 1 {
+                q = [UInt8](unsafeUninitializedCapacity: q.count) { buf, n in
+                    q.withUnsafeBufferPointer { lathe_transpose_u8($0.baseAddress!, b, c, h * w, buf.baseAddress!) }
+                    n = q.count
                 }
             }
-            cols.withUnsafeBufferPointer { cb in
-                y.withUnsafeMutableBufferPointer { out in weight.matmul(cb.baseAddress!, m: m, aParams: p, bias: bias, into: out.baseAddress!) }
+            let cols = [UInt8](unsafeUninitializedCapacity: m * kdim) { cb, n in
+                q.withUnsafeBufferPointer { qx in
+                    lathe_im2col_nhwc_u8(qx.baseAddress!, b, c, h, w, kh, kw, stride.0, stride.1, padding.0, padding.1,
+                                         dilation.0, dilation.1, oh, ow, UInt8(p.zeroPoint), cb.baseAddress!)
+                }
+                n = m * kdim
+            }
+            let pixels = [Float](unsafeUninitializedCapacity: m * o) { out, n in
+                cols.withUnsafeBufferPointer { cb in channelsLastWeight.matmul(cb.baseAddress!, m: m, aParams: p, bias: bias, into: out.baseAddress!) }
+                n = m * o
+            }
+            y.withUnsafeMutableBufferPointer { out in
+                pixels.withUnsafeBufferPointer { lathe_transpose_f32($0.baseAddress!, b, oh * ow, o, out.baseAddress!) }
             }
         }
-        return y.permuted([0, 2, 1]).contiguous().reshaped([b, o, oh, ow])
+        return y
     }
 
     public var quantizationEntry: QuantizedLayerEntry {

@@ -118,10 +118,12 @@ extension Bench {
         /// for calibration.
         let prepare: @Sendable (Module, Tensor) -> Module
 
-        /// Quantizes in place and returns the model. Layers with fewer than 16 inputs per
-        /// output (the first conv of the digits CNN, K = 9) stay fp32.
+        /// Folds batch norms (as `lathe quantize` does), quantizes in place and returns the
+        /// model. Layers with fewer than 16 inputs per output (the first conv of the digits
+        /// CNN, K = 9) stay fp32.
         static func quantized(_ config: QuantizationConfig) -> @Sendable (Module, Tensor) -> Module {
             { model, x in
+                BatchNormFolding.fold(model)
                 quantize(model: model, config: config, calibrationBatches: [x]) { _, m in
                     if let c = m as? Conv2d { return c.weight.value.count / c.weight.value.shape[0] >= 16 }
                     return true

@@ -34,6 +34,41 @@ let awkwardGemmSizes: [(m: Int, n: Int, k: Int)] = [
 ]
 
 final class Int8GemmTests: XCTestCase {
+    func testQuantizeU8MatchesTheReferenceOnEveryISA() {
+        var rng = TestRNG(77)
+        var x = rng.floats(203, -12, 40)
+        x += [.nan, .infinity, -.infinity, 1e30, -1e30, 0, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, 3e7, -3e7]
+        let p = AffineParams(min: -3, max: 9)
+        forEveryISAAndThreadCount { variant in
+            for n in [0, 1, 15, 16, 17, x.count] {
+                var q = [UInt8](repeating: 7, count: n)
+                x.withUnsafeBufferPointer { xs in q.withUnsafeMutableBufferPointer { lathe_quantize_u8(xs.baseAddress!, n, 1 / p.scale, p.zeroPoint, $0.baseAddress!) } }
+                XCTAssertEqual(q, x.prefix(n).map { p.quantize($0) }, "\(variant) n=\(n)")
+            }
+        }
+    }
+
+    func testChannelsLastUnfoldingAndTransposes() {
+        // The channels-last unfolding equals the NCHW one with each row's columns reordered (c, ki, kj) -> (ki, kj, c).
+        var rng = TestRNG(78)
+        let (b, c, h, w, k) = (2, 3, 5, 4, 3)
+        let x = (0..<b * c * h * w).map { _ in UInt8(rng.int(0...255)) }
+        let (oh, ow) = ((h + 2 - k) / 2 + 1, (w + 2 - k) / 2 + 1)
+        var nchw = [UInt8](repeating: 0, count: b * oh * ow * c * k * k), nhwc = nchw, xl = x
+        lathe_im2col_u8(x, b, c, h, w, k, k, 2, 2, 1, 1, 1, 1, oh, ow, 9, &nchw)
+        lathe_transpose_u8(x, b, c, h * w, &xl)
+        for i in 0..<b { for ch in 0..<c { for p in 0..<h * w { XCTAssertEqual(xl[(i * h * w + p) * c + ch], x[(i * c + ch) * h * w + p]) } } }
+        lathe_im2col_nhwc_u8(xl, b, c, h, w, k, k, 2, 2, 1, 1, 1, 1, oh, ow, 9, &nhwc)
+        let kdim = c * k * k
+        for row in 0..<b * oh * ow {
+            for ch in 0..<c { for t in 0..<k * k { XCTAssertEqual(nhwc[row * kdim + t * c + ch], nchw[row * kdim + ch * k * k + t]) } }
+        }
+        let f = rng.floats(3 * 17 * 20)
+        var ft = [Float](repeating: 0, count: f.count)
+        lathe_transpose_f32(f, 3, 17, 20, &ft)
+        for i in 0..<3 { for r in 0..<17 { for col in 0..<20 { XCTAssertEqual(ft[i * 340 + col * 17 + r], f[i * 340 + r * 20 + col]) } } }
+    }
+
     func testEveryVariantIsExercised() {
         var seen: [String] = []
         forEveryISAAndThreadCount { seen.append($0) }

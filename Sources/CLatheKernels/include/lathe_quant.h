@@ -73,6 +73,16 @@ void lathe_minmax_f32(const float *x, long n, float *min_out, float *max_out);
 void lathe_im2col_u8(const uint8_t *x, long B, long C, long H, long W, long KH, long KW,
                      long SH, long SW, long PH, long PW, long DH, long DW, long OH, long OW,
                      uint8_t pad, uint8_t *cols);
+/// The channels-last form: x [B, H, W, C] (uint8) into cols [B*OH*OW, KH*KW*C], column
+/// (ki, kj, c): each tap copies C contiguous bytes (or writes `pad`). Weights must be ordered
+/// [O, KH, KW, C] to match.
+void lathe_im2col_nhwc_u8(const uint8_t *x, long B, long C, long H, long W, long KH, long KW,
+                          long SH, long SW, long PH, long PW, long DH, long DW, long OH, long OW,
+                          uint8_t pad, uint8_t *cols);
+/// dst[c * rows + r] = src[r * cols + c] for `batches` consecutive [rows, cols] matrices
+/// (uint8 and float32), in cache blocks.
+void lathe_transpose_u8(const uint8_t *src, long batches, long rows, long cols, uint8_t *dst);
+void lathe_transpose_f32(const float *src, long batches, long rows, long cols, float *dst);
 
 // ---- Weight-only group-wise int8 / int4 ---------------------------------------------------------
 //
