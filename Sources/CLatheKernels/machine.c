@@ -1,3 +1,4 @@
+#include <stdio.h>
 // Machine limits for `lathe bench machine`: fp32 FMA peak and STREAM-like bandwidth.
 //
 // FMA peak: each thread runs CHAINS independent dependency chains x = m*x + b in vector
@@ -352,4 +353,18 @@ double lathe_measure_bandwidth(int kind, size_t bytes_per_array, int threads, do
     (void)keep;
     free(a); free(b); free(c);
     return per_elem * (double)n / t * 1e-9;
+}
+
+void lathe_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+int lathe_keep_freed_memory(void) {
+#if defined(__GLIBC__)
+    return mallopt(M_MMAP_THRESHOLD, 64 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
+#else
+    return 0;
+#endif
 }

@@ -169,18 +169,27 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         withFloats(x) { xs in
             // Quantize, go channels-last (each tap then copies C contiguous bytes), unfold, multiply
             // (rows are output pixels, so the result is channels-last) and transpose back.
+            // Each image is independent: the data movement runs on the thread pool, image by image.
             let p = activationParams(xs, inputParams)
-            var q = QuantMath.quantizeU8(xs, p)
-            if c > 1 {
-                q = [UInt8](unsafeUninitializedCapacity: q.count) { buf, n in
-                    q.withUnsafeBufferPointer { lathe_transpose_u8($0.baseAddress!, b, c, h * w, buf.baseAddress!) }
-                    n = q.count
+            let plane = c * h * w, grain = Swift.max(1, 32768 / Swift.max(plane, 1))
+            let image = [UInt8](unsafeUninitializedCapacity: b * plane) { q, n in
+                let tmp = c > 1 ? UnsafeMutablePointer<UInt8>.allocate(capacity: b * plane) : q.baseAddress!
+                defer { if c > 1 { tmp.deallocate() } }
+                ThreadPool.forChunks(b, grain: grain) { r in
+                    let base = r.lowerBound * plane
+                    lathe_quantize_u8(xs.baseAddress! + base, r.count * plane, 1 / p.scale, p.zeroPoint, tmp + base)
+                    if c > 1 { lathe_transpose_u8(tmp + base, r.count, c, h * w, q.baseAddress! + base) }
                 }
+                n = b * plane
             }
+            let rowsPerImage = oh * ow
             let cols = [UInt8](unsafeUninitializedCapacity: m * kdim) { cb, n in
-                q.withUnsafeBufferPointer { qx in
-                    lathe_im2col_nhwc_u8(qx.baseAddress!, b, c, h, w, kh, kw, stride.0, stride.1, padding.0, padding.1,
-                                         dilation.0, dilation.1, oh, ow, UInt8(p.zeroPoint), cb.baseAddress!)
+                image.withUnsafeBufferPointer { qx in
+                    ThreadPool.forChunks(b, grain: Swift.max(1, 32768 / Swift.max(rowsPerImage * kdim, 1))) { r in
+                        lathe_im2col_nhwc_u8(qx.baseAddress! + r.lowerBound * plane, r.count, c, h, w, kh, kw, stride.0, stride.1, padding.0,
+                                             padding.1, dilation.0, dilation.1, oh, ow, UInt8(p.zeroPoint),
+                                             cb.baseAddress! + r.lowerBound * rowsPerImage * kdim)
+                    }
                 }
                 n = m * kdim
             }
@@ -189,7 +198,12 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
                 n = m * o
             }
             y.withUnsafeMutableBufferPointer { out in
-                pixels.withUnsafeBufferPointer { lathe_transpose_f32($0.baseAddress!, b, oh * ow, o, out.baseAddress!) }
+                pixels.withUnsafeBufferPointer { px in
+                    ThreadPool.forChunks(b, grain: Swift.max(1, 16384 / Swift.max(rowsPerImage * o, 1))) { r in
+                        let offset = r.lowerBound * rowsPerImage * o
+                        lathe_transpose_f32(px.baseAddress! + offset, r.count, rowsPerImage, o, out.baseAddress! + offset)
+                    }
+                }
             }
         }
         return y

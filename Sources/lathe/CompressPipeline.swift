@@ -45,23 +45,40 @@ struct CompressionRun {
 
     func run(_ s: CompressSpec.Stage) throws -> StageOutput {
         switch s.method {
-        case "quantize": return try quantize(s)
-        case "qat": return try qat(s)
+        case "quantize", "qat": return try quantize(s)
         case "prune": return try prune(s)
         default: return try distill(s)
         }
     }
 
-    func quantize(_ s: CompressSpec.Stage) throws -> StageOutput {
-        let t = try trainer()
+    /// What quantization did, for the stage's file and for `lathe quantize`'s printout.
+    struct QuantizeOutcome {
+        var trainer: Trainer
+        var description: String
+        var layers: [String]
+        var folded: [FoldedPair]
+        /// Test evaluations of the fp32 model and of the quantized one.
+        var fp32: Evaluation, quantized: Evaluation
+        /// QAT: the fake-quantized model before and after training, and the run.
+        var qat: (before: Evaluation, after: Evaluation, summary: TrainSummary)?
+    }
+
+    /// Quantizes the baseline as the stage says (`qat`: after quantization-aware training).
+    func quantizeModel(_ s: CompressSpec.Stage, foldBatchNorms: Bool = true) throws -> QuantizeOutcome {
+        let isQAT = s.method == "qat"
+        let t = try trainer(finetune: isQAT ? (s.steps, s.lr) : nil)
         let net = t.model
+        let fp32 = t.evaluate(.test)
         net.eval()
-        let folded = BatchNormFolding.fold(net)
+        let folded = foldBatchNorms ? BatchNormFolding.fold(net) : []
+        let kind: ObserverKind = s.observer == "mse" ? .mse : s.observer == "percentile" ? .percentile(99.99) : .minMax
         let config: QuantizationConfig
         var description: String
         switch s.scheme {
+        case "int8" where isQAT:
+            config = QuantizationConfig(scheme: .staticInt8, observer: kind)
+            description = "int8 static after \(s.steps) quantization-aware training steps (lr \(s.lr), \(s.ranges) ranges starting from \(s.observer) on \(calibrationBatches) batches)"
         case "int8":
-            let kind: ObserverKind = s.observer == "mse" ? .mse : s.observer == "percentile" ? .percentile(99.99) : .minMax
             config = QuantizationConfig(scheme: .staticInt8, observer: kind)
             description = "int8 static (per-channel weights, \(s.observer) activation ranges on \(calibrationBatches) batches)"
         case "int8-dynamic":
@@ -72,49 +89,65 @@ struct CompressionRun {
             config = QuantizationConfig(scheme: .weightOnly(scheme))
             description = "weight-only \(scheme) on the linear layers"
         }
-        let done = Lathe.quantize(model: net, config: config, calibrationBatches: config.scheme == .staticInt8 ? calibration : [],
-                                  filter: firstLastFilter(net, keep: s.keepFirstLast))
-        description += "; layers \(done.joined(separator: ", "))" + (folded.isEmpty ? "" : "; batch norms folded")
-        try QuantizedModelFile.save(net, to: url(s.name), metadata: metadata(description))
-        return StageOutput(files: [(s.name, url(s.name))])
+        precondition(!isQAT || config.scheme == .staticInt8, "QAT converts to static int8")
+        let filter = firstLastFilter(net, keep: s.keepFirstLast)
+        var candidates = Quantizer.quantizableLayers(in: net, filter: filter)
+        if case .weightOnly = config.scheme { candidates = candidates.filter { $0.1 is Linear } }
+        guard !candidates.isEmpty else {
+            throw CLIError("\(recipe.model.name) has no layer to quantize with \(s.scheme)" + (s.keepFirstLast ? " once the first and last are kept in fp32" : ""))
+        }
+        let batches = config.scheme == .staticInt8 ? calibration : []
+        let layers: [String]
+        var qat: (before: Evaluation, after: Evaluation, summary: TrainSummary)?
+        if isQAT {
+            layers = QAT.prepare(net, calibrationBatches: batches, learning: s.ranges == "learned" ? .learned : .ema, observer: kind, filter: filter)
+            let before = t.evaluate(.test)
+            let summary = try t.run()
+            qat = (before, t.evaluate(.test), summary)
+            QAT.convert(net)
+        } else {
+            layers = Lathe.quantize(model: net, config: config, calibrationBatches: batches, filter: filter)
+        }
+        description += "; layers \(layers.joined(separator: ", "))" + (folded.isEmpty ? "" : "; batch norms folded")
+        return QuantizeOutcome(trainer: t, description: description, layers: layers, folded: folded, fp32: fp32, quantized: t.evaluate(.test), qat: qat)
     }
 
-    func qat(_ s: CompressSpec.Stage) throws -> StageOutput {
-        let t = try trainer(finetune: (s.steps, s.lr))
-        let net = t.model
-        net.eval()
-        BatchNormFolding.fold(net)
-        let kind: ObserverKind = s.observer == "mse" ? .mse : s.observer == "percentile" ? .percentile(99.99) : .minMax
-        let done = QAT.prepare(net, calibrationBatches: calibration, learning: s.ranges == "learned" ? .learned : .ema, observer: kind,
-                               filter: firstLastFilter(net, keep: s.keepFirstLast))
-        let before = t.evaluate(.test)
-        let summary = try t.run()
-        let after = t.evaluate(.test)
-        QAT.convert(net)
-        let description = "int8 static after \(s.steps) quantization-aware training steps (lr \(s.lr), \(s.ranges) ranges from \(s.observer)); "
-            + "layers \(done.joined(separator: ", ")); batch norms folded"
-        try QuantizedModelFile.save(net, to: url(s.name), metadata: metadata(description))
+    func quantize(_ s: CompressSpec.Stage) throws -> StageOutput {
+        let o = try quantizeModel(s)
+        try QuantizedModelFile.save(o.trainer.model, to: url(s.name), metadata: metadata(o.description))
+        guard let q = o.qat else { return StageOutput(files: [(s.name, url(s.name))]) }
         return StageOutput(files: [(s.name, url(s.name))], notes: [
-            "`\(s.name)`: fake-quantized \(testSplitName(t)) accuracy \(scoreText(before)) before QAT, \(scoreText(after)) after "
-                + "(best validation step \(summary.bestStep ?? summary.steps) of \(summary.steps)).",
+            "`\(s.name)`: fake-quantized \(testSplitName(o.trainer)) accuracy \(scoreText(q.before)) before QAT, \(scoreText(q.after)) after "
+                + "(best validation step \(q.summary.bestStep ?? q.summary.steps) of \(q.summary.steps)).",
         ])
     }
 
-    func prune(_ s: CompressSpec.Stage) throws -> StageOutput {
+    /// What pruning did, for the stage's file and for `lathe prune`'s printout.
+    struct PruneOutcome {
+        var trainer: Trainer
+        var description: String
+        var masks: PruningMasks?
+        var structured: StructuredPruningResult?
+        /// Test evaluations before pruning, right after it, and after fine-tuning (if any).
+        var before: Evaluation, pruned: Evaluation, tuned: Evaluation?
+        var metadata: [String: String]
+    }
+
+    /// Prunes the baseline as the stage says and fine-tunes it with the zeros kept.
+    func pruneModel(_ s: CompressSpec.Stage) throws -> PruneOutcome {
         let t = try trainer(finetune: (s.steps, s.lr))
         let net = t.model
+        let before = t.evaluate(.test)
         var masks: PruningMasks?
+        var gradual: GradualPruner?
         var description: String
-        var structured = false
+        var structured: StructuredPruningResult?
         switch s.prune {
         case "magnitude", "global":
             let scope: PruningScope = s.prune == "global" ? .global : .layerwise
             if s.gradual {
-                let pruner = GradualPruner(net, schedule: CubicSparsitySchedule(final: s.sparsity, steps: s.steps * 2 / 3,
-                                                                                frequency: Swift.max(1, s.steps / 30)), scope: scope)
-                t.onStep = { step, _, _ in pruner.update(step: step) }
-                try t.run()
-                masks = pruner.masks
+                gradual = GradualPruner(net, schedule: CubicSparsitySchedule(final: s.sparsity, steps: s.steps * 2 / 3,
+                                                                             frequency: Swift.max(1, s.steps / 30)), scope: scope)
             } else {
                 masks = pruneMagnitude(net, sparsity: s.sparsity, scope: scope)
             }
@@ -128,27 +161,38 @@ struct CompressionRun {
             description = "2:4 semi-structured sparsity on \(m.names.joined(separator: ", "))"
         default:
             guard let plan = ChannelDependency.plan(for: net), !plan.isEmpty else {
-                throw CLIError("\(s.name): structured pruning has no channel plan for \(recipe.model.name); it supports digits-cnn and Sequential chains")
+                throw CLIError("\(s.name): structured pruning has no channel plan for \(recipe.model.name) (\(type(of: net))): it supports "
+                               + "digits-cnn and Sequential chains such as digits-mlp; use magnitude, global or 2:4")
             }
             let result = pruneChannels(net, dependencies: plan, ratio: s.ratio)
-            structured = true
+            structured = result
             description = String(format: "structured pruning (L1) of %.0f%% of the channels of ", 100 * s.ratio) + plan.map(\.producer).joined(separator: ", ")
                 + " (\(result.parametersBefore) -> \(result.parametersAfter) parameters)"
         }
-        if s.steps > 0, !s.gradual {
-            if let masks { t.onStep = { _, _, _ in masks.apply(to: net) } }
-            try t.run()
-        }
+        let pruned = t.evaluate(.test)
+        var tuned: Evaluation?
         if s.steps > 0 {
+            if let gradual { t.onStep = { step, _, _ in gradual.update(step: step) } } else if let masks { t.onStep = { _, _, _ in masks.apply(to: net) } }
+            try t.run()
             // The final weights: the best-validation ones may predate the final sparsity.
             try net.loadStateDict(SafeTensors.read(contentsOf: t.output.appendingPathComponent("model.safetensors")).tensors)
+            masks = gradual?.masks ?? masks
             masks?.apply(to: net)
+            tuned = t.evaluate(.test)
             description += "; \(s.steps) fine-tuning steps at lr \(s.lr)"
         }
         var meta = metadata(description)
-        if structured { meta[VariantMetadata.structured] = "1" }
-        try SafeTensors.write(net.stateDict(), metadata: meta, to: url(s.name))
-        return StageOutput(files: [(s.name, url(s.name))], notes: masks == nil ? [] : ["`\(s.name)` sparsity by layer: "
+        meta["lathe.pruning"] = description
+        if structured != nil { meta[VariantMetadata.structured] = "1" }
+        return PruneOutcome(trainer: t, description: description, masks: masks, structured: structured, before: before, pruned: pruned,
+                            tuned: tuned, metadata: meta)
+    }
+
+    func prune(_ s: CompressSpec.Stage) throws -> StageOutput {
+        let o = try pruneModel(s)
+        let net = o.trainer.model
+        try SafeTensors.write(net.stateDict(), metadata: o.metadata, to: url(s.name))
+        return StageOutput(files: [(s.name, url(s.name))], notes: o.masks == nil ? [] : ["`\(s.name)` sparsity by layer: "
             + sparsityReport(net).rows.map { String(format: "%@ %.1f%%", $0.name, 100 * $0.sparsity) }.joined(separator: ", ")])
     }
 
@@ -213,8 +257,8 @@ struct Compress: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
-        try threadOptions.apply()
-        let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        try threadOptions.apply(to: &r)
         guard let spec = r.compress else {
             throw CLIError("\(recipe) has no compress: section (see Recipes/compress-digits.yaml for one)")
         }
@@ -235,7 +279,6 @@ struct Compress: ParsableCommand {
         var base = r
         base.output = output.appendingPathComponent("baseline").path
         let trainer = try Trainer(recipe: base)
-        try threadOptions.apply()
         let baselineURL = variants.appendingPathComponent("baseline.safetensors")
         var description: String
         if let model {
@@ -309,11 +352,10 @@ struct Distill: ParsableCommand {
     }
 
     func run() throws {
-        try threadOptions.apply()
-        let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        try threadOptions.apply(to: &r)
         _ = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides + student)  // checks the student's keys
         let trainer = try Trainer(recipe: r)
-        try threadOptions.apply()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-distill-\(UUID().uuidString)")
         TemporaryDirectories.removeAtExit(directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CLatheKernels
+import Foundation
 import Lathe
 
 @main
@@ -8,6 +10,13 @@ struct LatheCommand: ParsableCommand {
         abstract: "Train, compress, evaluate and run small neural networks on a CPU.",
         subcommands: [Demo.self, Train.self, Eval.self, Quantize.self, Prune.self, Distill.self, Compress.self, Report.self, Sample.self, Bench.self, Info.self, Inspect.self]
     )
+
+    static func main() {
+        // Line-buffered output, so that progress reaches a log file or pipe as it happens.
+        lathe_line_buffer_stdout()
+        if ProcessInfo.processInfo.environment["LATHE_MALLOC_DEFAULTS"] == nil { _ = lathe_keep_freed_memory() }
+        main(nil)
+    }
 }
 
 /// Shared thread option.
@@ -20,6 +29,13 @@ struct ThreadOptions: ParsableArguments {
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
             ThreadPool.threadCount = threads
         }
+    }
+
+    /// Applies the option and makes it the recipe's `threads`, so that every trainer built
+    /// from the recipe keeps it.
+    func apply(to recipe: inout Recipe) throws {
+        try apply()
+        if let threads { recipe.threads = threads }
     }
 }
 

@@ -217,10 +217,9 @@ struct Report: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
-        try threadOptions.apply()
-        let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        try threadOptions.apply(to: &r)
         let trainer = try Trainer(recipe: r)
-        try threadOptions.apply()
         let files = variants.map { v -> (String, URL) in
             if let eq = v.firstIndex(of: "="), eq != v.startIndex { return (String(v[..<eq]), URL(fileURLWithPath: String(v[v.index(after: eq)...]))) }
             let url = URL(fileURLWithPath: v)
