@@ -38,7 +38,8 @@ ap.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lath
 ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default: 1 and the core count)")
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--only", default="machine,gemm,train,infer,memory")
-ap.add_argument("--models", default="mlp,cnn,gpt")
+ap.add_argument("--models", default="mlp,cnn,gpt", help="models of the train workload (and of infer unless --infer-models)")
+ap.add_argument("--infer-models", default=None, help="models of the infer workload (default: mlp,cnn,cnn28,gpt among --models plus cnn28)")
 ap.add_argument("--memory-threads", type=int, default=1,
                 help="threads for the memory workload (peak memory hardly depends on it; 1 keeps its time bounded)")
 ap.add_argument("--quick", action="store_true", help="few steps, small shapes: a smoke test, figures not for quoting")
@@ -54,6 +55,8 @@ CORES = os.cpu_count() or 1
 THREADS = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, CORES})
 ONLY = set(args.only.split(","))
 MODELS = args.models.split(",")
+INFER_MODELS = (args.infer_models.split(",") if args.infer_models
+                else [m for m in ["mlp", "cnn", "cnn28", "gpt"] if m in MODELS or (m == "cnn28" and "cnn" in MODELS)])
 T0 = time.time()
 
 
@@ -200,8 +203,8 @@ if "infer" in ONLY:
     rep = "3" if args.quick else "5"
     for t in THREADS:
         rounds = interleaved("infer", t,
-                             lambda: lathe("infer", "--models", ",".join(MODELS), "--repeat", rep, "--min-time", mt, threads=t),
-                             lambda: python("reference/infer.py", "--models", ",".join(MODELS), "--variants", "fp32,int8",
+                             lambda: lathe("infer", "--models", ",".join(INFER_MODELS), "--repeat", rep, "--min-time", mt, threads=t),
+                             lambda: python("reference/infer.py", "--models", ",".join(INFER_MODELS), "--variants", "fp32,int8",
                                             "--repeat", rep, "--min-time", mt, threads=t))
         # PyTorch's int8 row is dynamic quantization: compare it with Lathe's dynamic int8.
         for _, ref_rows in rounds:
@@ -218,8 +221,12 @@ if "infer" in ONLY:
                 return next((r["ms"] for r in rows if (r["model"], r["batch"], r["variant"]) == k), None)
             lv, rv = [pick(r[0]) for r in rounds], [pick(r[1]) for r in rounds]
             ratios = [b / a for a, b in zip(lv, rv) if a and b]
+            # Lathe's own speed-up of this variant over its fp32, per round.
+            fp32 = [next((r["ms"] for r in rr[0] if (r["model"], r["batch"], r["variant"]) == (k[0], k[1], "fp32")), None)
+                    for rr in rounds]
+            own = [f / a for f, a in zip(fp32, lv) if f and a]
             infer_rows.append({"model": k[0], "batch": k[1], "variant": k[2], "threads": t, "lathe": med(lv), "ref": med(rv),
-                               "ratio": med(ratios) if ratios else None})
+                               "ratio": med(ratios) if ratios else None, "vs_fp32": med(own) if own else None})
 
 # ---- memory ----------------------------------------------------------------------------------
 memory_rows, memory_config = [], ""
@@ -330,12 +337,14 @@ def report(svg_rel):
               "The int8 reference is `torch.ao.quantization.quantize_dynamic` on the Linear layers (the CNN's "
               "convolutions stay fp32), compared with Lathe's `int8-dynamic`; Lathe's `int8` (static, calibrated) and "
               "`int4-weight` (group-wise int4 weights, group 32) have no PyTorch counterpart here (—). "
-              "Layers with fewer than 16 inputs per output (the CNN's first conv) stay fp32 in Lathe. "
-              "Ratio = PyTorch ms / Lathe ms.", "",
-              "| workload | batch | variant | threads | Lathe ms | PyTorch ms | ratio |", "|---|---:|---|---:|---:|---:|---:|"]
+              "Lathe's quantized variants fold the batch norms and quantize every layer, as `lathe quantize` does. "
+              "cnn28 is the same CNN on 28x28 images (the Fashion-MNIST model). "
+              "Ratio = PyTorch ms / Lathe ms; vs fp32 = Lathe fp32 ms / Lathe ms of the variant (same round).", "",
+              "| workload | batch | variant | threads | Lathe ms | PyTorch ms | ratio | vs fp32 |",
+              "|---|---:|---|---:|---:|---:|---:|---:|"]
         for r in infer_rows:
             L.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {r['threads']} | {fmt(r['lathe'], 3)} | "
-                     f"{fmt(r['ref'], 3)} | {ratio(r['ratio'])} |")
+                     f"{fmt(r['ref'], 3)} | {ratio(r['ratio'])} | {ratio(r['vs_fp32']) if r['variant'] != 'fp32' else '—'} |")
         L.append("")
     if memory_rows:
         L += ["## Memory of a training step — Lathe vs PyTorch", "",

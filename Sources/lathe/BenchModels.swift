@@ -11,9 +11,10 @@ struct BenchModel {
     let targets: Tensor
     let classes: Int
 
-    static let known = ["mlp", "cnn", "resnet", "gpt"]
+    static let known = ["mlp", "cnn", "cnn28", "resnet", "gpt"]
 
-    /// `name`: mlp, cnn, resnet or gpt. `batch` nil: 64 for the digits models, 16 for gpt.
+    /// `name`: mlp, cnn (8x8 digits), cnn28 (the same CNN on 28x28 images, the Fashion-MNIST
+    /// one), resnet or gpt. `batch` nil: 64 for the image models, 16 for gpt.
     /// `gpt` is the char GPT (vocab 65, d_model 128, 4 heads, 4 layers, RoPE) on `context` tokens.
     static func make(_ name: String, batch: Int? = nil, gpt config: CharGPT.Config = CharGPT.Config()) throws -> BenchModel {
         var g = RandomGenerator(seed: 1)
@@ -22,10 +23,11 @@ struct BenchModel {
             let b = batch ?? 64
             return BenchModel(name: name, model: Models.digitsMLP(), input: Tensor.randint([b, 64], low: 0, high: 17, generator: &g).to(.float32) / 16,
                               targets: Tensor.randint([b], low: 0, high: 10, generator: &g), classes: 10)
-        case "cnn", "resnet":
-            let b = batch ?? 64
-            let model: Module = name == "cnn" ? DigitsCNN() : SmallResNet()
-            return BenchModel(name: name, model: model, input: Tensor.randint([b, 1, 8, 8], low: 0, high: 17, generator: &g).to(.float32) / 16,
+        case "cnn", "cnn28", "resnet":
+            let b = batch ?? 64, side = name == "cnn28" ? 28 : 8
+            let model: Module = name == "resnet" ? SmallResNet() : DigitsCNN(image: side)
+            return BenchModel(name: name, model: model,
+                              input: Tensor.randint([b, 1, side, side], low: 0, high: 17, generator: &g).to(.float32) / 16,
                               targets: Tensor.randint([b], low: 0, high: 10, generator: &g), classes: 10)
         case "gpt":
             let b = batch ?? 16
@@ -77,7 +79,7 @@ extension Bench {
         )
 
         @OptionGroup var options: BenchOptions
-        @Option(help: "Models, comma-separated (mlp, cnn, resnet, gpt).") var models: String = "mlp,cnn,gpt"
+        @Option(help: "Models, comma-separated (mlp, cnn, cnn28, resnet, gpt).") var models: String = "mlp,cnn,cnn28,gpt"
         @Option(help: "Timed steps per repetition.") var steps: Int = 20
         @Option(help: "Untimed steps first.") var warmup: Int = 5
         @Option(help: "Batch size (default: 64 for the digits models, 16 for gpt).") var batch: Int?
@@ -118,16 +120,12 @@ extension Bench {
         /// for calibration.
         let prepare: @Sendable (Module, Tensor) -> Module
 
-        /// Folds batch norms (as `lathe quantize` does), quantizes in place and returns the
-        /// model. Layers with fewer than 16 inputs per output (the first conv of the digits
-        /// CNN, K = 9) stay fp32.
+        /// Folds batch norms and quantizes every layer in place, as `lathe quantize` does,
+        /// and returns the model.
         static func quantized(_ config: QuantizationConfig) -> @Sendable (Module, Tensor) -> Module {
             { model, x in
                 BatchNormFolding.fold(model)
-                quantize(model: model, config: config, calibrationBatches: [x]) { _, m in
-                    if let c = m as? Conv2d { return c.weight.value.count / c.weight.value.shape[0] >= 16 }
-                    return true
-                }
+                quantize(model: model, config: config, calibrationBatches: [x])
                 return model
             }
         }
@@ -151,7 +149,7 @@ extension Bench {
         )
 
         @OptionGroup var options: BenchOptions
-        @Option(help: "Models, comma-separated (mlp, cnn, resnet, gpt).") var models: String = "mlp,cnn,gpt"
+        @Option(help: "Models, comma-separated (mlp, cnn, cnn28, resnet, gpt).") var models: String = "mlp,cnn,cnn28,gpt"
         @Option(help: "Batch sizes for the digits models, comma-separated (gpt always uses batch 1).") var batches: String = "1,64"
         @Option(help: "Variants, comma-separated (default: all; known: \(InferVariant.all.map(\.name).joined(separator: ", "))).")
         var variants: String?

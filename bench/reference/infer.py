@@ -7,7 +7,7 @@ quantised per call; convolutions stay fp32). One JSON line per model, variant an
 
     {"model": "mlp", "variant": "fp32", "batch": 1, "threads": 1, "ms": ..., "best_ms": ...}
 
-Models: mlp (x [B, 64]) and cnn (x [B, 1, 8, 8]) at each --batches size; gpt (char GPT,
+Models: mlp (x [B, 64]), cnn (x [B, 1, 8, 8]) and cnn28 (the same CNN on x [B, 1, 28, 28]) at each --batches size; gpt (char GPT,
 context 64, d 128, 4 heads, 4 layers) at batch 1. Each of --repeat timings runs enough calls to
 last --min-time seconds; ms is the median per call, best_ms the fastest.
 
@@ -33,9 +33,10 @@ def setup(name, batch):
     g = torch.Generator().manual_seed(0)
     if name == "mlp":
         return DigitsMLP(), torch.randint(0, 17, (batch, 64), generator=g).float() / 16
-    if name in ("cnn", "resnet"):
-        model = DigitsCNN() if name == "cnn" else SmallResNet()
-        return model, torch.randint(0, 17, (batch, 1, 8, 8), generator=g).float() / 16
+    if name in ("cnn", "cnn28", "resnet"):
+        side = 28 if name == "cnn28" else 8
+        model = SmallResNet() if name == "resnet" else DigitsCNN(image=side)
+        return model, torch.randint(0, 17, (batch, 1, side, side), generator=g).float() / 16
     if name == "gpt":
         return (CharGPT(vocab=65, context=64, d_model=128, heads=4, layers=4, rope=True),
                 torch.randint(0, 65, (batch, 64), generator=g))
@@ -55,7 +56,7 @@ def prepare(model, variant):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--models", default="mlp,cnn,gpt")
+    ap.add_argument("--models", default="mlp,cnn,cnn28,gpt")
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--variants", default="fp32,int8")
     ap.add_argument("--repeat", type=int, default=7)
