@@ -64,9 +64,14 @@ public final class FakeQuantize: Module {
 /// Fake quantization of a weight, per output channel and symmetric, exactly as
 /// ``QuantMath/quantizePerChannel(_:rows:cols:)`` quantizes it; the gradient passes straight
 /// through (the range is the weight's own maximum, so nothing is clipped).
+///
+/// A weight with NaN or infinite values (a diverged run) passes through unchanged, so that the
+/// loss shows it (the trainer stops on a non-finite loss).
 public func fakeQuantizeWeight(_ w: Tensor) -> Tensor {
     let rows = w.shape[0], cols = w.count / Swift.max(rows, 1)
-    let (codes, scales) = noGrad { QuantMath.quantizePerChannel(w.detached().scalars, rows: rows, cols: cols) }
+    let values = w.detached().scalars
+    guard values.allSatisfy({ $0.isFinite && abs($0) < 8e6 }) else { return w }
+    let (codes, scales) = QuantMath.quantizePerChannel(values, rows: rows, cols: cols)
     let deq = (0..<codes.count).map { scales[$0 / cols] * Float(codes[$0]) }
     return Tensor(deq, shape: w.shape) + (w - w.detached())
 }

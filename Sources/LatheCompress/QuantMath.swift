@@ -67,7 +67,8 @@ public enum QuantMath {
         for r in 0..<n {
             var amax: Float = 0
             for c in 0..<k { amax = Swift.max(amax, abs(w[r * k + c])) }
-            precondition(amax.isFinite && amax / 127 <= 65504, "quantizePerChannel: row \(r) has |w| up to \(amax), beyond fp16 scales")
+            precondition(amax.isFinite && amax / 127 <= 65504 && !w[(r * k)..<(r * k + k)].contains(where: \.isNaN),
+                         "quantizePerChannel: row \(r) has NaN or |w| up to \(amax), beyond fp16 scales")
             let s = float(fromFloat16Bits: float16Bits(amax / 127, roundingUp: true))
             scales[r] = s
             guard s > 0 else { continue }

@@ -49,7 +49,10 @@ public struct QuantizedLayerEntry: Codable, Equatable, Sendable {
 /// The `lathe.quantization` metadata: format version and the quantized layers by dotted name.
 public struct QuantizationManifest: Codable, Equatable, Sendable {
     public var format = "lathe-quantized"
-    public var version = 1
+    public var version = QuantizationManifest.currentVersion
+    /// 2: int8 weight scales in fp16 and activation parameters in the manifest (1 had fp32
+    /// scales and `input_scale`/`input_zero_point` tensors).
+    public static let currentVersion = 2
     public var layers: [String: QuantizedLayerEntry]
     /// Batch norms folded into the layer before them (their tensors are absent; the layer has a bias).
     public var folded: [FoldedPair]?
@@ -102,6 +105,12 @@ public enum QuantizedModelFile {
         var layers: [String: QuantizedLayerEntry] = [:]
         for (path, m) in model.namedModules {
             guard let q = m as? any QuantizedLayer else { continue }
+            let scales = (m as? QuantizedLinear)?.weight.scales ?? (m as? DynamicQuantizedLinear)?.weight.scales
+                ?? (m as? QuantizedConv2d)?.channelsLastWeight.scales ?? []
+            if let bad = scales.first(where: { QuantMath.float(fromFloat16Bits: QuantMath.float16Bits($0)) != $0 }) {
+                throw QuantizedFileError.badValue(path: url.path, tensor: "\(path).weight_scale", reason: "scale \(bad) is not an fp16 value, "
+                                                  + "which the file stores; make int8 weights with PackedInt8Weights(quantizing:rows:cols:)")
+            }
             layers[path] = q.quantizationEntry
             for (name, t) in q.quantizedTensors { tensors[path.isEmpty ? name : "\(path).\(name)"] = t }
         }
@@ -125,28 +134,36 @@ public enum QuantizedModelFile {
         do { manifest = try JSONDecoder().decode(QuantizationManifest.self, from: Data(json.utf8)) } catch {
             throw QuantizedFileError.badManifest(path: path, reason: "\(error)")
         }
-        guard manifest.format == "lathe-quantized", manifest.version == 1 else {
-            throw QuantizedFileError.badManifest(path: path, reason: "format '\(manifest.format)' version \(manifest.version) is not lathe-quantized version 1")
+        guard manifest.format == "lathe-quantized", manifest.version == QuantizationManifest.currentVersion else {
+            let hint = manifest.version == 1 ? " (version 1 files, with fp32 weight scales, are no longer read: quantize the fp32 model again with lathe quantize)" : ""
+            throw QuantizedFileError.badManifest(path: path, reason: "format '\(manifest.format)' version \(manifest.version) is not lathe-quantized "
+                                                 + "version \(QuantizationManifest.currentVersion)" + hint)
         }
-        if let folded = manifest.folded {
-            do { try BatchNormFolding.prepareFolded(model, pairs: folded) } catch {
-                throw QuantizedFileError.badManifest(path: path, reason: "folded: \(error)")
+        // On any error the model is left as it was: every module that runs now gets no replacement back.
+        let running = model.namedModules.map(\.1)
+        do {
+            if let folded = manifest.folded {
+                do { try BatchNormFolding.prepareFolded(model, pairs: folded) } catch {
+                    throw QuantizedFileError.badManifest(path: path, reason: "folded: \(error)")
+                }
             }
-        }
-        let modules = Dictionary(model.namedModules, uniquingKeysWith: { a, _ in a })
-        var remaining = file.tensors
-        var built: [(Module, Module)] = []
-        for (layer, e) in manifest.layers.sorted(by: { $0.key < $1.key }) {
-            guard let target = modules[layer] else { throw QuantizedFileError.unknownLayer(path: path, layer: layer, reason: "the model has no module of that name") }
-            let r = TensorReader(path: path, prefix: layer, tensors: file.tensors)
-            let q = try r.build(e, replacing: target)
-            for name in r.used { remaining[name] = nil }
-            built.append((target, q))
-        }
-        for (target, q) in built { target.replacement = q }
-        do { try model.loadStateDict(remaining, strict: true) } catch {
-            for (target, _) in built { target.replacement = nil }
-            throw QuantizedFileError.stateDict(path: path, reason: error.description)
+            let modules = Dictionary(model.namedModules, uniquingKeysWith: { a, _ in a })
+            var remaining = file.tensors
+            var built: [(Module, Module)] = []
+            for (layer, e) in manifest.layers.sorted(by: { $0.key < $1.key }) {
+                guard let target = modules[layer] else { throw QuantizedFileError.unknownLayer(path: path, layer: layer, reason: "the model has no module of that name") }
+                let r = TensorReader(path: path, prefix: layer, tensors: file.tensors)
+                let q = try r.build(e, replacing: target)
+                for name in r.used { remaining[name] = nil }
+                built.append((target, q))
+            }
+            for (target, q) in built { target.replacement = q }
+            do { try model.loadStateDict(remaining, strict: true) } catch {
+                throw QuantizedFileError.stateDict(path: path, reason: error.description)
+            }
+        } catch {
+            for m in running { m.replacement = nil }
+            throw error
         }
     }
 }
@@ -196,6 +213,9 @@ private final class TensorReader {
 
     func build(_ e: QuantizedLayerEntry, replacing target: Module) throws -> Module {
         guard e.inFeatures > 0, e.outFeatures > 0 else { throw bad("in_features and out_features must be positive") }
+        if e.scheme != "int8_static", e.inputScale != nil || e.inputZeroPoint != nil {
+            throw bad("a \(e.scheme) layer has no input_scale or input_zero_point (only int8_static layers have fixed activation ranges)")
+        }
         let (n, k) = (e.outFeatures, e.inFeatures)
         switch (e.type, e.scheme) {
         case ("linear", "int8_static"), ("linear", "int8_dynamic"):

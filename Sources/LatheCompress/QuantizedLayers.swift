@@ -114,9 +114,7 @@ public final class DynamicQuantizedLinear: Module, QuantizedLayer {
 /// batch when `inputParams` is nil), unfolded with padding = the zero point (exactly 0.0), and
 /// multiplied with per-channel int8 weights `[O, C·kh·kw]` by the int8 GEMM.
 public final class QuantizedConv2d: Module, QuantizedLayer {
-    /// The weights as stored: columns ordered (c, ki, kj) like the float weight `[O, C, kh, kw]`.
-    public let weight: PackedInt8Weights
-    /// The same codes with columns ordered (ki, kj, c), for the channels-last unfolding.
+    /// The codes with columns ordered (ki, kj, c), for the channels-last unfolding.
     let channelsLastWeight: PackedInt8Weights
     public let bias: [Float]?
     public let inputParams: AffineParams?
@@ -127,7 +125,6 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
                 stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)) {
         precondition(weight.cols == inChannels * kernelSize.0 * kernelSize.1, "QuantizedConv2d: weight has \(weight.cols) columns, not C*kh*kw")
         precondition(bias == nil || bias!.count == weight.rows, "QuantizedConv2d: bias has \(bias!.count) values for \(weight.rows) channels")
-        self.weight = weight
         self.bias = bias
         self.inputParams = inputParams
         self.inChannels = inChannels
@@ -135,14 +132,32 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
-        let codes = weight.codes, (o, taps) = (weight.rows, kernelSize.0 * kernelSize.1)
-        var hwc = [Int8](repeating: 0, count: codes.count)
-        for n in 0..<o {
-            for ch in 0..<inChannels {
-                for t in 0..<taps { hwc[(n * taps + t) * inChannels + ch] = codes[(n * inChannels + ch) * taps + t] }
+        channelsLastWeight = PackedInt8Weights(codes: Self.reorder(weight.codes, rows: weight.rows, channels: inChannels,
+                                                                   taps: kernelSize.0 * kernelSize.1, toChannelsLast: true),
+                                               scales: weight.scales, rows: weight.rows, cols: weight.cols)
+    }
+
+    /// The weights with columns ordered (c, ki, kj) like the float weight `[O, C, kh, kw]` (what
+    /// files store); rebuilt from the channels-last packing the layer computes with.
+    public var weight: PackedInt8Weights {
+        let w = channelsLastWeight
+        return PackedInt8Weights(codes: Self.reorder(w.codes, rows: w.rows, channels: inChannels, taps: kernelSize.0 * kernelSize.1,
+                                                     toChannelsLast: false),
+                                 scales: w.scales, rows: w.rows, cols: w.cols)
+    }
+
+    /// Moves the columns of `[rows, C * taps]` codes between (c, tap) and (tap, c) order.
+    static func reorder(_ codes: [Int8], rows: Int, channels: Int, taps: Int, toChannelsLast: Bool) -> [Int8] {
+        var out = [Int8](repeating: 0, count: codes.count)
+        for n in 0..<rows {
+            for ch in 0..<channels {
+                for t in 0..<taps {
+                    let chw = (n * channels + ch) * taps + t, hwc = (n * taps + t) * channels + ch
+                    if toChannelsLast { out[hwc] = codes[chw] } else { out[chw] = codes[hwc] }
+                }
             }
         }
-        channelsLastWeight = PackedInt8Weights(codes: hwc, scales: weight.scales, rows: o, cols: weight.cols)
+        return out
     }
 
     /// Quantizes `conv` (which must have groups = 1); `inputParams` nil means dynamic.
@@ -154,7 +169,7 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
                   stride: conv.stride, padding: conv.padding, dilation: conv.dilation)
     }
 
-    public var outChannels: Int { weight.rows }
+    public var outChannels: Int { channelsLastWeight.rows }
 
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == inChannels, "QuantizedConv2d: expected input [N, \(inChannels), H, W], got \(x.shape)")
@@ -163,7 +178,7 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         let oh = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
         let ow = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
         precondition(oh > 0 && ow > 0, "QuantizedConv2d: input \(x.shape) is smaller than the kernel")
-        let m = b * oh * ow, kdim = weight.cols, o = weight.rows
+        let m = b * oh * ow, kdim = channelsLastWeight.cols, o = channelsLastWeight.rows
         var y = Tensor.zeros([b, o, oh, ow])
         guard m > 0 else { return y }
         withFloats(x) { xs in

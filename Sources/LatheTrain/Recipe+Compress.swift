@@ -87,7 +87,12 @@ extension Reader {
                   name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                 throw fail(key + ".name", "missing or not a plain name (letters, digits, - and _; it names the variant's file)")
             }
-            guard names.insert(name).inserted, name != "baseline" else { throw fail(key + ".name", "'\(name)' is used twice (baseline is the trained model)") }
+            // A distill stage also writes <name>-no-kd; baseline is the trained model.
+            let taken = method == "distill" ? [name, name + "-no-kd"] : [name]
+            guard name != "baseline", taken.allSatisfy({ !names.contains($0) }) else {
+                throw fail(key + ".name", "'\(name)' is taken (by another stage, a distill stage's <name>-no-kd, or baseline, the trained model)")
+            }
+            names.formUnion(taken)
             var s = CompressSpec.Stage(name: name, method: method)
             let p = key + "."
             s.scheme = try string(d, p, "scheme", oneOf: ["int8", "int8-dynamic", "int4", "int8-weight"]) ?? s.scheme

@@ -237,6 +237,7 @@ struct Reader {
         r.model.context = try positive(int(m, "model.", "context"), "model.context") ?? r.model.context
         r.model.rope = try bool(m, "model.", "rope") ?? r.model.rope
         r.model.checkpointing = try bool(m, "model.", "checkpointing") ?? r.model.checkpointing
+        if m["channels"] != nil, r.model.name != "digits-cnn" { throw fail("model.channels", "applies to digits-cnn, not \(r.model.name)") }
         if r.model.dModel % r.model.heads != 0 { throw fail("model.heads", "d_model \(r.model.dModel) is not divisible by \(r.model.heads) heads") }
 
         let d = try section(root, "data", allowed: ["name", "path", "split", "split_seed", "label_column", "validation_fraction"])

@@ -132,6 +132,8 @@ extension Bench {
 
         static let all: [InferVariant] = [
             InferVariant(name: "fp32") { m, _ in m },
+            // fp32 with the batch norms folded, as the quantized variants have them.
+            InferVariant(name: "fp32-folded") { m, _ in BatchNormFolding.fold(m); return m },
             InferVariant(name: "int8", prepare: quantized(QuantizationConfig(scheme: .staticInt8))),
             InferVariant(name: "int8-dynamic", prepare: quantized(QuantizationConfig(scheme: .dynamicInt8))),
             InferVariant(name: "int4-weight", prepare: quantized(QuantizationConfig(scheme: .weightOnly(GroupwiseScheme(bits: 4, groupSize: 32))))),

@@ -26,6 +26,9 @@ struct CompressionRun {
         if let finetune { fineTuning(&r, steps: finetune.steps, lr: finetune.lr) }
         let t = try Trainer(recipe: r, task: task)
         try t.model.loadStateDict(baseline)
+        if let bad = t.model.namedParameters.first(where: { !$0.1.value.scalars.allSatisfy { $0.isFinite && abs($0) < 8e6 } }) {
+            throw CLIError("the baseline's \(bad.0) has NaN, infinite or huge (|w| >= 8e6) values; it cannot be compressed (was its training stopped by a NaN loss?)")
+        }
         return t
     }
 
@@ -206,7 +209,8 @@ struct CompressionRun {
         for k in 0..<s.seeds {
             let seed = recipe.seed &+ UInt64(k) &+ 1
             for (alpha, suffix) in [(s.alpha, ""), (Float(1), "-no-kd")] {
-                let r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipePath), overrides: overrides + s.student + ["seed=\(seed)"])
+                var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipePath), overrides: overrides + s.student + ["seed=\(seed)"])
+                r.threads = recipe.threads  // the command line's --threads, if any
                 let student = try Trainer(recipe: r, task: task).model
                 studentParameters = student.parameterCount()
                 let warmup = s.steps / 20

@@ -32,6 +32,7 @@ func loadVariant(_ url: URL, recipe: Recipe, recipePath: String, task: TrainingT
     var r = recipe
     if let o = header.metadata[VariantMetadata.modelOverrides], !o.isEmpty {
         r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipePath), overrides: overrides + o.split(separator: "\n").map(String.init))
+        r.threads = recipe.threads  // the command line's --threads, if any
     }
     let model = try Trainer(recipe: r, task: task).model
     if header.metadata[QuantizationManifest.metadataKey] != nil {
@@ -144,7 +145,7 @@ func paretoFront(_ rows: [VariantRow]) -> [VariantRow] {
 
 /// Accuracy against file size (log scale), every variant a labelled point, the Pareto front a line.
 func paretoSVG(_ rows: [VariantRow], title: String) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 440.0, 70.0, 30.0, 40.0, 60.0)
+    let (w, h, left, right, top, bottom) = (720.0, 450.0, 70.0, 30.0, 54.0, 60.0)
     let sizes = rows.map { Double($0.fileBytes) }, accs = rows.map { 100 * ($0.evaluation.accuracy ?? 0) }
     let lx0 = log10(sizes.min()! / 1.3), lx1 = log10(sizes.max()! * 1.3)
     var y0 = (accs.min()! - 0.5).rounded(.down), y1 = (accs.max()! + 0.5).rounded(.up)
@@ -178,12 +179,18 @@ func paretoSVG(_ rows: [VariantRow], title: String) -> String {
     svg += "<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" points=\""
         + front.map { "\(px(Double($0.fileBytes))),\(py(100 * ($0.evaluation.accuracy ?? 0)))" }.joined(separator: " ") + "\"/>\n"
     let onFront = Set(front.map(\.name))
-    for r in rows {
+    var labels: [(x: Double, y: Double)] = []
+    // Front points last, so that they show on top of points they coincide with.
+    for r in rows.filter({ !onFront.contains($0.name) }) + front {
         let (x, y) = (px(Double(r.fileBytes)), py(100 * (r.evaluation.accuracy ?? 0)))
         svg += "<circle cx=\"\(x)\" cy=\"\(y)\" r=\"5\" fill=\"\(onFront.contains(r.name) ? "#d62728" : "#1f77b4")\"/>"
-        svg += "<text x=\"\(x + 8)\" y=\"\(y - 6)\">\(esc(r.name))</text>\n"
+        // Labels of points that (nearly) coincide go one under the other.
+        var ly = y - 6
+        while labels.contains(where: { abs($0.x - (x + 8)) < 60 && abs($0.y - ly) < 13 }) { ly += 14 }
+        labels.append((x + 8, ly))
+        svg += "<text x=\"\(x + 8)\" y=\"\(ly)\">\(esc(r.name))</text>\n"
     }
-    svg += "<text x=\"\(w - right)\" y=\"\(top - 6)\" text-anchor=\"end\" fill=\"#d62728\">red: Pareto front (no variant is both smaller and more accurate)</text>\n"
+    svg += "<text x=\"\(w - right)\" y=\"\(top - 8)\" text-anchor=\"end\" fill=\"#d62728\">red: Pareto front (no variant is both smaller and more accurate)</text>\n"
     return svg + "</svg>\n"
 }
 

@@ -59,5 +59,17 @@ final class BatchNormFoldingTests: XCTestCase {
         fresh.eval()
         try QuantizedModelFile.load(into: fresh, from: url)
         XCTAssertEqual(noGrad { fresh(x[0]) }.scalars.map(\.bitPattern), noGrad { m(x[0]) }.scalars.map(\.bitPattern))
+
+        // A file that fails to load leaves the model as it was: batch norms in place, no quantized layer.
+        var file = try SafeTensors.read(contentsOf: url)
+        var tensors = file.tensors
+        tensors["fc.bias"] = nil
+        try SafeTensors.write(tensors, metadata: file.metadata, to: url)
+        file = try SafeTensors.read(contentsOf: url)
+        let other = SmallResNet(inChannels: 1, classes: 10, seed: 1)
+        let before = other.stateDict().keys.sorted()
+        XCTAssertThrowsError(try QuantizedModelFile.load(into: other, from: url))
+        XCTAssertEqual(other.stateDict().keys.sorted(), before)
+        XCTAssertEqual(other.namedModules.filter { $0.1 is BatchNorm }.count, 6)
     }
 }

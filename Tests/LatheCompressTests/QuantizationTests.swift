@@ -140,18 +140,32 @@ final class QuantizedModelTests: XCTestCase {
     }
 
     func testQuantizedConvMatchesFloatConvOnGridValues() {
-        // Inputs and weights exactly on their grids: the int8 conv equals the float conv up to float rounding.
-        var g = RandomGenerator(seed: 9)
-        let conv = Conv2d(3, 5, kernelSize: 3, stride: 2, padding: 1, generator: &g)
-        let s = conv.weight.value.shape
-        let (codes, scales) = QuantMath.quantizePerChannel(conv.weight.value.scalars, rows: s[0], cols: s[1] * s[2] * s[3])
-        let k = s[1] * s[2] * s[3]
-        conv.weight.value = Tensor((0..<codes.count).map { scales[$0 / k] * Float(codes[$0]) }, shape: s)
-        let p = AffineParams(scale: 0.05, zeroPoint: 100)
-        var rng = TestRNG(30)
-        let x = Tensor((0..<2 * 3 * 9 * 7).map { _ in p.dequantize(UInt8(rng.int(0...255))) }, shape: [2, 3, 9, 7])
-        let q = QuantizedConv2d(conv, inputParams: p)
-        assertClose(q(x), noGrad { conv(x) }, rtol: 1e-4, atol: 1e-4)
+        // Inputs and weights exactly on their grids: the int8 conv equals the float conv up to float rounding,
+        // with the same bits at 1 and 2 threads (the second case splits the batch into several chunks).
+        let threads = ThreadPool.threadCount
+        defer { ThreadPool.threadCount = threads }
+        for (b, c, o, h, w, stride) in [(2, 3, 5, 9, 7, 2), (5, 16, 24, 28, 28, 1)] {
+            var g = RandomGenerator(seed: 9)
+            let conv = Conv2d(c, o, kernelSize: 3, stride: stride, padding: 1, generator: &g)
+            let s = conv.weight.value.shape
+            let (codes, scales) = QuantMath.quantizePerChannel(conv.weight.value.scalars, rows: s[0], cols: s[1] * s[2] * s[3])
+            let k = s[1] * s[2] * s[3]
+            conv.weight.value = Tensor((0..<codes.count).map { scales[$0 / k] * Float(codes[$0]) }, shape: s)
+            let p = AffineParams(scale: 0.05, zeroPoint: 100)
+            var rng = TestRNG(30)
+            let x = Tensor((0..<b * c * h * w).map { _ in p.dequantize(UInt8(rng.int(0...255))) }, shape: [b, c, h, w])
+            let q = QuantizedConv2d(conv, inputParams: p)
+            var outputs: [[UInt32]] = []
+            for t in [1, 2] {
+                ThreadPool.threadCount = t
+                let y = q(x)
+                assertClose(y, noGrad { conv(x) }, rtol: 1e-4, atol: 1e-4)
+                outputs.append(y.scalars.map(\.bitPattern))
+            }
+            XCTAssertEqual(outputs[0], outputs[1], "[\(b), \(c), \(h), \(w)]: 1 and 2 threads differ")
+            // The stored (c, ki, kj) codes are the ones given.
+            XCTAssertEqual(q.weight.codes, codes)
+        }
     }
 }
 
@@ -173,6 +187,15 @@ final class QuantizedFileTests: XCTestCase {
         quantize(model: m, config: QuantizationConfig(scheme: .weightOnly(GroupwiseScheme(bits: 4, groupSize: 64, symmetric: false))),
                  filter: { n, _ in n == "fc1" })
         return m
+    }
+
+    func testScalesThatAreNotFP16ValuesCannotBeSaved() {
+        let m = DigitsCNN(seed: 6)
+        let w = PackedInt8Weights(codes: [Int8](repeating: 1, count: 10 * 128), scales: [Float](repeating: 0.1, count: 10), rows: 10, cols: 128)
+        m.fc2.replacement = DynamicQuantizedLinear(weight: w, bias: nil)
+        XCTAssertThrowsError(try QuantizedModelFile.save(m, to: dir.appendingPathComponent("s.safetensors"))) { error in
+            XCTAssertTrue("\(error)".contains("'fc2.weight_scale': scale 0.1 is not an fp16 value"), "\(error)")
+        }
     }
 
     func testSaveLoadRoundTripIsBitIdentical() throws {
@@ -209,6 +232,7 @@ final class QuantizedFileTests: XCTestCase {
                 let message = "\(error)"
                 XCTAssertTrue(message.contains(text), "'\(message)' does not mention '\(text)'", line: line)
             }
+            XCTAssertFalse(m.namedModules.contains { $0.1 is any QuantizedLayer || $0.1 is FoldedNorm }, "a failed load changed the model", line: line)
         }
         var t = good.tensors
         t["conv1.weight_scale"] = nil
@@ -233,6 +257,12 @@ final class QuantizedFileTests: XCTestCase {
         meta = good.metadata
         meta["lathe.quantization"] = meta["lathe.quantization"]!.replacingOccurrences(of: "\"fc1\"", with: "\"fc9\"")
         try expectError(good.tensors, meta, contains: "'fc9'")
+        meta = good.metadata
+        meta["lathe.quantization"] = meta["lathe.quantization"]!.replacingOccurrences(of: "\"version\":2", with: "\"version\":1")
+        try expectError(good.tensors, meta, contains: "quantize the fp32 model again")
+        meta = good.metadata
+        meta["lathe.quantization"] = meta["lathe.quantization"]!.replacingOccurrences(of: "\"scheme\":\"int8_static\"", with: "\"scheme\":\"int8_dynamic\"")
+        try expectError(good.tensors, meta, contains: "only int8_static layers have fixed activation ranges")
         meta = good.metadata
         meta["lathe.quantization"] = meta["lathe.quantization"]!.replacingOccurrences(of: "weight_only", with: "int3_magic")
         try expectError(good.tensors, meta, contains: "unknown type/scheme")
