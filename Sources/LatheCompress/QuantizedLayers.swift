@@ -184,40 +184,30 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
         withFloats(x) { xs in
             // Quantize, go channels-last (each tap then copies C contiguous bytes), unfold, multiply
             // (rows are output pixels, so the result is channels-last) and transpose back.
-            // Each image is independent: the data movement runs on the thread pool, image by image.
+            // Images are independent, so the pool runs chunks of them through every step while
+            // their buffers are still in cache (a chunk's GEMM runs inline on its thread; a single
+            // chunk, e.g. batch 1, runs outside the pool and its GEMM uses all threads).
             let p = activationParams(xs, inputParams)
-            let plane = c * h * w, grain = Swift.max(1, 32768 / Swift.max(plane, 1))
-            let image = [UInt8](unsafeUninitializedCapacity: b * plane) { q, n in
-                let tmp = c > 1 ? UnsafeMutablePointer<UInt8>.allocate(capacity: b * plane) : q.baseAddress!
-                defer { if c > 1 { tmp.deallocate() } }
-                ThreadPool.forChunks(b, grain: grain) { r in
-                    let base = r.lowerBound * plane
-                    lathe_quantize_u8(xs.baseAddress! + base, r.count * plane, 1 / p.scale, p.zeroPoint, tmp + base)
-                    if c > 1 { lathe_transpose_u8(tmp + base, r.count, c, h * w, q.baseAddress! + base) }
-                }
-                n = b * plane
-            }
-            let rowsPerImage = oh * ow
-            let cols = [UInt8](unsafeUninitializedCapacity: m * kdim) { cb, n in
-                image.withUnsafeBufferPointer { qx in
-                    ThreadPool.forChunks(b, grain: Swift.max(1, 32768 / Swift.max(rowsPerImage * kdim, 1))) { r in
-                        lathe_im2col_nhwc_u8(qx.baseAddress! + r.lowerBound * plane, r.count, c, h, w, kh, kw, stride.0, stride.1, padding.0,
-                                             padding.1, dilation.0, dilation.1, oh, ow, UInt8(p.zeroPoint),
-                                             cb.baseAddress! + r.lowerBound * rowsPerImage * kdim)
-                    }
-                }
-                n = m * kdim
-            }
-            let pixels = [Float](unsafeUninitializedCapacity: m * o) { out, n in
-                cols.withUnsafeBufferPointer { cb in channelsLastWeight.matmul(cb.baseAddress!, m: m, aParams: p, bias: bias, into: out.baseAddress!) }
-                n = m * o
-            }
+            let plane = c * h * w, rowsPerImage = oh * ow
+            let grain = Swift.max(1, Swift.min(8, 65536 / Swift.max(rowsPerImage * kdim, 1)))
+            let maxImages = Swift.min(grain, b)
             y.withUnsafeMutableBufferPointer { out in
-                pixels.withUnsafeBufferPointer { px in
-                    ThreadPool.forChunks(b, grain: Swift.max(1, 16384 / Swift.max(rowsPerImage * o, 1))) { r in
-                        let offset = r.lowerBound * rowsPerImage * o
-                        lathe_transpose_f32(px.baseAddress! + offset, r.count, rowsPerImage, o, out.baseAddress! + offset)
+                ThreadPool.forChunks(b, grain: grain) { r in
+                    let n = r.count
+                    let q = UnsafeMutablePointer<UInt8>.allocate(capacity: maxImages * plane * (c > 1 ? 2 : 1))
+                    let cols = UnsafeMutablePointer<UInt8>.allocate(capacity: maxImages * rowsPerImage * kdim)
+                    let pixels = UnsafeMutablePointer<Float>.allocate(capacity: maxImages * rowsPerImage * o)
+                    defer { q.deallocate(); cols.deallocate(); pixels.deallocate() }
+                    lathe_quantize_u8(xs.baseAddress! + r.lowerBound * plane, n * plane, 1 / p.scale, p.zeroPoint, q)
+                    var image = UnsafePointer(q)
+                    if c > 1 {
+                        lathe_transpose_u8(q, n, c, h * w, q + maxImages * plane)
+                        image = UnsafePointer(q + maxImages * plane)
                     }
+                    lathe_im2col_nhwc_u8(image, n, c, h, w, kh, kw, stride.0, stride.1, padding.0, padding.1, dilation.0, dilation.1,
+                                         oh, ow, UInt8(p.zeroPoint), cols)
+                    channelsLastWeight.matmul(cols, m: n * rowsPerImage, aParams: p, bias: bias, into: pixels)
+                    lathe_transpose_f32(pixels, n, rowsPerImage, o, out.baseAddress! + r.lowerBound * rowsPerImage * o)
                 }
             }
         }
