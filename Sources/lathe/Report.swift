@@ -64,22 +64,26 @@ func weightCounts(_ model: Module) -> (total: Int, nonZero: Int) {
     return (total, nonZero)
 }
 
-/// Median milliseconds of `model` on the first `batch` test (or validation) samples, eval
-/// mode, no tape: rounds of enough calls to last ~0.1 s after a warm-up.
-func latencyMilliseconds(_ model: Module, input: Tensor, rounds: Int = 5) -> Double {
-    model.eval()
-    let start = now()
-    var warm = 0
-    while warm < 3 || now() - start < 0.05 { _ = noGrad { model(input) }; warm += 1 }
-    let perCall = (now() - start) / Double(warm)
-    let calls = Swift.max(1, Int(0.1 / Swift.max(perCall, 1e-7)))
-    var times: [Double] = []
-    for _ in 0..<rounds {
-        let t0 = now()
-        for _ in 0..<calls { _ = noGrad { model(input) } }
-        times.append((now() - t0) / Double(calls) * 1000)
+/// Median milliseconds per call of each model on `input` (eval mode, no tape). The models
+/// take turns, round after round (each round enough calls to last ~0.05 s, after a warm-up),
+/// so that a change in the machine's load reaches all of them alike.
+func latencies(_ models: [Module], input: Tensor, rounds: Int = 7) -> [Double] {
+    let calls = models.map { model -> Int in
+        model.eval()
+        let start = now()
+        var warm = 0
+        while warm < 3 || now() - start < 0.03 { _ = noGrad { model(input) }; warm += 1 }
+        return Swift.max(1, Int(0.05 / Swift.max((now() - start) / Double(warm), 1e-7)))
     }
-    return median(times)
+    var times = Array(repeating: [Double](), count: models.count)
+    for _ in 0..<rounds {
+        for (i, model) in models.enumerated() {
+            let t0 = now()
+            for _ in 0..<calls[i] { _ = noGrad { model(input) } }
+            times[i].append((now() - t0) / Double(calls[i]) * 1000)
+        }
+    }
+    return times.map(median)
 }
 
 /// The first `n` samples of the split `lathe report` measures on.
@@ -99,16 +103,19 @@ func measureVariants(_ files: [(name: String, url: URL)], recipe: Recipe, recipe
     guard let x1 = sampleBatch(task, 1), let x64 = sampleBatch(task, 64) else {
         throw CLIError("lathe report compares classifiers; \(recipe.model.name) on \(recipe.data.name) is not one")
     }
-    var rows: [VariantRow] = []
+    var rows: [VariantRow] = [], models: [Module] = []
     for (name, url) in files {
         let (model, header) = try loadVariant(url, recipe: recipe, recipePath: recipePath, task: task, overrides: overrides)
         let evaluation = noGrad { task.evaluate(model, split: .test) }
         let counts = weightCounts(model)
-        let row = VariantRow(name: name, description: header.metadata[VariantMetadata.description] ?? "", parameters: counts.total,
-                             nonZero: counts.nonZero, fileBytes: header.fileSize, evaluation: evaluation,
-                             latency1: latencyMilliseconds(model, input: x1), latency64: latencyMilliseconds(model, input: x64))
-        log(String(format: "%@: %@, %.3f ms at batch 1, %.3f ms at batch 64", name, scoreText(evaluation), row.latency1, row.latency64))
-        rows.append(row)
+        rows.append(VariantRow(name: name, description: header.metadata[VariantMetadata.description] ?? "", parameters: counts.total,
+                               nonZero: counts.nonZero, fileBytes: header.fileSize, evaluation: evaluation, latency1: 0, latency64: 0))
+        models.append(model)
+        log("\(name): \(scoreText(evaluation))")
+    }
+    log("timing \(models.count) models at batch 1 and 64, in turns")
+    for (i, (l1, l64)) in zip(latencies(models, input: x1), latencies(models, input: x64)).enumerated() {
+        (rows[i].latency1, rows[i].latency64) = (l1, l64)
     }
     return rows
 }
@@ -119,7 +126,8 @@ func reportMarkdown(_ rows: [VariantRow], title: String, split: String, threads:
     func acc(_ e: Evaluation) -> String { e.accuracy.map { String(format: "%.2f%%", 100 * $0) } ?? String(format: "loss %.4f", e.loss) }
     var out = "# \(title)\n\n"
     out += "Accuracy on the \(split) split (\(base.evaluation.count) samples); latency is the median time of one forward pass "
-    out += "on \(threads) thread\(threads == 1 ? "" : "s") (evaluation mode, no autodiff tape); speed-up and size are against `\(base.name)`.\n\n"
+    out += "on \(threads) thread\(threads == 1 ? "" : "s") (evaluation mode, no autodiff tape; 7 rounds in which the variants take turns); "
+    out += "speed-up and size are against `\(base.name)`.\n\n"
     out += "| variant | parameters | non-zero | file bytes | smaller | accuracy | Δ points | latency b1 (ms) | latency b64 (ms) | speed-up b1 | speed-up b64 |\n"
     out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     for r in rows {
