@@ -337,7 +337,8 @@ def report(svg_rel):
               "The int8 reference is `torch.ao.quantization.quantize_dynamic` on the Linear layers (the CNN's "
               "convolutions stay fp32), compared with Lathe's `int8-dynamic`; Lathe's `int8` (static, calibrated) and "
               "`int4-weight` (group-wise int4 weights, group 32) have no PyTorch counterpart here (—). "
-              "Lathe's quantized variants fold the batch norms and quantize every layer, as `lathe quantize` does. "
+              "Lathe's quantized variants fold the batch norms and quantize every layer, as `lathe quantize` does; "
+              "`fp32-folded` is fp32 with the batch norms folded, to separate the two effects. "
               "cnn28 is the same CNN on 28x28 images (the Fashion-MNIST model). "
               "Ratio = PyTorch ms / Lathe ms; vs fp32 = Lathe fp32 ms / Lathe ms of the variant (same round).", "",
               "| workload | batch | variant | threads | Lathe ms | PyTorch ms | ratio | vs fp32 |",
