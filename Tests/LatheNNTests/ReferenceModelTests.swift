@@ -85,6 +85,27 @@ final class ReferenceModelTests: XCTestCase {
         }
     }
 
+    func testFusedAttentionLayerMatchesComposedOps() {
+        for rope in [true, false] {
+            var g = RandomGenerator(seed: 4)
+            let attn = CausalSelfAttention(dModel: 24, heads: 3, rope: rope, generator: &g)
+            let x = Tensor.normal([2, 11, 24], generator: &g)
+            let seed = Tensor.normal([2, 11, 24], generator: &g)
+            func run(_ f: (Tensor) -> Tensor) -> [String: Tensor] {
+                for (_, p) in attn.namedParameters { p.zeroGrad() }
+                let leaf = x.requiringGrad()
+                let y = f(leaf)
+                (y * seed).sum().backward()
+                var out = ["y": y.detached(), "x.grad": leaf.grad!]
+                for (k, p) in attn.namedParameters { out[k] = p.grad! }
+                return out
+            }
+            let fused = run { attn($0) }, composed = run { attn.forwardComposed($0) }
+            XCTAssertEqual(Set(fused.keys), Set(composed.keys))
+            for (k, v) in composed { assertClose(fused[k]!, v, rtol: 1e-4, atol: 1e-5, "\(k) rope \(rope)") }
+        }
+    }
+
     func testSaveAndLoadRoundTripThroughSafeTensors() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-nn-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
