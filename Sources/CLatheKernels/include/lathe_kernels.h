@@ -49,6 +49,13 @@ void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                  const float *A, long lda, const float *B, long ldb, float beta,
                  float *C, long ldc);
 
+/// lathe_sgemm, then C[i][j] += bias[j] (bias: N floats, or NULL for none), added to each
+/// block of C while it is still in cache. The same bits as lathe_sgemm followed by a separate
+/// bias add.
+void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alpha,
+                      const float *A, long lda, const float *B, long ldb, float beta,
+                      float *C, long ldc, const float *bias);
+
 /// Single-threaded, naive triple loop, for tests.
 void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alpha,
                        const float *A, long lda, const float *B, long ldb, float beta,
