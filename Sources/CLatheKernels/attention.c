@@ -46,8 +46,8 @@ int lathe_attention_backward_f32(const float *dy, const float *qkv, const float 
     (void)B;
     if (i1 <= i0 || T <= 0 || hd <= 0) return 0;
     const long hdp = round16(hd), tp = round16(T);
-    // qs, kr, dO, dq [T][hdp]; vT [hdp][tp]; dS, dST, PT [tp][tp]; row [hdp]
-    size_t n = (size_t)(4 * T * hdp + hdp * tp + 3 * tp * tp + hdp + 16);
+    // qs, kr, dO, dq [T][hdp]; vT [hdp][tp]; dS, dST, PT [tp][tp]; row [hdp]; prow [tp]
+    size_t n = (size_t)(4 * T * hdp + hdp * tp + 3 * tp * tp + hdp + tp + 16);
     float *work = (float *)aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
     if (!work) return -1;
     LM_DISPATCH(attn_bwd, (dy, qkv, p, cos, sin, T, H, hd, scale, i0, i1, dqkv, work));
@@ -62,6 +62,13 @@ int lathe_attention_backward_f32(const float *dy, const float *qkv, const float 
 // Unaligned 16-float loads and stores (macros: no vector-typed function arguments).
 #define LD16(p) ({ lm_v16f v_; __builtin_memcpy(&v_, (p), 64); v_; })
 #define ST16(p, v) do { lm_v16f w_ = (v); __builtin_memcpy((p), &w_, 64); } while (0)
+
+// Prefetches the cache lines of p[0..n) (rows of q, k, v are far apart: the hardware
+// prefetcher does not see them coming).
+LM_INLINE LM_ATTR void FN(prefetch)(const float *p, long n) {
+    for (long i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+    __builtin_prefetch(p + n - 1);
+}
 
 // out[0 .. 16*nb) = sum over r < R of coef[r] * m[r*ld + 0 .. 16*nb), r in increasing order
 // (two interleaved partial sums, even and odd r, added at the end, when nb <= 2).
@@ -145,26 +152,25 @@ LM_INLINE LM_ATTR void FN(unrope_row)(float *restrict dst, const float *restrict
     }
 }
 
-// Row softmax of s[0..n) in place; returns nothing. Max and sum with 16 lanes.
+// Row softmax of s[0..n) in place; s[n .. round16(n)) is overwritten with 0. Max and sum
+// with 16 lanes over whole vectors.
 LM_INLINE LM_ATTR void FN(softmax_row)(float *s, long n) {
+    const long n16 = (n + 15) & ~15L;
+    for (long j = n; j < n16; j++) s[j] = -INFINITY;
     float mx[16];
     for (int l = 0; l < 16; l++) mx[l] = -INFINITY;
-    long j = 0;
-    for (; j + 16 <= n; j += 16)
+    for (long j = 0; j < n16; j += 16)
         for (int l = 0; l < 16; l++) mx[l] = s[j + l] > mx[l] ? s[j + l] : mx[l];
     float m = -INFINITY;
     for (int l = 0; l < 16; l++) m = mx[l] > m ? mx[l] : m;
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    LM_VEC for (long i = 0; i < n; i++) s[i] = lm_expf(s[i] - m);
+    LM_VEC for (long i = 0; i < n16; i++) s[i] = lm_expf(s[i] - m);
     float acc[16] = {0};
-    j = 0;
-    for (; j + 16 <= n; j += 16)
+    for (long j = 0; j < n16; j += 16)
         for (int l = 0; l < 16; l++) acc[l] += s[j + l];
     float t = 0;
     for (int l = 0; l < 16; l++) t += acc[l];
-    for (; j < n; j++) t += s[j];
     const float inv = 1.0f / t;
-    LM_VEC for (long i = 0; i < n; i++) s[i] = s[i] * inv;
+    LM_VEC for (long i = 0; i < n16; i++) s[i] = s[i] * inv;
 }
 
 static LM_ATTR void FN(attn_fwd)(const float *qkv, const float *cos, const float *sin, long T,
@@ -179,6 +185,11 @@ static LM_ATTR void FN(attn_fwd)(const float *qkv, const float *cos, const float
         memset(kT, 0, (size_t)(hdp * tp) * sizeof(float));
         for (long t = 0; t < T; t++) {
             const float *row = base + t * ld;
+            if (t + 4 < T) {
+                FN(prefetch)(row + 4 * ld, hd);
+                FN(prefetch)(row + 4 * ld + D, hd);
+                FN(prefetch)(row + 4 * ld + 2 * D, hd);
+            }
             const float *cs = cos ? cos + t * hd : NULL, *sn = sin ? sin + t * hd : NULL;
             FN(rope_row)(qs + t * hdp, row, cs, sn, hd, hdp, scale);
             FN(rope_row)(krow, row + D, cs, sn, hd, hdp, 1.0f);
@@ -206,7 +217,7 @@ static LM_ATTR void FN(attn_bwd)(const float *dy, const float *qkv, const float 
     const long D = H * hd, ld = 3 * D, hdp = (hd + 15) & ~15L, tp = (T + 15) & ~15L;
     float *qs = work, *kr = qs + T * hdp, *dO = kr + T * hdp, *dq = dO + T * hdp;
     float *vT = dq + T * hdp, *dS = vT + hdp * tp, *dST = dS + tp * tp, *PT = dST + tp * tp;
-    float *row = PT + tp * tp;
+    float *row = PT + tp * tp, *prow = row + hdp;
     for (long it = i0; it < i1; it++) {
         const long b = it / H, h = it % H;
         const float *base = qkv + b * T * ld + h * hd;
@@ -214,6 +225,12 @@ static LM_ATTR void FN(attn_bwd)(const float *dy, const float *qkv, const float 
         memset(vT, 0, (size_t)(hdp * tp) * sizeof(float));
         for (long t = 0; t < T; t++) {
             const float *r = base + t * ld;
+            if (t + 4 < T) {
+                FN(prefetch)(r + 4 * ld, hd);
+                FN(prefetch)(r + 4 * ld + D, hd);
+                FN(prefetch)(r + 4 * ld + 2 * D, hd);
+                FN(prefetch)(dy + (b * T + t + 4) * D + h * hd, hd);
+            }
             const float *cs = cos ? cos + t * hd : NULL, *sn = sin ? sin + t * hd : NULL;
             FN(rope_row)(qs + t * hdp, r, cs, sn, hd, hdp, scale);
             FN(rope_row)(kr + t * hdp, r + D, cs, sn, hd, hdp, 1.0f);
@@ -223,18 +240,20 @@ static LM_ATTR void FN(attn_bwd)(const float *dy, const float *qkv, const float 
         }
         // Row by row: dP = dO v^T, dS = P * (dP - sum(P * dP)), dq = dS k.
         for (long i = 0; i < T; i++) {
-            const long n = i + 1;
-            const float *pi = pb + i * T;
+            const long n = i + 1, n16 = (n + 15) & ~15L;
+            if (i + 2 < T) FN(prefetch)(pb + (i + 2) * T, i + 3);
+            // The probabilities row, and dP, zero-padded to whole vectors.
+            memcpy(prow, pb + i * T, (size_t)n * sizeof(float));
+            for (long j = n; j < n16; j++) prow[j] = 0.0f;
             float *ds = dS + i * tp;
-            FN(vecmat)(ds, dO + i * hdp, vT, tp, hd, (n + 15) / 16);
+            FN(vecmat)(ds, dO + i * hdp, vT, tp, hd, n16 / 16);
+            for (long j = n; j < n16; j++) ds[j] = 0.0f;
             float acc[16] = {0};
-            long j = 0;
-            for (; j + 16 <= n; j += 16)
-                for (int l = 0; l < 16; l++) acc[l] += pi[j + l] * ds[j + l];
+            for (long j = 0; j < n16; j += 16)
+                for (int l = 0; l < 16; l++) acc[l] += prow[j + l] * ds[j + l];
             float dot = 0;
             for (int l = 0; l < 16; l++) dot += acc[l];
-            for (; j < n; j++) dot += pi[j] * ds[j];
-            LM_VEC for (long q = 0; q < n; q++) ds[q] = pi[q] * (ds[q] - dot);
+            LM_VEC for (long q = 0; q < n16; q++) ds[q] = prow[q] * (ds[q] - dot);
             FN(vecmat)(dq + i * hdp, ds, kr, hdp, n, hdp / 16);
         }
         // Transposes (lower triangles only) for the key and value gradients.
