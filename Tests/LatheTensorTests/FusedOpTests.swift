@@ -63,4 +63,70 @@ final class FusedOpTests: XCTestCase {
             }
         }
     }
+
+    /// The padded-plane im2col / col2im give the bits of the row-run kernels (col2im into zeros).
+    func testSmallPlaneIm2colAndCol2imMatchRowKernels() {
+        var rng = RandomGenerator(seed: 8)
+        // (n, c, c0, channels, h, w, kh, kw, stride, padding, dilation)
+        let cases = [(2, 3, 0, 3, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1)), (3, 4, 2, 2, 4, 4, 3, 3, (1, 1), (1, 1), (1, 1)),
+                     (1, 2, 0, 2, 7, 5, 3, 2, (2, 1), (1, 0), (1, 2)), (2, 1, 0, 1, 12, 12, 5, 5, (1, 1), (2, 2), (1, 1)),
+                     (1, 3, 1, 1, 9, 6, 2, 3, (2, 2), (0, 1), (2, 1)), (4, 2, 0, 2, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1))]
+        for (n, c, c0, channels, h, w, kh, kw, s, p, d) in cases {
+            let outH = (h + 2 * p.0 - d.0 * (kh - 1) - 1) / s.0 + 1, outW = (w + 2 * p.1 - d.1 * (kw - 1) - 1) / s.1 + 1
+            var g = lathe_conv_geometry(in_h: h, in_w: w, kh: kh, kw: kw, sh: s.0, sw: s.1, ph: p.0, pw: p.1, dh: d.0, dw: d.1,
+                                        out_h: outH, out_w: outW)
+            XCTAssertEqual(lathe_conv_small_ok(&g), 1)
+            let rows = channels * kh * kw, nl = n * outH * outW
+            let x = Tensor.normal([n * c * h * w], generator: &rng).scalars
+            var a = [Float](repeating: .nan, count: rows * nl), b = a
+            lathe_im2col_f32(x, n, c, c0, &g, 0, rows, &a)
+            lathe_im2col_small_f32(x, n, c, c0, channels, &g, 0, n * channels, &b)
+            XCTAssertEqual(a, b, "im2col \(h)x\(w) k\(kh)x\(kw) s \(s) p \(p) d \(d)")
+            let cols = Tensor.normal([rows * nl], generator: &rng).scalars
+            var dx = [Float](repeating: 0, count: n * c * h * w), dxSmall = dx
+            lathe_col2im_f32(cols, n, c, c0, channels, &g, 0, n * channels, &dx)
+            lathe_col2im_small_f32(cols, n, c, c0, channels, &g, 0, n * channels, &dxSmall)
+            XCTAssertEqual(dx, dxSmall, "col2im \(h)x\(w) k\(kh)x\(kw) s \(s) p \(p) d \(d)")
+        }
+    }
+
+    func testMaxPool2x2GradientGoesToTheFirstMaximum() {
+        var rng = RandomGenerator(seed: 9)
+        forEachISAAndThreads { label in
+            for (n, c, h, w) in [(2, 3, 4, 4), (1, 2, 5, 7), (3, 1, 8, 2)] {
+                // Values from a small set, so windows have ties.
+                let x = (Tensor.randint([n, c, h, w], low: 0, high: 3, generator: &rng).to(.float32)).requiringGrad()
+                let y = x.maxPool2d(kernel: (2, 2))
+                let seed = Tensor.normal(y.shape, generator: &rng)
+                (y * seed).sum().backward()
+                let xs = x.scalars, gs = seed.scalars
+                var expected = [Float](repeating: 0, count: xs.count)
+                let (oh, ow) = (h / 2, w / 2)
+                for p in 0..<(n * c) {
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            var best = -Float.infinity, bi = -1
+                            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                                let i = p * h * w + (2 * oy + dy) * w + 2 * ox + dx
+                                if xs[i] > best { best = xs[i]; bi = i }
+                            }
+                            expected[bi] += gs[(p * oh + oy) * ow + ox]
+                        }
+                    }
+                }
+                XCTAssertEqual(x.grad!.scalars, expected, "\(label) \(n)x\(c)x\(h)x\(w)")
+            }
+        }
+    }
+
+    func testConvGradientsMatchReferenceOnSmallAndLargePlanes() {
+        var rng = RandomGenerator(seed: 10)
+        // The conv backward (bias from the [O, N*L] gradient, col2im) on both kernel paths.
+        for (h, w) in [(4, 4), (20, 24)] {  // padded-plane kernels, then the row-run kernels
+            assertGradientsMatchFiniteDifferences([Tensor.normal([2, 2, h, w], generator: &rng), Tensor.normal([3, 2, 3, 3], generator: &rng),
+                                                   Tensor.normal([3], generator: &rng)], "conv2d \(h)x\(w)") {
+                $0[0].conv2d(weight: $0[1], bias: $0[2], padding: (1, 1))
+            }
+        }
+    }
 }
