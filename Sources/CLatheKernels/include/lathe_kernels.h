@@ -61,6 +61,13 @@ void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alp
                        const float *A, long lda, const float *B, long ldb, float beta,
                        float *C, long ldc);
 
+// ---- Heap ----------------------------------------------------------------------------------
+/// With glibc: keeps freed memory in the heap between training steps (no trimming of the heap
+/// top, mmap only for blocks above 16 MB) instead of faulting the same pages in every step.
+/// Does nothing when MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, MALLOC_TOP_PAD_ or
+/// LATHE_DEFAULT_HEAP is set, or without glibc. Called once by LatheTensor's first allocation.
+void lathe_tune_heap(void);
+
 // ---- Grad mode (thread-local) ---------------------------------------------------------------
 int lathe_grad_enabled(void);
 void lathe_set_grad_enabled(int enabled);
