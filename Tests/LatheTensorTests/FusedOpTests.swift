@@ -129,4 +129,22 @@ final class FusedOpTests: XCTestCase {
             }
         }
     }
+
+    /// index_select's backward (row adds) gives the bits of the scatter_add formulation.
+    func testIndexSelectGradientIsScatterAdd() {
+        var rng = RandomGenerator(seed: 11)
+        for (shape, dim) in [([7, 5], 0), ([3, 6, 4], 1), ([4, 9], 1), ([65, 16], 0)] {
+            let x = Tensor.normal(shape, generator: &rng).requiringGrad()
+            let ids = [2, 0, 2, -1, 3, 2, 1, 0, -2]
+            let index = Tensor(ids, shape: [ids.count])
+            let y = x.indexSelect(dim: dim, index: index)
+            let seed = Tensor.normal(y.shape, generator: &rng)
+            (y * seed).sum().backward()
+            var ishape = [Int](repeating: 1, count: y.rank)
+            ishape[dim] = ids.count
+            let positive = Tensor(ids.map { $0 < 0 ? $0 + shape[dim] : $0 }, shape: ishape).expanded(to: y.shape).contiguous()
+            let expected = Tensor.zeros(shape).scatteringAdd(dim: dim, index: positive, source: seed)
+            XCTAssertEqual(x.grad!.scalars, expected.scalars, "index_select \(shape) dim \(dim)")
+        }
+    }
 }
