@@ -147,4 +147,31 @@ final class FusedOpTests: XCTestCase {
             XCTAssertEqual(x.grad!.scalars, expected.scalars, "index_select \(shape) dim \(dim)")
         }
     }
+
+    /// gelu's fused forward gives the unary kernel's values (bits), and its saved derivative
+    /// the unary backward kernel's gradients (to a few ulps).
+    func testGELUForwardWithDerivativeMatchesUnaryKernels() {
+        var rng = RandomGenerator(seed: 12)
+        forEachISAAndThreads { label in
+            let x0 = Tensor.normal([5, 1001], generator: &rng) * 4
+            let special = Tensor([0, -0.0, 1e-30, -1e-30, 0.3, -0.71, 1.42, -1.42, 9, -9, .infinity, -.infinity, .nan], shape: [13])
+            for x in [x0.flattened(), special] {
+                let leaf = x.requiringGrad()
+                let y = leaf.gelu()
+                let seed = Tensor.normal(x.shape, generator: &rng)
+                (y * seed).sum().backward()
+                let xs = x.scalars, gs = seed.scalars, n = xs.count
+                var ey = [Float](repeating: 0, count: n), eg = ey
+                lathe_unary_f32(Int32(LATHE_U_GELU_ERF.rawValue), xs, 1, &ey, 1, n)
+                lathe_unary_backward_f32(Int32(LATHE_U_GELU_ERF.rawValue), xs, ey, gs, &eg, n)
+                let ys = y.scalars, dxs = leaf.grad!.scalars
+                for i in 0..<n {
+                    XCTAssertTrue(ys[i] == ey[i] || (ys[i].isNaN && ey[i].isNaN), "\(label) gelu(\(xs[i])) = \(ys[i]), kernel \(ey[i])")
+                    // The derivative's Gaussian comes from erfc's exp: a few ulps of d in [-0.17, 1.13].
+                    XCTAssertTrue(Swift.abs(dxs[i] - eg[i]) <= 1e-6 * Swift.abs(gs[i]) || (dxs[i].isNaN && eg[i].isNaN),
+                                  "\(label) gelu'(\(xs[i])) = \(dxs[i]), kernel \(eg[i])")
+                }
+            }
+        }
+    }
 }
