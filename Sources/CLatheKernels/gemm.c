@@ -399,7 +399,8 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
     j.kc = (K + nkb - 1) / nkb;
     // Reading B in place pays off when packed B would be reused by few rows of A, or when all
     // of B is small enough to stay in L2 (then large power-of-two strides cannot thrash).
-    j.direct_b = !j.transB && (M <= 4 * j.kd->mr || (M <= 160 && K * N <= 32768));
+    j.direct_b = !j.transB && (M <= 4 * j.kd->mr || (M <= 160 && K * N <= 32768) ||
+                               j.kc * N <= 65536);
 
     double flops = 2.0 * (double)M * (double)N * (double)K;
     int threads = lathe_num_threads();
