@@ -3,6 +3,9 @@
 #include "lathe_conv.h"
 #include <string.h>
 
+#define SMALL_PLANE 1024  // padded plane elements
+#define SMALL_TAPS 4096   // taps * output positions
+
 // Valid output columns [lo, hi) for tap offset `off` (= kj*dw - pw): 0 <= ox*sw + off < in_w.
 static void valid_range(long off, long sw, long in_w, long out_w, long *lo, long *hi) {
     long a = off < 0 ? (-off + sw - 1) / sw : 0;
@@ -67,4 +70,82 @@ void lathe_col2im_f32(const float *cols, long n, long c, long c0, long channels,
             }
         }
     }
+}
+
+// ---- Small planes: through a zero-padded copy of the plane ----------------------------------
+// Padded plane (in_h + 2 ph) x (in_w + 2 pw); tap t = (ki, kj) of output l = (oy, ox) reads
+// element off[t * L + l] = (oy sh + ki dh) * Wp + ox sw + kj dw, always in bounds.
+
+int lathe_conv_small_ok(const lathe_conv_geometry *g) {
+    const long hp = g->in_h + 2 * g->ph, wp = g->in_w + 2 * g->pw;
+    const long taps = g->kh * g->kw, L = g->out_h * g->out_w;
+    return hp * wp <= SMALL_PLANE && taps * L <= SMALL_TAPS && g->out_w <= 16;
+}
+
+static void small_offsets(const lathe_conv_geometry *g, int *off) {
+    const long wp = g->in_w + 2 * g->pw, L = g->out_h * g->out_w;
+    for (long ki = 0; ki < g->kh; ki++)
+        for (long kj = 0; kj < g->kw; kj++) {
+            int *o = off + (ki * g->kw + kj) * L;
+            for (long oy = 0; oy < g->out_h; oy++)
+                for (long ox = 0; ox < g->out_w; ox++)
+                    o[oy * g->out_w + ox] = (int)((oy * g->sh + ki * g->dh) * wp + ox * g->sw + kj * g->dw);
+        }
+}
+
+void lathe_im2col_small_f32(const float *x, long n, long c, long c0, long channels,
+                            const lathe_conv_geometry *g, long p0, long p1, float *cols) {
+    const long L = g->out_h * g->out_w, NL = n * L, taps = g->kh * g->kw;
+    const long hp = g->in_h + 2 * g->ph, wp = g->in_w + 2 * g->pw;
+    int off[SMALL_TAPS];
+    float pad[SMALL_PLANE];
+    small_offsets(g, off);
+    memset(pad, 0, sizeof(float) * (size_t)(hp * wp));
+    for (long p = p0; p < p1; p++) {
+        const long b = p / channels, ch = p % channels;
+        const float *plane = x + ((b * c) + c0 + ch) * g->in_h * g->in_w;
+        for (long iy = 0; iy < g->in_h; iy++)
+            memcpy(pad + (iy + g->ph) * wp + g->pw, plane + iy * g->in_w, sizeof(float) * (size_t)g->in_w);
+        for (long t = 0; t < taps; t++) {
+            float *d = cols + (ch * taps + t) * NL + b * L;
+            const int *o = off + t * L;
+            for (long l = 0; l < L; l++) d[l] = pad[o[l]];
+        }
+    }
+}
+
+void lathe_col2im_small_f32(const float *cols, long n, long c, long c0, long channels,
+                            const lathe_conv_geometry *g, long p0, long p1, float *x) {
+    const long L = g->out_h * g->out_w, NL = n * L, taps = g->kh * g->kw;
+    const long hp = g->in_h + 2 * g->ph, wp = g->in_w + 2 * g->pw;
+    int off[SMALL_TAPS];
+    float pad[SMALL_PLANE];
+    small_offsets(g, off);
+    for (long p = p0; p < p1; p++) {
+        const long b = p / channels, ch = p % channels;
+        memset(pad, 0, sizeof(float) * (size_t)(hp * wp));
+        for (long t = 0; t < taps; t++) {
+            const float *s = cols + (ch * taps + t) * NL + b * L;
+            const int *o = off + t * L;
+            for (long l = 0; l < L; l++) pad[o[l]] += s[l];
+        }
+        float *plane = x + ((b * c) + c0 + ch) * g->in_h * g->in_w;
+        for (long iy = 0; iy < g->in_h; iy++)
+            memcpy(plane + iy * g->in_w, pad + (iy + g->ph) * wp + g->pw, sizeof(float) * (size_t)g->in_w);
+    }
+}
+
+void lathe_swap01_f32(const float *src, long A, long B, long L, const float *bias, long b0,
+                      long b1, float *dst) {
+    for (long b = b0; b < b1; b++)
+        for (long a = 0; a < A; a++) {
+            const float *s = src + (a * B + b) * L;
+            float *d = dst + (b * A + a) * L;
+            if (bias) {
+                const float v = bias[a];
+                for (long l = 0; l < L; l++) d[l] = s[l] + v;
+            } else {
+                memcpy(d, s, sizeof(float) * (size_t)L);
+            }
+        }
 }

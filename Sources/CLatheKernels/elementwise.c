@@ -113,6 +113,11 @@ void lathe_unary_backward_f32(int op, const float *x, const float *y, const floa
     LM_DISPATCH(unary_bwd, (op, x, y, dy, dx, n));
 }
 
+void lathe_gelu_erf_forward_f32(const float *x, float *y, float *d, long n) {
+    if (n <= 0) return;
+    LM_DISPATCH(gelu_erf_fwd, (x, y, d, n));
+}
+
 void lathe_binary_f32(int op, const float *a, long sa, const float *b, long sb, float *y,
                       long sy, long n) {
     if (n <= 0) return;
@@ -382,6 +387,27 @@ static LM_ATTR void FN(axpy_k)(long n, float alpha, const float *x, float *y) {
 // y[i] = alpha * x[i] + beta (y may alias x)
 static LM_ATTR void FN(scale_shift_k)(long n, float alpha, float beta, const float *x, float *y) {
     LM_VEC for (long i = 0; i < n; i++) y[i] = alpha * x[i] + beta;
+}
+
+// gelu (erf form) and its derivative in one pass: y as lm_gelu_erff, d = Phi(x) + x phi(x)
+// (as the unary backward, up to rounding: phi comes from erfc's own exp(-x^2/2)).
+static LM_ATTR void FN(gelu_erf_fwd)(const float *x, float *y, float *d, long n) {
+    LM_VEC for (long i = 0; i < n; i++) {
+        float v = x[i];
+        float ax = __builtin_fabsf(v);
+        float z = v * LM_SQRT1_2;
+        float s = 1.0f + lm_erf_small(z);
+        float e64;  // exp(-x^2/2) * 2^64 (|x| clamped at 16, where x phi(x) is 0 in float)
+        float c64 = lm_erfc_big_ke(ax, LM_SQRT1_2, 0.5f, 64, &e64);  // erfc(|z|) * 2^64
+        int inside = z > -0.5f && z < 1.0f;
+        float pos = 0.5f * v * (2.0f - c64 * 0x1p-64f);
+        float neg = ((0.5f * v) * c64) * 0x1p-64f;
+        y[i] = inside ? 0.5f * v * s : (v > 0.0f ? pos : neg);
+        float c = c64 * 0x1p-64f;
+        float cdf = 0.5f * (inside ? s : (v > 0.0f ? 2.0f - c : c));
+        float pdf = 0.3989422804014327f * (e64 * 0x1p-64f);
+        d[i] = cdf + v * pdf;
+    }
 }
 
 #undef FN

@@ -251,7 +251,17 @@ typedef struct {
     long tile_m, tile_n; // task tile
     long grid_n;         // task tiles along N
     int direct_b;        // micro-kernel reads op(B) = B in place (transB == 0), no B packing
+    const float *bias;   // [N] added to every row of C at the end, or NULL
 } gemm_job;
+
+/// C[ic:ic+mc, jc:jc+nc] += bias[jc:jc+nc] (rows of the block just finished).
+static void add_bias(const gemm_job *j, long ic, long mc, long jc, long nc) {
+    const float *b = j->bias + jc;
+    for (long i = ic; i < ic + mc; i++) {
+        float *c = j->C + i * j->ldc + jc;
+        for (long q = 0; q < nc; q++) c[q] += b[q];
+    }
+}
 
 /// Computes the C tile [m0:m1, n0:n1] completely (all of K).
 static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
@@ -302,6 +312,7 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
                                 j->ldc, mr, nr, j->alpha, beta);
                     }
                 }
+                if (j->bias && pc + kc >= j->K) add_bias(j, ic, mc, jc, nc);
             }
         }
     }
@@ -361,21 +372,35 @@ void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                  const float *A /* [M,K] or [K,M] if transA */, long lda,
                  const float *B /* [K,N] or [N,K] if transB */, long ldb, float beta,
                  float *C /* [M,N] */, long ldc) {
+    lathe_sgemm_bias(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alpha,
+                      const float *A, long lda, const float *B, long ldb, float beta,
+                      float *C, long ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        if (bias) {
+            gemm_job j = {.C = C, .ldc = ldc, .bias = bias};
+            add_bias(&j, 0, M, 0, N);
+        }
+        return;
+    }
 
     gemm_job j = {
         .kd = kernel_for(lathe_active_isa()),
         .transA = transA != 0, .transB = transB != 0,
         .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
-        .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+        .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C, .bias = bias,
     };
     // K blocks of (nearly) equal size, at most kd->kc: depends only on K.
     long nkb = (K + j.kd->kc - 1) / j.kd->kc;
     j.kc = (K + nkb - 1) / nkb;
     // Reading B in place pays off when packed B would be reused by few rows of A, or when all
     // of B is small enough to stay in L2 (then large power-of-two strides cannot thrash).
-    j.direct_b = !j.transB && (M <= 4 * j.kd->mr || (M <= 160 && K * N <= 32768));
+    j.direct_b = !j.transB && (M <= 4 * j.kd->mr || (M <= 160 && K * N <= 32768) ||
+                               j.kc * N <= 65536);
 
     double flops = 2.0 * (double)M * (double)N * (double)K;
     int threads = lathe_num_threads();

@@ -223,7 +223,13 @@ LM_INLINE float lm_erf_small(float x) {  // |x| <= 1
 // erfc(a * s) * 2^k for a * s >= 1/2, where sq = s*s must be exact (1 or 1/2); a is the
 // unscaled value so that the exponent -(a^2 sq) is formed exactly. k = 64 keeps tiny results
 // (in the subnormal range unscaled) accurate for the gelu tail.
+LM_INLINE float lm_erfc_big_ke(float a, float s, float sq, int32_t k, float *exp_part);
 LM_INLINE float lm_erfc_big_k(float a, float s, float sq, int32_t k) {
+    float e;
+    return lm_erfc_big_ke(a, s, sq, k, &e);
+}
+// The same, also giving exp(-min(a, 16)^2 sq) * 2^k (the Gaussian factor of erfc).
+LM_INLINE float lm_erfc_big_ke(float a, float s, float sq, int32_t k, float *exp_part) {
     float z = a * s;
     a = a > 16.0f ? 16.0f : a;  // erfc is 0 in float there; avoids inf - inf (NaN stays NaN)
     // a^2 = hi + lo exactly (Dekker split; exact products whether or not FMA is contracted)
@@ -235,6 +241,7 @@ LM_INLINE float lm_erfc_big_k(float a, float s, float sq, int32_t k) {
     lo = lo * sq;
     float e = lm_expf_k(-hi, k);
     e = e - e * lo;
+    *exp_part = e;
     // R on [0.5, 2.5)
     float u = z - 1.5f;
     float r1 = -8.328191e-06f;

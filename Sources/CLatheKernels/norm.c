@@ -1,7 +1,11 @@
 // Fused batch-norm and layer-norm kernels. Plain C loops over contiguous runs, which the
-// compiler vectorises; sums accumulate in double so the result does not depend on how
+// compiler vectorises (like reduce.c, this file includes itself to compile them for the
+// portable, AVX2 and AVX-512 targets); sums accumulate in double so the result does not depend on how
 // the caller splits channels or rows.
+#ifndef LM_BODY
+
 #include "lathe_norm.h"
+#include "mathfun.h"
 #include <math.h>
 #include <stddef.h>
 
@@ -9,57 +13,95 @@
 // order, so results do not depend on how callers split the work.
 #define LANES 16
 
-static inline float lanes_total(const float acc[LANES]) {
+#define LM_SELF "norm.c"
+#include "multiversion.h"
+#undef LM_SELF
+
+void lathe_batchnorm_train_forward_f32(const float *x, long n, long channels, long hw, long c0, long c1,
+                                       const float *weight, const float *bias, float eps,
+                                       float *y, float *mean, float *invstd, float *var) {
+    LM_DISPATCH(batchnorm_train_forward_k, (x, n, channels, hw, c0, c1, weight, bias, eps, y, mean, invstd, var));
+}
+
+void lathe_batchnorm_apply_f32(const float *x, long n, long channels, long hw, long c0, long c1,
+                               const float *mean, const float *invstd, const float *weight,
+                               const float *bias, float *y) {
+    LM_DISPATCH(batchnorm_apply_k, (x, n, channels, hw, c0, c1, mean, invstd, weight, bias, y));
+}
+
+void lathe_batchnorm_train_backward_f32(const float *dy, const float *x, long n, long channels, long hw,
+                                        long c0, long c1, const float *mean, const float *invstd,
+                                        const float *weight, float *dx, float *dweight, float *dbias) {
+    LM_DISPATCH(batchnorm_train_backward_k, (dy, x, n, channels, hw, c0, c1, mean, invstd, weight, dx, dweight, dbias));
+}
+
+void lathe_layernorm_forward_f32(const float *x, long d, long r0, long r1, const float *weight,
+                                 const float *bias, float eps, float *y, float *mean, float *rstd) {
+    LM_DISPATCH(layernorm_forward_k, (x, d, r0, r1, weight, bias, eps, y, mean, rstd));
+}
+
+void lathe_layernorm_backward_f32(const float *dy, const float *x, long d, long r0, long r1,
+                                  const float *mean, const float *rstd, const float *weight,
+                                  float *dx, float *dweight, float *dbias) {
+    LM_DISPATCH(layernorm_backward_k, (dy, x, d, r0, r1, mean, rstd, weight, dx, dweight, dbias));
+}
+
+#else  // ======================= LM_BODY: compiled once per ISA ===============================
+
+#define FN(name) LM_CAT(name, LM_SFX)
+
+
+LM_INLINE LM_ATTR float FN(lanes_total)(const float acc[LANES]) {
     float t = 0;
     for (int j = 0; j < LANES; j++) t += acc[j];
     return t;
 }
 
 // sum of p[i]
-static float sum_f32(const float *restrict p, long n) {
+LM_INLINE LM_ATTR float FN(sum_f32)(const float *restrict p, long n) {
     float acc[LANES] = {0};
     long i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) acc[j] += p[i + j];
-    float t = lanes_total(acc);
+    float t = FN(lanes_total)(acc);
     for (; i < n; i++) t += p[i];
     return t;
 }
 
 // sum of (p[i] - m)^2
-static float sumsq_centered_f32(const float *restrict p, long n, float m) {
+LM_INLINE LM_ATTR float FN(sumsq_centered_f32)(const float *restrict p, long n, float m) {
     float acc[LANES] = {0};
     long i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) { const float d = p[i + j] - m; acc[j] += d * d; }
-    float t = lanes_total(acc);
+    float t = FN(lanes_total)(acc);
     for (; i < n; i++) { const float d = p[i] - m; t += d * d; }
     return t;
 }
 
 // sum of g[i] and of g[i] * (p[i] - m)
-static void sum_and_dot_centered_f32(const float *restrict g, const float *restrict p, long n, float m,
+LM_INLINE LM_ATTR void FN(sum_and_dot_centered_f32)(const float *restrict g, const float *restrict p, long n, float m,
                                      float *sg, float *sgx) {
     float a[LANES] = {0}, b[LANES] = {0};
     long i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) { a[j] += g[i + j]; b[j] += g[i + j] * (p[i + j] - m); }
-    float ta = lanes_total(a), tb = lanes_total(b);
+    float ta = FN(lanes_total)(a), tb = FN(lanes_total)(b);
     for (; i < n; i++) { ta += g[i]; tb += g[i] * (p[i] - m); }
     *sg = ta;
     *sgx = tb;
 }
 
-void lathe_batchnorm_train_forward_f32(const float *x, long n, long channels, long hw, long c0, long c1,
+static LM_ATTR void FN(batchnorm_train_forward_k)(const float *x, long n, long channels, long hw, long c0, long c1,
                                        const float *weight, const float *bias, float eps,
                                        float *y, float *mean, float *invstd, float *var) {
     const double count = (double)n * (double)hw;
     for (long c = c0; c < c1; c++) {
         double s = 0;
-        for (long b = 0; b < n; b++) s += sum_f32(x + (b * channels + c) * hw, hw);
+        for (long b = 0; b < n; b++) s += FN(sum_f32)(x + (b * channels + c) * hw, hw);
         const float m = (float)(s / count);
         double v = 0;
-        for (long b = 0; b < n; b++) v += sumsq_centered_f32(x + (b * channels + c) * hw, hw, m);
+        for (long b = 0; b < n; b++) v += FN(sumsq_centered_f32)(x + (b * channels + c) * hw, hw, m);
         const float is = 1.0f / sqrtf((float)(v / count) + eps);
         if (var) var[c] = (float)(v / count);
         mean[c] = m;
@@ -73,7 +115,7 @@ void lathe_batchnorm_train_forward_f32(const float *x, long n, long channels, lo
     }
 }
 
-void lathe_batchnorm_apply_f32(const float *x, long n, long channels, long hw, long c0, long c1,
+static LM_ATTR void FN(batchnorm_apply_k)(const float *x, long n, long channels, long hw, long c0, long c1,
                                const float *mean, const float *invstd, const float *weight,
                                const float *bias, float *y) {
     for (long c = c0; c < c1; c++) {
@@ -87,7 +129,7 @@ void lathe_batchnorm_apply_f32(const float *x, long n, long channels, long hw, l
     }
 }
 
-void lathe_batchnorm_train_backward_f32(const float *dy, const float *x, long n, long channels, long hw,
+static LM_ATTR void FN(batchnorm_train_backward_k)(const float *dy, const float *x, long n, long channels, long hw,
                                         long c0, long c1, const float *mean, const float *invstd,
                                         const float *weight, float *dx, float *dweight, float *dbias) {
     const double count = (double)n * (double)hw;
@@ -96,7 +138,7 @@ void lathe_batchnorm_train_backward_f32(const float *dy, const float *x, long n,
         double sdy = 0, sdyx = 0;
         for (long b = 0; b < n; b++) {
             float a, bsum;
-            sum_and_dot_centered_f32(dy + (b * channels + c) * hw, x + (b * channels + c) * hw, hw, m, &a, &bsum);
+            FN(sum_and_dot_centered_f32)(dy + (b * channels + c) * hw, x + (b * channels + c) * hw, hw, m, &a, &bsum);
             sdy += a;
             sdyx += bsum;
         }
@@ -118,13 +160,13 @@ void lathe_batchnorm_train_backward_f32(const float *dy, const float *x, long n,
     }
 }
 
-void lathe_layernorm_forward_f32(const float *x, long d, long r0, long r1, const float *weight,
+static LM_ATTR void FN(layernorm_forward_k)(const float *x, long d, long r0, long r1, const float *weight,
                                  const float *bias, float eps, float *y, float *mean, float *rstd) {
     for (long r = r0; r < r1; r++) {
         const float *p = x + r * d;
         float *q = y + r * d;
-        const float m = sum_f32(p, d) / (float)d;
-        const float rs = 1.0f / sqrtf(sumsq_centered_f32(p, d, m) / (float)d + eps);
+        const float m = FN(sum_f32)(p, d) / (float)d;
+        const float rs = 1.0f / sqrtf(FN(sumsq_centered_f32)(p, d, m) / (float)d + eps);
         mean[r] = m;
         rstd[r] = rs;
         if (weight && bias) {
@@ -137,7 +179,7 @@ void lathe_layernorm_forward_f32(const float *x, long d, long r0, long r1, const
     }
 }
 
-void lathe_layernorm_backward_f32(const float *dy, const float *x, long d, long r0, long r1,
+static LM_ATTR void FN(layernorm_backward_k)(const float *dy, const float *x, long d, long r0, long r1,
                                   const float *mean, const float *rstd, const float *weight,
                                   float *dx, float *dweight, float *dbias) {
     for (long r = r0; r < r1; r++) {
@@ -152,7 +194,7 @@ void lathe_layernorm_backward_f32(const float *dy, const float *x, long d, long 
                 a[j] += gi;
                 b[j] += gi * (p[i + j] - m);
             }
-        float sg = lanes_total(a), sgx = lanes_total(b);
+        float sg = FN(lanes_total)(a), sgx = FN(lanes_total)(b);
         for (; i < d; i++) {
             const float gi = g[i] * (weight ? weight[i] : 1.0f);
             sg += gi;
@@ -177,3 +219,6 @@ void lathe_layernorm_backward_f32(const float *dy, const float *x, long d, long 
         }
     }
 }
+
+#undef FN
+#endif  // LM_BODY

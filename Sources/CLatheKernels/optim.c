@@ -4,6 +4,17 @@
 #include "lathe_kernels.h"
 #include <math.h>
 
+// sqrtf() is not vectorised while errno is honoured (the Linux default); the elementwise
+// builtin is the same correctly rounded square root without errno.
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_sqrt)
+#define OPT_SQRT(x) __builtin_elementwise_sqrt(x)
+#endif
+#endif
+#ifndef OPT_SQRT
+#define OPT_SQRT(x) sqrtf(x)
+#endif
+
 #define ADAM_BODY                                                                  \
     for (long i = 0; i < n; i++) {                                                 \
         float gi = g[i];                                                           \
@@ -13,7 +24,7 @@
         const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;                        \
         m[i] = mi;                                                                 \
         v[i] = vi;                                                                 \
-        p[i] = pi - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);                 \
+        p[i] = pi - step_size * mi / (OPT_SQRT(vi) / bc2_sqrt + eps);                 \
     }
 
 static void adam_portable(long n, float *restrict p, const float *restrict g, float *restrict m,

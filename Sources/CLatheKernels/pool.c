@@ -1,6 +1,7 @@
 // Max pooling without branches: each candidate replaces the best when it is larger or NaN
 // (and the best is not NaN), chosen with selects the compiler turns into blends or cmovs.
 #include "lathe_pool.h"
+#include <string.h>
 
 static inline void take(float v, int32_t i, float *best, int32_t *bi) {
     const int better = (v > *best) | ((v != v) & (*best == *best));
@@ -27,5 +28,17 @@ void lathe_maxpool2x2_f32(const float *x, long h, long w, long p0, long p1, floa
                 idx[oy * ow + ox] = bi;
             }
         }
+    }
+}
+
+void lathe_maxpool2x2_backward_f32(const float *g, const int32_t *index, long h, long w, long p0,
+                                   long p1, float *dx) {
+    const long n = (h / 2) * (w / 2);
+    for (long p = p0; p < p1; p++) {
+        float *plane = dx + p * h * w;
+        memset(plane, 0, sizeof(float) * (size_t)(h * w));
+        const float *gp = g + p * n;
+        const int32_t *ip = index + p * n;
+        for (long o = 0; o < n; o++) plane[ip[o]] += gp[o];
     }
 }

@@ -57,7 +57,17 @@ public final class CausalSelfAttention: Module {
         rotary = rope ? RotaryEmbedding(headDim: dModel / heads) : nil
     }
 
+    /// The fused kernel (``Tensor/causalSelfAttention(heads:cos:sin:scale:)``) on the packed
+    /// projections, then `proj`.
     public override func forward(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 3, "CausalSelfAttention: expected [B, T, d], got \(x.shape)")
+        let (_, c, s) = constants(length: x.shape[1])
+        return proj(qkv(x).causalSelfAttention(heads: heads, cos: c, sin: s))
+    }
+
+    /// The same computation from primitive ops (split, permute, rotate, matmul, mask,
+    /// softmax): the reference for the fused kernel.
+    public func forwardComposed(_ x: Tensor) -> Tensor {
         precondition(x.rank == 3, "CausalSelfAttention: expected [B, T, d], got \(x.shape)")
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2])
         let hd = d / heads

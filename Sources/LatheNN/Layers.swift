@@ -27,10 +27,9 @@ public final class Linear: Module {
 
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures) features")
-        // Fold batch dims into one GEMM; W^T is a view the GEMM reads transposed.
+        // Fold batch dims into one GEMM that starts from the bias.
         let flat = x.rank == 2 ? x : x.reshaped([-1, inFeatures])
-        var y = flat.matmul(weight.value.T)
-        if let bias { y = y + bias.value }
+        let y = flat.linear(weight: weight.value, bias: bias?.value)
         return x.rank == 2 ? y : y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 }

@@ -11,10 +11,24 @@ struct ConvGeometry {
                             out_h: outH, out_w: outW)
     }
 
+    /// Small planes go through the padded-plane kernels (whole planes per task; their col2im
+    /// writes the planes instead of adding to them).
+    var small: Bool {
+        var g = self.c
+        return lathe_conv_small_ok(&g) != 0
+    }
+
     /// Unfolds channels `c0..<c0+channels` of `x` [N, C, inH, inW] (contiguous) into
     /// `cols` [channels*kh*kw, N*outH*outW]; out-of-bounds taps read 0.
     func im2col(_ x: UnsafePointer<Float>, n: Int, c: Int, c0: Int, channels: Int, cols: UnsafeMutablePointer<Float>) {
         var g = self.c
+        if small {
+            let grain = Swift.max(1, elementwiseGrain / Swift.max(kh * kw * outH * outW, 1))
+            ThreadPool.forChunks(n * channels, grain: grain) { r in
+                lathe_im2col_small_f32(x, n, c, c0, channels, &g, r.lowerBound, r.upperBound, cols)
+            }
+            return
+        }
         let rows = channels * kh * kw
         let grain = Swift.max(1, elementwiseGrain / Swift.max(n * outH * outW, 1))
         ThreadPool.forChunks(rows, grain: grain) { r in
@@ -23,14 +37,25 @@ struct ConvGeometry {
     }
 
     /// Adds `cols` [channels*kh*kw, N*outH*outW] back into channels `c0..` of `x`
-    /// [N, C, inH, inW] (the adjoint of ``im2col``). One task per group of (image, channel)
-    /// planes, so no two tasks write the same memory.
+    /// [N, C, inH, inW] (the adjoint of ``im2col``); for ``small`` planes, writes them
+    /// (the same bits as adding into zeros). One task per group of (image, channel) planes,
+    /// so no two tasks write the same memory.
     func col2im(_ cols: UnsafePointer<Float>, n: Int, c: Int, c0: Int, channels: Int, x: UnsafeMutablePointer<Float>) {
         var g = self.c
         let grain = Swift.max(1, elementwiseGrain / Swift.max(kh * kw * outH * outW, 1))
+        let small = self.small
         ThreadPool.forChunks(n * channels, grain: grain) { r in
-            lathe_col2im_f32(cols, n, c, c0, channels, &g, r.lowerBound, r.upperBound, x)
+            if small {
+                lathe_col2im_small_f32(cols, n, c, c0, channels, &g, r.lowerBound, r.upperBound, x)
+            } else {
+                lathe_col2im_f32(cols, n, c, c0, channels, &g, r.lowerBound, r.upperBound, x)
+            }
         }
+    }
+
+    /// A tensor for ``col2im`` to fill: zeros, or uninitialised when every plane is written.
+    func col2imTarget(_ shape: [Int]) -> Tensor {
+        small ? Tensor(uninitializedShape: shape) : Tensor.zeros(shape)
     }
 }
 
@@ -69,15 +94,28 @@ extension Tensor {
             lathe_sgemm(0, 0, og, nl, kdim, 1, wt.floatPointer + g * og * kdim, kdim,
                         cols.floatPointer + g * kdim * nl, nl, 0, y.floatPointer + g * og * nl, nl)
         }
-        // [groups, og, N, L] -> [N, O, outH, outW]
-        var out = y.reshaped([o, n, l]).permuted([1, 0, 2]).contiguous().reshaped([n, o, outH, outW])
-        if let bias { out = out + bias.detached().reshaped([1, o, 1, 1]) }
+        // [groups, og, N, L] -> [N, O, outH, outW], plus the bias, in one pass
+        let out = Tensor(uninitializedShape: [n, o, outH, outW])
+        let bc = bias?.floatInput("conv2d").detached().contiguous()
+        do {
+            let yp = y.floatPointer, op = out.floatPointer, bp = bc?.floatPointer
+            ThreadPool.forChunks(n, grain: Swift.max(1, elementwiseGrain / Swift.max(o * l, 1))) { r in
+                lathe_swap01_f32(yp, o, n, l, bp, r.lowerBound, r.upperBound, op)
+            }
+        }
         let input = self
         var inputs = [self, weight]
         if let bias { inputs.append(bias) }
         return out.detached().recorded("conv2d", inputs) { grad in
             // [N, O, L] -> [groups, og, N*L]
-            let gy = grad.reshaped([n, o, l]).permuted([1, 0, 2]).contiguous()
+            let gc = grad.contiguousStorageView()
+            let gy = Tensor(uninitializedShape: [o, n * l])
+            do {
+                let gp = gc.floatPointer, yp = gy.floatPointer
+                ThreadPool.forChunks(o, grain: Swift.max(1, elementwiseGrain / Swift.max(n * l, 1))) { r in
+                    lathe_swap01_f32(gp, n, o, l, nil, r.lowerBound, r.upperBound, yp)
+                }
+            }
             var dx: Tensor? = nil, dw: Tensor? = nil
             if input.requiresGrad {
                 let dcols = Tensor(uninitializedShape: [groups, kdim, nl])
@@ -85,7 +123,7 @@ extension Tensor {
                     lathe_sgemm(1, 0, kdim, nl, og, 1, wt.floatPointer + g * og * kdim, kdim,
                                 gy.floatPointer + g * og * nl, nl, 0, dcols.floatPointer + g * kdim * nl, nl)
                 }
-                let d = Tensor.zeros([n, c, h, w])
+                let d = geo.col2imTarget([n, c, h, w])
                 for g in 0..<groups {
                     geo.col2im(dcols.floatPointer + g * kdim * nl, n: n, c: c, c0: g * cg, channels: cg, x: d.floatPointer)
                 }
@@ -100,7 +138,7 @@ extension Tensor {
                 dw = d
             }
             var result: [Tensor?] = [dx, dw]
-            if bias != nil { result.append(grad.sum(dims: [0, 2, 3])) }
+            if let bias { result.append(bias.requiresGrad ? gy.sum(dims: [1]) : nil) }
             return result
         }
     }
@@ -137,7 +175,7 @@ extension Tensor {
             lathe_sgemm(1, 0, kdim, nl, cg, 1, wt.floatPointer + g * cg * kdim, kdim,
                         xg.floatPointer + g * cg * nl, nl, 0, cols.floatPointer + g * kdim * nl, nl)
         }
-        var out = Tensor.zeros([n, o, outH, outW])
+        var out = geo.col2imTarget([n, o, outH, outW])
         for g in 0..<groups {
             geo.col2im(cols.floatPointer + g * kdim * nl, n: n, c: o, c0: g * og, channels: og, x: out.floatPointer)
         }

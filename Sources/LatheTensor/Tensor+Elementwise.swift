@@ -60,8 +60,19 @@ extension Tensor {
 
     /// GELU: `0.5 x (1 + erf(x / sqrt 2))`, or with `approximateTanh` the tanh form
     /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+    ///
+    /// The erf form keeps its derivative from the forward pass (computed with the value, which
+    /// shares most of the work), so the backward is one multiplication.
     public func gelu(approximateTanh: Bool = false) -> Tensor {
-        approximateTanh ? unary(LATHE_U_GELU_TANH, "gelu_tanh") : unary(LATHE_U_GELU_ERF, "gelu")
+        if approximateTanh { return unary(LATHE_U_GELU_TANH, "gelu_tanh") }
+        let x = floatInput("gelu").contiguousStorageView()
+        let y = Tensor(uninitializedShape: shape), d = Tensor(uninitializedShape: shape)
+        let xp = x.floatPointer, yp = y.floatPointer, dp = d.floatPointer
+        ThreadPool.forChunks(count, grain: elementwiseGrain) { r in
+            let o = r.lowerBound
+            lathe_gelu_erf_forward_f32(xp + o, yp + o, dp + o, r.count)
+        }
+        return y.recorded("gelu", [self]) { g in [Tensor.binaryKernel(g, d, LATHE_B_MUL, "gelu")] }
     }
 
     /// Elements limited to `[min, max]`; the gradient passes where `min <= x <= max`.

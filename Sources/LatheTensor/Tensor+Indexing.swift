@@ -1,3 +1,5 @@
+import CLatheKernels
+
 extension Tensor {
     /// Indices as Int64 contiguous (int32 accepted), checked against `bound` along `op`.
     func indexPointer(_ op: String, bound: Int) -> (Tensor, UnsafeMutablePointer<Int64>) {
@@ -112,13 +114,18 @@ extension Tensor {
         }
         let inShape = shape
         return out.recorded("index_select", [self]) { g in
-            // Scatter rows back, accumulating duplicates.
-            var expandedShape = g.shape
-            expandedShape[d] = idx.count
-            var ishape = [Int](repeating: 1, count: g.rank)
-            ishape[d] = idx.count
-            let full = idx.reshaped(ishape).expanded(to: g.shape).contiguous()
-            return [Tensor.zeros(inShape).scatteringAdd(dim: d, index: full, source: g)]
+            // Add the gradient's rows back, in index order (duplicates accumulate).
+            let gc = g.floatInput("index_select").contiguousStorageView()
+            let dx = Tensor.zeros(inShape)
+            let row = inShape[(d + 1)...].reduce(1, *)
+            let gp = gc.floatPointer, dp = dx.floatPointer, ip = idx.pointer(as: Int64.self)
+            for o in 0..<outer {
+                for k in 0..<n {
+                    var i = Int(ip[k]); if i < 0 { i += len }
+                    lathe_axpy_f32(row, 1, gp + (o * n + k) * row, dp + (o * len + i) * row)
+                }
+            }
+            return [dx]
         }
     }
 

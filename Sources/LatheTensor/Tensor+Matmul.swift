@@ -65,3 +65,48 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// `self W^T + bias` for `self` `[M, K]`, `weight` `[N, K]` and `bias` `[N]` (PyTorch's
+    /// `F.linear` on a matrix), as one GEMM that adds the bias to each block of the result
+    /// while it is in cache.
+    ///
+    /// The same bits as `matmul(weight.T) + bias`; the backward computes the weight
+    /// gradient directly in the weight's `[N, K]` layout (`g^T x`) and the bias gradient as the
+    /// column sums of `g`.
+    public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        precondition(rank == 2 && weight.rank == 2 && shape[1] == weight.shape[1],
+                     "linear: input \(shape) and weight \(weight.shape) do not match (expected [M, K] and [N, K])")
+        let (m, k, n) = (shape[0], shape[1], weight.shape[0])
+        if let bias { precondition(bias.shape == [n], "linear: bias shape \(bias.shape) should be [\(n)]") }
+        let x0 = floatInput("linear").detached()
+        let x = x0.gemmLayout() == nil ? x0.contiguousCopy() : x0
+        let w = weight.floatInput("linear").detached().contiguous()
+        let b = bias?.floatInput("linear").detached().contiguous()
+        let (tx, ldx) = x.gemmLayout()!
+        let out = Tensor(uninitializedShape: [m, n])
+        if m > 0 && n > 0 {
+            lathe_sgemm_bias(tx, 1, m, n, k, 1, x.floatPointer, ldx, w.floatPointer, k, 0, out.floatPointer, n, b?.floatPointer)
+        }
+        let input = self
+        var inputs = [self, weight]
+        if let bias { inputs.append(bias) }
+        return out.recorded("linear", inputs) { g in
+            let gc = g.contiguousStorageView()
+            var dx: Tensor? = nil, dw: Tensor? = nil
+            if input.requiresGrad {
+                let d = Tensor(uninitializedShape: [m, k])
+                lathe_sgemm(0, 0, m, k, n, 1, gc.floatPointer, n, w.floatPointer, k, 0, d.floatPointer, k)
+                dx = d
+            }
+            if weight.requiresGrad {
+                let d = Tensor(uninitializedShape: [n, k])
+                lathe_sgemm(1, tx, n, k, m, 1, gc.floatPointer, n, x.floatPointer, ldx, 0, d.floatPointer, k)
+                dw = d
+            }
+            var result: [Tensor?] = [dx, dw]
+            if let bias { result.append(bias.requiresGrad ? gc.sum(dims: [0]) : nil) }
+            return result
+        }
+    }
+}

@@ -16,11 +16,13 @@ extension Tensor {
         let out = Tensor(uninitializedShape: [n, c, oh, ow])
         var argmax = [Int32](repeating: 0, count: n * c * oh * ow)
         let xp = x.floatPointer, yp = out.floatPointer
+        let fast = kernel == (2, 2) && s == (2, 2) && padding == (0, 0) && dilation == (1, 1)
+        let planeGrain = Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))
         argmax.withUnsafeMutableBufferPointer { am in
             let amp = am.baseAddress!
-            if kernel == (2, 2) && s == (2, 2) && padding == (0, 0) && dilation == (1, 1) {
+            if fast {
                 // The common case, in C without branches.
-                ThreadPool.forChunks(n * c, grain: Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))) { r in
+                ThreadPool.forChunks(n * c, grain: planeGrain) { r in
                     lathe_maxpool2x2_f32(xp, h, w, r.lowerBound, r.upperBound, yp, amp)
                 }
                 return
@@ -49,6 +51,17 @@ extension Tensor {
         }
         return out.recorded("max_pool2d", [self]) { g in
             let gc = g.contiguous()
+            if fast {
+                let dx = Tensor(uninitializedShape: [n, c, h, w])
+                let gp = gc.floatPointer, dp = dx.floatPointer
+                argmax.withUnsafeBufferPointer { am in
+                    let amp = am.baseAddress!
+                    ThreadPool.forChunks(n * c, grain: planeGrain) { r in
+                        lathe_maxpool2x2_backward_f32(gp, amp, h, w, r.lowerBound, r.upperBound, dp)
+                    }
+                }
+                return [dx]
+            }
             let dx = Tensor.zeros([n, c, h, w])
             let gp = gc.floatPointer, dp = dx.floatPointer
             argmax.withUnsafeBufferPointer { am in

@@ -1,3 +1,4 @@
+import CLatheKernels
 import Lathe
 import XCTest
 import _LatheTestSupport
@@ -32,9 +33,18 @@ final class GoldenLossTests: XCTestCase {
     }
 
     /// The fused norm kernels against the same maths composed from primitive ops.
+    /// On every ISA the CPU has (the norm kernels are compiled per ISA).
     func testFusedNormsMatchComposedOps() {
+        let original = lathe_active_isa()
+        defer { _ = lathe_set_isa(original) }
+        for isa in [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON] where lathe_set_isa(isa) == 0 {
+            checkFusedNorms(String(cString: lathe_isa_name(isa)))
+        }
+    }
+
+    func checkFusedNorms(_ isa: String) {
         var rng = RandomGenerator(seed: 21)
-        for shape in [[4, 3, 5, 5], [7, 6], [2, 17, 1, 9]] {
+        for shape in [[4, 3, 5, 5], [7, 6], [2, 17, 1, 9], [64, 32, 4, 4]] {
             let x = Tensor.normal(shape, generator: &rng), w = Tensor.normal([shape[1]], generator: &rng)
             let b = Tensor.normal([shape[1]], generator: &rng), seed = Tensor.normal(shape, generator: &rng)
             var stat = [Int](repeating: 1, count: shape.count)
@@ -47,22 +57,22 @@ final class GoldenLossTests: XCTestCase {
             let a = [x, w, b].map { $0.requiringGrad() }, r = [x, w, b].map { $0.requiringGrad() }
             let fused = a[0].batchNormTraining(weight: a[1], bias: a[2], eps: 1e-5).output
             let reference = composed(r)
-            assertClose(fused, reference, rtol: 1e-5, atol: 1e-5, "batch norm \(shape)")
+            assertClose(fused, reference, rtol: 1e-5, atol: 1e-5, "batch norm \(shape) \(isa)")
             fused.backward(seed)
             reference.backward(seed)
-            for k in 0..<3 { assertClose(a[k].grad!, r[k].grad!, rtol: 1e-4, atol: 1e-5, "batch norm grad \(k) \(shape)") }
+            for k in 0..<3 { assertClose(a[k].grad!, r[k].grad!, rtol: 1e-4, atol: 1e-5, "batch norm grad \(k) \(shape) \(isa)") }
         }
-        for shape in [[3, 8], [2, 5, 33], [1, 1]] {
+        for shape in [[3, 8], [2, 5, 33], [1, 1], [40, 128]] {
             let d = shape.last!
             let x = Tensor.normal(shape, generator: &rng), w = Tensor.normal([d], generator: &rng)
             let b = Tensor.normal([d], generator: &rng), seed = Tensor.normal(shape, generator: &rng)
             let a = [x, w, b].map { $0.requiringGrad() }, r = [x, w, b].map { $0.requiringGrad() }
             let fused = a[0].layerNorm(weight: a[1], bias: a[2], eps: 1e-5)
             let reference = LayerNorm.normalize(r[0], lastDims: 1, eps: 1e-5) * r[1] + r[2]
-            assertClose(fused, reference, rtol: 1e-5, atol: 1e-5, "layer norm \(shape)")
+            assertClose(fused, reference, rtol: 1e-5, atol: 1e-5, "layer norm \(shape) \(isa)")
             fused.backward(seed)
             reference.backward(seed)
-            for k in 0..<3 { assertClose(a[k].grad!, r[k].grad!, rtol: 1e-4, atol: 1e-5, "layer norm grad \(k) \(shape)") }
+            for k in 0..<3 { assertClose(a[k].grad!, r[k].grad!, rtol: 1e-4, atol: 1e-5, "layer norm grad \(k) \(shape) \(isa)") }
         }
     }
 }

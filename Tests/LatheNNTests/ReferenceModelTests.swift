@@ -85,6 +85,61 @@ final class ReferenceModelTests: XCTestCase {
         }
     }
 
+    /// A GPT and a digits-CNN training step (forward, loss, backward, AdamW) give the same
+    /// bits on 1 and 2 threads.
+    func testGPTAndCNNStepsAreBitIdenticalAcrossThreadCounts() {
+        func step(_ makeModel: () -> Module, _ x: Tensor, _ y: Tensor, classes: Int) -> [Float] {
+            let model = makeModel()
+            model.train()
+            let opt = AdamW(model.namedParameters, learningRate: 1e-3)
+            var out: [Float] = []
+            for _ in 0..<2 {
+                opt.zeroGrad()
+                let loss = Loss.crossEntropy(model(x).reshaped([-1, classes]), y.reshaped([-1]))
+                loss.backward()
+                opt.step()
+                out.append(loss.item)
+            }
+            for (_, p) in model.namedParameters { out += p.value.scalars }
+            return out
+        }
+        var rng = RandomGenerator(seed: 12)
+        let ids = Tensor.randint([16, 16], low: 0, high: 13, generator: &rng), next = Tensor.randint([16, 16], low: 0, high: 13, generator: &rng)
+        let images = Tensor.normal([16, 1, 8, 8], generator: &rng), labels = Tensor.randint([16], low: 0, high: 10, generator: &rng)
+        let config = CharGPT.Config(vocab: 13, context: 16, dModel: 64, heads: 4, layers: 2)  // big enough to thread the GEMMs
+        let threads = ThreadPool.threadCount
+        defer { ThreadPool.threadCount = threads }
+        var results: [[[Float]]] = []
+        for t in [1, 2] {
+            ThreadPool.threadCount = t
+            results.append([step({ CharGPT(config, seed: 1) }, ids, next, classes: 13),
+                            step({ DigitsCNN(seed: 1) }, images, labels, classes: 10)])
+        }
+        XCTAssertEqual(results[0][0], results[1][0], "GPT")
+        XCTAssertEqual(results[0][1], results[1][1], "CNN")
+    }
+
+    func testFusedAttentionLayerMatchesComposedOps() {
+        for rope in [true, false] {
+            var g = RandomGenerator(seed: 4)
+            let attn = CausalSelfAttention(dModel: 24, heads: 3, rope: rope, generator: &g)
+            let x = Tensor.normal([2, 11, 24], generator: &g)
+            let seed = Tensor.normal([2, 11, 24], generator: &g)
+            func run(_ f: (Tensor) -> Tensor) -> [String: Tensor] {
+                for (_, p) in attn.namedParameters { p.zeroGrad() }
+                let leaf = x.requiringGrad()
+                let y = f(leaf)
+                (y * seed).sum().backward()
+                var out = ["y": y.detached(), "x.grad": leaf.grad!]
+                for (k, p) in attn.namedParameters { out[k] = p.grad! }
+                return out
+            }
+            let fused = run { attn($0) }, composed = run { attn.forwardComposed($0) }
+            XCTAssertEqual(Set(fused.keys), Set(composed.keys))
+            for (k, v) in composed { assertClose(fused[k]!, v, rtol: 1e-4, atol: 1e-5, "\(k) rope \(rope)") }
+        }
+    }
+
     func testSaveAndLoadRoundTripThroughSafeTensors() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-nn-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }

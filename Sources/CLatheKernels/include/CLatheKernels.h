@@ -1,5 +1,6 @@
 // The umbrella header of the CLatheKernels module: every public header, listed so that
 // adding one changes this file (and so invalidates cached module builds).
+#include "lathe_attention.h"
 #include "lathe_conv.h"
 #include "lathe_elementwise.h"
 #include "lathe_inflate.h"

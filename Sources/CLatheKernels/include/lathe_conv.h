@@ -22,6 +22,28 @@ void lathe_im2col_f32(const float *x, long n, long c, long c0, const lathe_conv_
 void lathe_col2im_f32(const float *cols, long n, long c, long c0, long channels,
                       const lathe_conv_geometry *g, long p0, long p1, float *x);
 
+/// Small planes (see lathe_conv_small_ok): the same unfolding as lathe_im2col_f32, but over
+/// planes [p0, p1), plane p = (b, channel) of the group [c0, c0 + channels), through a
+/// zero-padded copy of each plane (no edge cases, no short copies).
+void lathe_im2col_small_f32(const float *x, long n, long c, long c0, long channels,
+                            const lathe_conv_geometry *g, long p0, long p1, float *cols);
+
+/// Small planes: writes (does not add) x[b, c0 + channel] = the sum of its taps for planes
+/// [p0, p1), accumulating taps in the same order as lathe_col2im_f32 (the same bits as
+/// lathe_col2im_f32 into zeros).
+void lathe_col2im_small_f32(const float *cols, long n, long c, long c0, long channels,
+                            const lathe_conv_geometry *g, long p0, long p1, float *x);
+
+/// Whether the *_small kernels handle this geometry (planes of at most a few hundred
+/// elements, where rows are too short for the row-run kernels).
+int lathe_conv_small_ok(const lathe_conv_geometry *g);
+
+/// dst[b][a][:] = src[a][b][:] + (bias ? bias[a] : 0) for b in [b0, b1): src [A, B, L],
+/// dst [B, A, L]. Moves a convolution's [O, N, L] GEMM output to [N, O, L] with its bias,
+/// and back for the gradient.
+void lathe_swap01_f32(const float *src, long A, long B, long L, const float *bias, long b0,
+                      long b1, float *dst);
+
 #ifdef __cplusplus
 }
 #endif

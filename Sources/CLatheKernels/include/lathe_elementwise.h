@@ -27,6 +27,9 @@ typedef enum {
 /// y[i*sy] = f(x[i*sx]) for i in [0, n). y may alias x when sx == sy.
 void lathe_unary_f32(int op, const float *x, long sx, float *y, long sy, long n);
 /// dx[i] = dy[i] * f'(x[i]), all contiguous. y = f(x) is passed too (some derivatives use it).
+/// gelu (erf form) of contiguous x into y, and its derivative into d (so that the backward
+/// is dx = dy * d): y has the bits of lathe_unary_f32(LATHE_U_GELU_ERF, ...).
+void lathe_gelu_erf_forward_f32(const float *x, float *y, float *d, long n);
 void lathe_unary_backward_f32(int op, const float *x, const float *y, const float *dy,
                               float *dx, long n);
 /// y[i*sy] = a[i*sa] (op) b[i*sb] for i in [0, n). sa or sb may be 0.

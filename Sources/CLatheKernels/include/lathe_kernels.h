@@ -49,10 +49,24 @@ void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                  const float *A, long lda, const float *B, long ldb, float beta,
                  float *C, long ldc);
 
+/// lathe_sgemm, then C[i][j] += bias[j] (bias: N floats, or NULL for none), added to each
+/// block of C while it is still in cache. The same bits as lathe_sgemm followed by a separate
+/// bias add.
+void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alpha,
+                      const float *A, long lda, const float *B, long ldb, float beta,
+                      float *C, long ldc, const float *bias);
+
 /// Single-threaded, naive triple loop, for tests.
 void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alpha,
                        const float *A, long lda, const float *B, long ldb, float beta,
                        float *C, long ldc);
+
+// ---- Heap ----------------------------------------------------------------------------------
+/// With glibc: keeps freed memory in the heap between training steps (no trimming of the heap
+/// top, mmap only for blocks above 16 MB) instead of faulting the same pages in every step.
+/// Does nothing when MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, MALLOC_TOP_PAD_ or
+/// LATHE_DEFAULT_HEAP is set, or without glibc. Called once by LatheTensor's first allocation.
+void lathe_tune_heap(void);
 
 // ---- Grad mode (thread-local) ---------------------------------------------------------------
 int lathe_grad_enabled(void);
