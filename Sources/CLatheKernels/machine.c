@@ -356,15 +356,3 @@ double lathe_measure_bandwidth(int kind, size_t bytes_per_array, int threads, do
 }
 
 void lathe_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
-
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
-int lathe_keep_freed_memory(void) {
-#if defined(__GLIBC__)
-    return mallopt(M_MMAP_THRESHOLD, 64 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
-#else
-    return 0;
-#endif
-}

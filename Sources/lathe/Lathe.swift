@@ -14,7 +14,6 @@ struct LatheCommand: ParsableCommand {
     static func main() {
         // Line-buffered output, so that progress reaches a log file or pipe as it happens.
         lathe_line_buffer_stdout()
-        if ProcessInfo.processInfo.environment["LATHE_MALLOC_DEFAULTS"] == nil { _ = lathe_keep_freed_memory() }
         main(nil)
     }
 }

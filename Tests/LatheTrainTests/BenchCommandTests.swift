@@ -45,8 +45,8 @@ final class BenchCommandTests: XCTestCase {
 
     func testInferJSONRowsPerModelBatchAndVariant() throws {
         let rows = try benchRows(["infer", "--models", "mlp", "--batches", "1,4", "--repeat", "1", "--min-time", "0.001"])
-        let variants = ["fp32", "int8", "int8-dynamic", "int4-weight"]
-        XCTAssertEqual(rows.map { $0["batch"] as? Int }, [1, 1, 1, 1, 4, 4, 4, 4])
+        let variants = ["fp32", "fp32-folded", "int8", "int8-dynamic", "int4-weight"]
+        XCTAssertEqual(rows.map { $0["batch"] as? Int }, [1, 1, 1, 1, 1, 4, 4, 4, 4, 4])
         XCTAssertEqual(rows.compactMap { $0["variant"] as? String }, variants + variants)
         for row in rows { XCTAssertNotNil(row["ms"] as? NSNumber); XCTAssertNotNil(row["best_ms"] as? NSNumber) }
     }

@@ -32,10 +32,5 @@ double lathe_measure_bandwidth(int kind, size_t bytes_per_array, int threads, do
 #endif
 /// Makes stdout line-buffered (progress reaches a pipe or log file as it is printed).
 void lathe_line_buffer_stdout(void);
-/// On glibc: keeps freed memory in the heap for reuse (mmap threshold 64 MiB, trim threshold
-/// 256 MiB) instead of returning each large block to the kernel, whose fresh pages then fault
-/// and get zeroed on the next allocation of the same size. Tensor-heavy loops allocate the
-/// same sizes every step. No effect elsewhere. Returns 1 if applied.
-int lathe_keep_freed_memory(void);
 
 #endif
