@@ -9,6 +9,29 @@ static inline void take(float v, int32_t i, float *best, int32_t *bi) {
     *bi = better ? i : *bi;
 }
 
+static inline float pick(float best, float v) {
+    const int better = (v > best) | ((v != v) & (best == best));
+    return better ? v : best;
+}
+
+void lathe_maxpool2x2_values_f32(const float *x, long h, long w, long p0, long p1, float *y) {
+    const long oh = h / 2, ow = w / 2;
+    for (long p = p0; p < p1; p++) {
+        const float *src = x + p * h * w;
+        float *dst = y + p * oh * ow;
+        for (long oy = 0; oy < oh; oy++) {
+            const float *r0 = src + 2 * oy * w, *r1 = r0 + w;
+            for (long ox = 0; ox < ow; ox++) {
+                // The same order of comparisons as with indices, so NaNs and ties give the same value.
+                float best = r0[2 * ox];
+                best = pick(best, r0[2 * ox + 1]);
+                best = pick(best, r1[2 * ox]);
+                dst[oy * ow + ox] = pick(best, r1[2 * ox + 1]);
+            }
+        }
+    }
+}
+
 void lathe_maxpool2x2_f32(const float *x, long h, long w, long p0, long p1, float *y, int32_t *index) {
     const long oh = h / 2, ow = w / 2;
     for (long p = p0; p < p1; p++) {

@@ -90,6 +90,21 @@ final class FusedOpTests: XCTestCase {
         }
     }
 
+    func testMaxPool2x2WithoutGradientGivesTheSameValues() {
+        // The inference path (no indices) against the training path, with ties, NaNs and odd sizes.
+        var rng = RandomGenerator(seed: 10)
+        for (n, c, h, w) in [(2, 3, 4, 4), (1, 2, 5, 7), (3, 1, 8, 2), (4, 16, 28, 28)] {
+            var values = Tensor.randint([n, c, h, w], low: 0, high: 3, generator: &rng).to(.float32).scalars
+            for i in stride(from: 5, to: values.count, by: 17) { values[i] = .nan }
+            let x = Tensor(values, shape: [n, c, h, w])
+            let inference = noGrad { x.maxPool2d(kernel: (2, 2)) }
+            let training = x.requiringGrad().maxPool2d(kernel: (2, 2))
+            XCTAssertTrue(training.requiresGrad)
+            XCTAssertEqual(inference.scalars.map(\.bitPattern), training.detached().scalars.map(\.bitPattern), "[\(n), \(c), \(h), \(w)]")
+            XCTAssertTrue(inference.scalars.contains { $0.isNaN })
+        }
+    }
+
     func testMaxPool2x2GradientGoesToTheFirstMaximum() {
         var rng = RandomGenerator(seed: 9)
         forEachISAAndThreads { label in

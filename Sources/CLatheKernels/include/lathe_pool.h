@@ -13,6 +13,9 @@ extern "C" {
 /// (a NaN wins, like PyTorch). Branch-free, so random data costs no mispredictions.
 void lathe_maxpool2x2_f32(const float *x, long h, long w, long p0, long p1, float *y, int32_t *index);
 
+/// lathe_maxpool2x2_f32 without the indices (inference): the same values.
+void lathe_maxpool2x2_values_f32(const float *x, long h, long w, long p0, long p1, float *y);
+
 /// Backward of lathe_maxpool2x2_f32 for planes [p0, p1): dx [planes, h, w] gets g at each
 /// window's index and 0 elsewhere (written, not added).
 void lathe_maxpool2x2_backward_f32(const float *g, const int32_t *index, long h, long w, long p0,
