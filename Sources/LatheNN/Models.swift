@@ -120,11 +120,17 @@ public final class CharGPT: Module {
         head = Linear(config.dModel, config.vocab, bias: false, generator: &g)
     }
 
-    /// Gradient checkpointing of every block.
+    /// Gradient checkpointing of every block but the last: the backward pass starts with the
+    /// last block, so recomputing it would cost time and save nothing at the peak. (A one-block
+    /// model has nothing to checkpoint.)
     public var checkpointing: Bool {
-        get { blocks.first?.checkpointing ?? false }
-        set { for b in blocks { b.checkpointing = newValue } }
+        get { _checkpointing }
+        set {
+            _checkpointing = newValue
+            for (i, b) in blocks.enumerated() { b.checkpointing = newValue && i < blocks.count - 1 }
+        }
     }
+    private var _checkpointing = false
 
     /// Token ids `[B, T]` (int64, `T <= context`) to logits `[B, T, vocab]`.
     public override func forward(_ ids: Tensor) -> Tensor {

@@ -7,8 +7,12 @@ import CLatheKernels
 /// its output to the gradients of its inputs (`nil` for an input that needs none).
 final class GradNode: @unchecked Sendable {
     let parents: [GradNode?]
-    let backward: ((Tensor) -> [Tensor?])?
+    /// The closure, which holds the tensors the op saved; dropped once it has run, so that a
+    /// backward pass frees each op's saved tensors as it goes (like PyTorch without
+    /// `retain_graph`).
+    private(set) var backward: ((Tensor) -> [Tensor?])?
     let op: String
+    let isLeaf: Bool
     /// Accumulated gradient (leaves only).
     var grad: Tensor?
 
@@ -16,9 +20,10 @@ final class GradNode: @unchecked Sendable {
         self.op = op
         self.parents = parents
         self.backward = backward
+        isLeaf = backward == nil
     }
 
-    var isLeaf: Bool { backward == nil }
+    func releaseSavedTensors() { backward = nil }
 }
 
 /// Whether ops record the autodiff graph on this thread.
@@ -119,10 +124,14 @@ extension Tensor {
         noGrad {
             for n in order.reversed() {
                 guard let g = grads.removeValue(forKey: ObjectIdentifier(n)) else { continue }
-                guard let bw = n.backward else {
+                if n.isLeaf {
                     n.grad = n.grad.map { $0 + g } ?? g.contiguousStorageView()
                     continue
                 }
+                guard let bw = n.backward else {
+                    preconditionFailure("backward: the graph through '\(n.op)' was already used by a backward pass, which freed its saved tensors; run the forward again")
+                }
+                n.releaseSavedTensors()
                 let inputGrads = bw(g)
                 for (p, ig) in zip(n.parents, inputGrads) {
                     guard let p, let ig else { continue }

@@ -73,9 +73,11 @@ final class ReferenceModelTests: XCTestCase {
     }
 
     func testCheckpointedGPTGivesTheSameGradients() throws {
-        let config = CharGPT.Config(vocab: 11, context: 8, dModel: 16, heads: 2, layers: 2)
+        let config = CharGPT.Config(vocab: 11, context: 8, dModel: 16, heads: 2, layers: 3)
         let a = CharGPT(config, seed: 3), b = CharGPT(config, seed: 3)
         b.checkpointing = true
+        XCTAssertTrue(b.checkpointing)
+        XCTAssertEqual(b.blocks.map(\.checkpointing), [true, true, false], "every block but the last")
         var rng = RandomGenerator(seed: 5)
         let ids = Tensor.randint([3, 8], low: 0, high: 11, generator: &rng)
         let targets = Tensor.randint([3, 8], low: 0, high: 11, generator: &rng)
