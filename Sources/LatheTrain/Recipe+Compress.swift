@@ -1,4 +1,5 @@
 import Foundation
+import LatheData
 
 /// The `compress:` section of a recipe: the variants `lathe compress` makes from the trained
 /// baseline, each from the baseline's weights, and then compares in a report.
@@ -45,6 +46,10 @@ public struct CompressSpec: Sendable, Equatable {
         /// distill: seeds to train the KD student and the plain (cross-entropy) student with;
         /// the report gives the mean accuracy of each.
         public var seeds = 1
+        /// distill: random shifts and flips of the distillation batches, for both students (nil: the
+        /// recipe's `data.augment`). The teacher labels each augmented image, so the KD student
+        /// learns the teacher's function beyond the training images themselves.
+        public var augmentation: ImageAugmentation?
 
         public init(name: String, method: String) { (self.name, self.method) = (name, method) }
     }
@@ -61,7 +66,7 @@ extension Reader {
         "quantize": ["scheme", "group_size", "symmetric", "observer", "keep_first_last"],
         "qat": ["steps", "lr", "ranges", "observer", "keep_first_last"],
         "prune": ["prune", "sparsity", "ratio", "gradual", "steps", "lr"],
-        "distill": ["student", "steps", "lr", "alpha", "temperature", "seeds"],
+        "distill": ["student", "steps", "lr", "alpha", "temperature", "seeds", "augment"],
     ]
 
     func compress(_ root: [String: Any]) throws -> CompressSpec? {
@@ -126,6 +131,7 @@ extension Reader {
             s.temperature = try float(d, p, "temperature") ?? s.temperature
             if !(s.temperature > 0) { throw fail(p + "temperature", "must be positive, got \(s.temperature)") }
             s.seeds = try positive(int(d, p, "seeds"), p + "seeds") ?? s.seeds
+            s.augmentation = try augmentation(d, prefix: p)
             spec.stages.append(s)
         }
         return spec

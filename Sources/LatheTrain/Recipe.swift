@@ -1,4 +1,5 @@
 import Foundation
+import LatheData
 import Yams
 
 /// A training recipe: what to train, on what, how, and where to write results.
@@ -31,6 +32,8 @@ public struct Recipe: Sendable, Equatable {
         public var labelColumn = -1
         /// For text: the fraction held out for validation.
         public var validationFraction = 0.1
+        /// Random shifts and flips of the training images (`augment: {shift: 2, horizontal_flip: true}`).
+        public var augmentation = ImageAugmentation()
     }
 
     public struct OptimizerSpec: Sendable, Equatable {
@@ -145,8 +148,10 @@ struct Reader {
 
     func fail(_ key: String, _ message: String) -> RecipeError { RecipeError(file: file, key: key, message: message) }
 
-    func section(_ dict: [String: Any], _ key: String, allowed: Set<String>) throws -> [String: Any] {
+    /// `prefix`: the path of `dict` in the recipe (`data.` for a key inside `data`), for messages.
+    func section(_ dict: [String: Any], _ key: String, allowed: Set<String>, prefix: String = "") throws -> [String: Any] {
         guard let v = dict[key] else { return [:] }
+        let key = prefix + key
         guard let mapping = v as? [String: Any] else { throw fail(key, "expected a mapping of keys to values") }
         // `key: null` (or `--set key=null`) means "not set".
         let d = mapping.filter { !($0.value is NSNull) }
@@ -154,6 +159,15 @@ struct Reader {
             throw fail("\(key).\(unknown)", "unknown key (known: \(allowed.sorted().joined(separator: ", ")))")
         }
         return d
+    }
+
+    /// The `augment: {shift: N, horizontal_flip: B}` mapping of `dict`, if present.
+    func augmentation(_ dict: [String: Any], prefix: String) throws -> ImageAugmentation? {
+        guard dict["augment"] != nil else { return nil }
+        let a = try section(dict, "augment", allowed: ["shift", "horizontal_flip"], prefix: prefix)
+        let shift = try int(a, prefix + "augment.", "shift") ?? 0
+        if shift < 0 { throw fail(prefix + "augment.shift", "must be a non-negative number of pixels, got \(shift)") }
+        return ImageAugmentation(shift: shift, horizontalFlip: try bool(a, prefix + "augment.", "horizontal_flip") ?? false)
     }
 
     func int(_ d: [String: Any], _ section: String, _ key: String) throws -> Int? {
@@ -240,7 +254,7 @@ struct Reader {
         if m["channels"] != nil, r.model.name != "digits-cnn" { throw fail("model.channels", "applies to digits-cnn, not \(r.model.name)") }
         if r.model.dModel % r.model.heads != 0 { throw fail("model.heads", "d_model \(r.model.dModel) is not divisible by \(r.model.heads) heads") }
 
-        let d = try section(root, "data", allowed: ["name", "path", "split", "split_seed", "label_column", "validation_fraction"])
+        let d = try section(root, "data", allowed: ["name", "path", "split", "split_seed", "label_column", "validation_fraction", "augment"])
         r.data.name = try string(d, "data.", "name", oneOf: ["digits", "fashion-mnist", "csv", "shakespeare"]) ?? r.data.name
         r.data.path = try string(d, "data.", "path")
         r.data.split = try doubles(d, "data.", "split") ?? r.data.split
@@ -255,6 +269,10 @@ struct Reader {
         r.data.validationFraction = try double(d, "data.", "validation_fraction") ?? r.data.validationFraction
         if !(r.data.validationFraction > 0 && r.data.validationFraction < 1) {
             throw fail("data.validation_fraction", "must be between 0 and 1 (exclusive), got \(r.data.validationFraction)")
+        }
+        if let a = try augmentation(d, prefix: "data.") {
+            r.data.augmentation = a
+            if r.data.name == "shakespeare" { throw fail("data.augment", "applies to images, not to the text data set 'shakespeare'") }
         }
 
         let o = try section(root, "optimizer", allowed: ["name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"])

@@ -24,21 +24,36 @@ public struct ClassificationTask: TrainingTask {
     public let loader: DataLoader
     /// Flatten samples to vectors (for MLPs).
     public let flatten: Bool
+    /// Random shifts and flips of the training batches (images only; evaluation is never augmented).
+    public let augmentation: ImageAugmentation
+    let seed: UInt64
 
     public init(train: TensorDataset, validation: TensorDataset, test: TensorDataset?, classes: Int, batchSize: Int, seed: UInt64,
-                flatten: Bool) {
+                flatten: Bool, augmentation: ImageAugmentation = ImageAugmentation()) {
+        precondition(augmentation.isIdentity || train.sampleShape.count == 3,
+                     "ClassificationTask: augmentation needs images [C, H, W], got samples of shape \(train.sampleShape)")
         (self.train, self.validation, self.test, self.classes, self.flatten) = (train, validation, test, classes, flatten)
+        (self.augmentation, self.seed) = (augmentation, seed)
         loader = DataLoader(train, batchSize: Swift.min(batchSize, train.count), shuffle: true, dropLast: true, seed: seed)
     }
 
     public var microBatchesPerEpoch: Int { loader.batchesPerEpoch }
     public var hasTestSplit: Bool { test != nil }
 
+    /// The same task (data, batches and seed) with other training augmentation.
+    public func with(augmentation: ImageAugmentation) -> ClassificationTask {
+        ClassificationTask(train: train, validation: validation, test: test, classes: classes, batchSize: loader.batchSize, seed: seed,
+                           flatten: flatten, augmentation: augmentation)
+    }
+
     func shaped(_ x: Tensor) -> Tensor { flatten ? x.flattened(from: 1) : x }
 
     public func trainBatch(_ index: Int) -> (x: Tensor, y: Tensor) {
         let b = loader.batch(index % loader.batchesPerEpoch, epoch: index / loader.batchesPerEpoch)
-        return (shaped(b.x), b.y)
+        if augmentation.isIdentity { return (shaped(b.x), b.y) }
+        // A stream per batch index, so a resumed run draws what an uninterrupted one would.
+        var g = RandomGenerator(seed: seed ^ 0x4155_474D_454E_54, offset: UInt64(index) << 24)
+        return (shaped(augmentation.apply(b.x, generator: &g)), b.y)
     }
 
     public func loss(_ output: Tensor, _ target: Tensor, labelSmoothing: Float) -> Tensor {
@@ -120,7 +135,7 @@ func makeTask(_ r: Recipe, relativeTo directory: URL?) throws -> TrainingTask {
         let trainFraction = r.data.split[0] / Swift.max(r.data.split[0] + r.data.split[1], 1e-12)
         let parts = try trainAll.split(fractions: [trainFraction, 1 - trainFraction], seed: r.data.splitSeed)
         return ClassificationTask(train: parts[0], validation: parts[1], test: test, classes: 10, batchSize: r.training.batchSize,
-                                  seed: r.seed, flatten: flatten)
+                                  seed: r.seed, flatten: flatten, augmentation: r.data.augmentation)
     default:
         let all: TensorDataset
         switch r.data.name {
@@ -136,8 +151,12 @@ func makeTask(_ r: Recipe, relativeTo directory: URL?) throws -> TrainingTask {
         }
         let parts = try all.split(fractions: r.data.split, seed: r.data.splitSeed)
         let classes = all.classes ?? (all.labels.intScalars.max() ?? 0) + 1
+        if !r.data.augmentation.isIdentity, all.sampleShape.count != 3 {
+            throw RecipeError(file: "recipe", key: "data.augment",
+                              message: "augmentation shifts and flips images, but '\(r.data.name)' has samples of shape \(all.sampleShape); remove data.augment")
+        }
         return ClassificationTask(train: parts[0], validation: parts[1], test: parts[2].count > 0 ? parts[2] : nil, classes: classes,
-                                  batchSize: r.training.batchSize, seed: r.seed, flatten: flatten)
+                                  batchSize: r.training.batchSize, seed: r.seed, flatten: flatten, augmentation: r.data.augmentation)
     }
 }
 

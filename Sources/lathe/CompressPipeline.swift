@@ -206,6 +206,13 @@ struct CompressionRun {
         var kd: [Double] = [], plain: [Double] = []
         var out = StageOutput()
         var studentParameters = 0
+        var batches = task
+        if let a = s.augmentation {
+            guard let c = task as? ClassificationTask, c.train.sampleShape.count == 3 else {
+                throw CLIError("\(s.name): augment shifts and flips images; \(recipe.data.name) has none (remove augment)")
+            }
+            batches = c.with(augmentation: a)
+        }
         for k in 0..<s.seeds {
             let seed = recipe.seed &+ UInt64(k) &+ 1
             for (alpha, suffix) in [(s.alpha, ""), (Float(1), "-no-kd")] {
@@ -218,7 +225,7 @@ struct CompressionRun {
                                           schedule: .warmup(warmupSteps: warmup, after: .cosine(totalSteps: Swift.max(1, s.steps - warmup), minRate: 0))) {
                     AdamW($0, learningRate: s.lr, weightDecay: recipe.optimizer.weightDecay ?? 0.01)
                 }
-                distiller.run(steps: s.steps) { task.trainBatch($0) }
+                distiller.run(steps: s.steps) { batches.trainBatch($0) }
                 student.eval()
                 let e = noGrad { task.evaluate(student, split: .test) }
                 if suffix.isEmpty { kd.append(e.accuracy ?? 0) } else { plain.append(e.accuracy ?? 0) }
@@ -227,7 +234,9 @@ struct CompressionRun {
                     let name = s.name + suffix
                     let how = suffix.isEmpty ? String(format: "knowledge distillation from the baseline (alpha %.2f, T %.1f)", s.alpha, s.temperature)
                         : "the same student trained on the labels alone (no teacher)"
-                    var meta = metadata("student \(s.student.joined(separator: " ")) (\(studentParameters) parameters), \(how); \(s.steps) steps at lr \(s.lr)")
+                    let augmented = (batches as? ClassificationTask).map(\.augmentation).flatMap { $0.isIdentity ? nil : $0 }
+                        .map { ", images shifted by up to \($0.shift) px" + ($0.horizontalFlip ? " and flipped" : "") } ?? ""
+                    var meta = metadata("student \(s.student.joined(separator: " ")) (\(studentParameters) parameters), \(how); \(s.steps) steps at lr \(s.lr)\(augmented)")
                     meta[VariantMetadata.modelOverrides] = s.student.joined(separator: "\n")
                     try SafeTensors.write(student.stateDict(), metadata: meta, to: url(name))
                     out.files.append((name, url(name)))
@@ -340,6 +349,9 @@ struct Distill: ParsableCommand {
     @Option(help: "Weight of the hard-label loss (1: no distillation).") var alpha: Float = 0.5
     @Option(help: "Softmax temperature.") var temperature: Float = 4
     @Option(help: "Seeds to compare KD with the plain student over.") var seeds: Int = 1
+    @Option(help: "Shift the distillation images by up to this many pixels (both students; default: the recipe's data.augment).")
+    var augmentShift: Int?
+    @Flag(help: "Also mirror half the distillation images left to right.") var augmentFlip = false
     @Option(help: "Where to write the (first) KD student's state dict.") var output: String
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
@@ -350,6 +362,7 @@ struct Distill: ParsableCommand {
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1], got \(alpha)") }
         guard temperature > 0 else { throw ValidationError("--temperature must be positive, got \(temperature)") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
+        guard (augmentShift ?? 0) >= 0 else { throw ValidationError("--augment-shift must be a non-negative number of pixels") }
         if let bad = student.first(where: { !$0.hasPrefix("model.") || !$0.contains("=") }) {
             throw ValidationError("--student takes model keys as model.key=value (e.g. model.hidden=32), not '\(bad)'")
         }
@@ -365,6 +378,9 @@ struct Distill: ParsableCommand {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var stage = CompressSpec.Stage(name: "student", method: "distill")
         (stage.student, stage.steps, stage.lr, stage.alpha, stage.temperature, stage.seeds) = (student, steps, lr, alpha, temperature, seeds)
+        if augmentShift != nil || augmentFlip {
+            stage.augmentation = ImageAugmentation(shift: augmentShift ?? 0, horizontalFlip: augmentFlip)
+        }
         let run = CompressionRun(recipe: r, recipePath: recipe, overrides: overrides, task: trainer.task,
                                  baseline: try SafeTensors.read(contentsOf: URL(fileURLWithPath: teacher)).tensors,
                                  directory: directory, calibrationBatches: 1)

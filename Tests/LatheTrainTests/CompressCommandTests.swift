@@ -128,7 +128,8 @@ final class CompressCommandTests: XCTestCase {
             - {name: qat, method: qat, steps: 3, lr: 0.0001, ranges: learned}
             - {name: half, method: prune, prune: structured, ratio: 0.5, steps: 2}
             - {name: sparse, method: prune, prune: global, sparsity: 0.8, gradual: true, steps: 6}
-            - {name: small, method: distill, student: {channels: [4, 8], hidden: 16}, steps: 3, seeds: 2}
+            - {name: small, method: distill, student: {channels: [4, 8], hidden: 16}, steps: 3, seeds: 2,
+               augment: {shift: 1, horizontal_flip: true}}
         """.write(to: recipe, atomically: true, encoding: .utf8)
         let run = try runLathe(["compress", recipe.path])
         XCTAssertEqual(run.status, 0, run.err + run.out)
@@ -148,6 +149,7 @@ final class CompressCommandTests: XCTestCase {
         XCTAssertLessThan(Double(Int(sparse[2])!), 0.25 * Double(Int(sparse[1])!), "80% sparsity keeps the masks")
         XCTAssertLessThan(Int(small[1])! * 4, Int(base[1])!, "the student has under a quarter of the parameters")
         XCTAssertTrue(report.contains("mean test accuracy over 2 seeds"), report)
+        XCTAssertTrue(report.contains("images shifted by up to 1 px and flipped"), report)
         let svg = try String(contentsOf: output.appendingPathComponent("pareto.svg"), encoding: .utf8)
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 8)
@@ -164,7 +166,7 @@ final class CompressCommandTests: XCTestCase {
 
         let student = directory.appendingPathComponent("student.safetensors")
         let distill = try runLathe(["distill", recipe.path, "--teacher", variants.appendingPathComponent("baseline.safetensors").path,
-                                    "--student", "model.hidden=16", "--steps", "3", "--output", student.path])
+                                    "--student", "model.hidden=16", "--steps", "3", "--augment-shift", "1", "--output", student.path])
         XCTAssertEqual(distill.status, 0, distill.err)
         XCTAssertTrue(distill.out.contains("with KD"), distill.out)
         XCTAssertEqual(try SafeTensors.read(contentsOf: student).tensors["fc1.weight"]?.shape, [16, 256])
@@ -179,5 +181,9 @@ final class CompressCommandTests: XCTestCase {
         let bad = try runLathe(["compress", recipe.path])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.err.contains("compress.stages[0].sparsity: not a key of quantize stages"), bad.err)
+        XCTAssertThrowsError(try Recipe.parse("training: {steps: 1}\ncompress: {stages: [{name: s, method: distill, steps: 1, augment: {shfit: 1}}]}",
+                                              file: "r.yaml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("r.yaml: compress.stages[0].augment.shfit: unknown key"), "\(error)")
+        }
     }
 }

@@ -157,3 +157,37 @@ final class TrainingTests: XCTestCase {
         }
     }
 }
+
+/// `data.augment` in recipes.
+final class AugmentationRecipeTests: XCTestCase {
+    let recipe = """
+    model: {name: digits-cnn}
+    data: {name: digits, split: [0.8, 0.1, 0.1]}
+    training: {steps: 4, batch_size: 16}
+    output: /tmp/unused
+    """
+
+    func testAugmentKeysAreCheckedAndTrainingBatchesAreShifted() throws {
+        let r = try Recipe.parse(recipe, file: "r.yaml", overrides: ["data.augment.shift=1", "data.augment.horizontal_flip=true"])
+        XCTAssertEqual(r.data.augmentation, ImageAugmentation(shift: 1, horizontalFlip: true))
+        XCTAssertThrowsError(try Recipe.parse(recipe, file: "r.yaml", overrides: ["data.augment.shfit=1"])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("r.yaml: data.augment.shfit: unknown key"), "\(error)")
+        }
+        XCTAssertThrowsError(try Recipe.parse(recipe, file: "r.yaml", overrides: ["data.augment.shift=-1"])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("r.yaml: data.augment.shift: must be a non-negative"), "\(error)")
+        }
+        let plainTask = try XCTUnwrap(try Trainer(recipe: Recipe.parse(recipe)).task as? ClassificationTask)
+        let task = try XCTUnwrap(try Trainer(recipe: r).task as? ClassificationTask)
+        var differs = false
+        for step in 0..<3 {
+            let (a, b) = (plainTask.trainBatch(step), task.trainBatch(step))
+            XCTAssertEqual(a.y.intScalars, b.y.intScalars, "augmentation must not change the batch's samples")
+            XCTAssertEqual(a.x.shape, b.x.shape)
+            differs = differs || a.x.scalars != b.x.scalars
+            XCTAssertEqual(b.x.scalars, task.trainBatch(step).x.scalars, "a batch's augmentation must depend only on its index")
+        }
+        XCTAssertTrue(differs)
+        // Evaluation is never augmented.
+        XCTAssertEqual(task.test?.features.scalars, plainTask.test?.features.scalars)
+    }
+}
