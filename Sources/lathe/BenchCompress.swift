@@ -131,10 +131,12 @@ struct BenchCompress: ParsableCommand {
         }
 
         // Distillation: a CNN at 45% of the width (a structurally pruned, untrained DigitsCNN),
-        // trained from scratch with and without the teacher, same steps and batches.
+        // trained from scratch with and without the teacher, same steps and batches, with and
+        // without shifting the images by up to a pixel.
         teacher.eval()
         let mean = { (a: [Double]) in a.reduce(0, +) / Double(a.count) }
-        for kdSteps in [150, 1000] {
+        for (kdSteps, shift) in [(600, 0), (2000, 0), (2000, 1)] {
+        let batches = task.with(augmentation: ImageAugmentation(shift: shift))
         var withKD: [Double] = [], withoutKD: [Double] = []
         for seed in [UInt64(1), 2, 3] {
             for alpha in [Float(0.3), 1] {
@@ -143,14 +145,15 @@ struct BenchCompress: ParsableCommand {
                 precondition(student.parameterCount() * 4 <= teacher.parameterCount(), "the student must have at most a quarter of the teacher's parameters")
                 let distiller = Distiller(student: student, teacher: teacher, alpha: alpha, temperature: 4,
                                           schedule: .cosine(totalSteps: kdSteps, minRate: 0)) { AdamW($0, learningRate: 3e-3) }
-                distiller.run(steps: kdSteps) { task.trainBatch($0) }
+                distiller.run(steps: kdSteps) { batches.trainBatch($0) }
                 let acc = evaluate(student, task, .test).accuracy!
                 if alpha == 1 { withoutKD.append(acc) } else { withKD.append(acc) }
-                print(String(format: "student %d steps seed %d alpha %.1f: %d parameters, test %.2f%%", kdSteps, seed, alpha, student.parameterCount(), 100 * acc))
+                print(String(format: "student %d steps shift %d seed %d alpha %.1f: %d parameters, test %.2f%%", kdSteps, shift, seed, alpha,
+                             student.parameterCount(), 100 * acc))
             }
         }
-        print(String(format: "KD student (alpha 0.3, T 4): mean test %.2f%%; without KD: %.2f%% (3 seeds, %d steps)",
-                     100 * mean(withKD), 100 * mean(withoutKD), kdSteps))
+        print(String(format: "KD student (alpha 0.3, T 4): mean test %.2f%%; without KD: %.2f%% (3 seeds, %d steps, %@)",
+                     100 * mean(withKD), 100 * mean(withoutKD), kdSteps, shift == 0 ? "training images as they are" : "images shifted by up to \(shift) px"))
         }
     }
 }
