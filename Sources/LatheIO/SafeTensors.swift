@@ -114,34 +114,18 @@ public enum SafeTensors {
         let headerBytes = try encodeHeader(tensors, metadata: metadata, path: path)
         let order = writeOrder(tensors)
 
-        let directory = url.deletingLastPathComponent()
-        let tempPath = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp").path
-        let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else {
-            throw SafeTensorsError.writeFailed(path: path, reason:
-                "cannot create a temporary file in \(directory.path): \(String(cString: strerror(errno)))")
-        }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        var renamed = false
-        defer { if !renamed { unlink(tempPath) } }
         do {
-            var length = UInt64(headerBytes.count).littleEndian
-            try handle.write(contentsOf: Data(bytes: &length, count: 8))
-            try handle.write(contentsOf: headerBytes)
-            for entry in order where entry.tensor.byteCount > 0 {
-                try entry.tensor.withUnsafeRawBytes { try handle.write(contentsOf: $0) }
+            try AtomicFile.write(to: url) { handle in
+                var length = UInt64(headerBytes.count).littleEndian
+                try handle.write(contentsOf: Data(bytes: &length, count: 8))
+                try handle.write(contentsOf: headerBytes)
+                for entry in order where entry.tensor.byteCount > 0 {
+                    try entry.tensor.withUnsafeRawBytes { try handle.write(contentsOf: $0) }
+                }
             }
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? handle.close()
-            throw SafeTensorsError.writeFailed(path: path, reason: error.localizedDescription)
+        } catch let error as AtomicFile.WriteError {
+            throw SafeTensorsError.writeFailed(path: path, reason: error.reason)
         }
-        guard rename(tempPath, path) == 0 else {
-            throw SafeTensorsError.writeFailed(path: path, reason:
-                "cannot move the temporary file into place: \(String(cString: strerror(errno)))")
-        }
-        renamed = true
     }
 
     /// Tensors in the reference writer's data order: by dtype rank (descending), then by the

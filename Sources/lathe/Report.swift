@@ -208,9 +208,9 @@ func writeReport(_ rows: [VariantRow], markdown: URL, svg: URL?, title: String, 
     let svgName = svg.map { s in
         s.deletingLastPathComponent().standardizedFileURL == markdown.deletingLastPathComponent().standardizedFileURL ? s.lastPathComponent : s.path
     }
-    try reportMarkdown(rows, title: title, split: split, threads: ThreadPool.threadCount, notes: notes, svgName: svgName)
-        .write(to: markdown, atomically: true, encoding: .utf8)
-    if let svg { try paretoSVG(rows, title: title).write(to: svg, atomically: true, encoding: .utf8) }
+    try AtomicFile.write(reportMarkdown(rows, title: title, split: split, threads: ThreadPool.threadCount, notes: notes, svgName: svgName),
+                         to: markdown)
+    if let svg { try AtomicFile.write(paretoSVG(rows, title: title), to: svg) }
 }
 
 struct Report: ParsableCommand {

@@ -101,7 +101,7 @@ struct Eval: ParsableCommand {
             }
             info.append(("split_fractions", r.data.split.map { "\($0)" }.joined(separator: ",")))
             info.append(("split_seed", "\(r.data.splitSeed)"))
-            try p.json(info: info, includeLogits: !noLogits).write(toFile: predictions, atomically: true, encoding: .utf8)
+            try AtomicFile.write(p.json(info: info, includeLogits: !noLogits), to: URL(fileURLWithPath: predictions))
         }
         print("\(path) on \(r.data.name) \(which.rawValue) (\(e.count) \(trainer.task is LanguageModelTask ? "tokens" : "samples")): "
               + String(format: "loss %.4f", e.loss) + (e.accuracy.map { String(format: ", accuracy %.2f%%", 100 * $0) } ?? ""))

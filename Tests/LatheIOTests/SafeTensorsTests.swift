@@ -478,3 +478,33 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(failed.out, "")
     }
 }
+
+/// Crash-safe text files (reports, predictions).
+final class AtomicFileTests: XCTestCase {
+    func testReplacesTheFileAndLeavesNothingElseBehind() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-atomic-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("report.md")
+        try AtomicFile.write("first", to: file)
+        try AtomicFile.write("second, longer", to: file)
+        XCTAssertEqual(try String(contentsOf: file, encoding: .utf8), "second, longer")
+
+        // A failing writer leaves the old file and no temporary file.
+        struct Boom: Error {}
+        XCTAssertThrowsError(try AtomicFile.write(to: file) { handle in
+            try handle.write(contentsOf: Data("partial".utf8))
+            throw Boom()
+        }) { error in
+            XCTAssertTrue(error is AtomicFile.WriteError && "\(error)".hasPrefix("cannot write \(file.path)"), "\(error)")
+        }
+        XCTAssertEqual(try String(contentsOf: file, encoding: .utf8), "second, longer")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["report.md"])
+
+        // A directory that does not exist is an error that names the file.
+        let missing = directory.appendingPathComponent("no/such/dir/x.md")
+        XCTAssertThrowsError(try AtomicFile.write("x", to: missing)) { error in
+            XCTAssertTrue("\(error)".contains(missing.path) && "\(error)".contains("temporary file"), "\(error)")
+        }
+    }
+}

@@ -28,7 +28,7 @@ final class CompressCommandTests: XCTestCase {
         seed: 3
         threads: 2
         output: \(directory.appendingPathComponent("run").path)
-        """.write(to: recipe, atomically: true, encoding: .utf8)
+        """.write(to: recipe, atomically: false, encoding: .utf8)
         let run = try runLathe(["train", recipe.path])
         XCTAssertEqual(run.status, 0, run.err)
         let weights = directory.appendingPathComponent("run/model.safetensors").path
@@ -130,7 +130,7 @@ final class CompressCommandTests: XCTestCase {
             - {name: sparse, method: prune, prune: global, sparsity: 0.8, gradual: true, steps: 6}
             - {name: small, method: distill, student: {channels: [4, 8], hidden: 16}, steps: 3, seeds: 2,
                augment: {shift: 1, horizontal_flip: true}}
-        """.write(to: recipe, atomically: true, encoding: .utf8)
+        """.write(to: recipe, atomically: false, encoding: .utf8)
         let run = try runLathe(["compress", recipe.path])
         XCTAssertEqual(run.status, 0, run.err + run.out)
         let report = try String(contentsOf: output.appendingPathComponent("report.md"), encoding: .utf8)
@@ -177,7 +177,7 @@ final class CompressCommandTests: XCTestCase {
         compress:
           stages:
             - {name: int8, method: quantize, sparsity: 0.5}
-        """.write(to: recipe, atomically: true, encoding: .utf8)
+        """.write(to: recipe, atomically: false, encoding: .utf8)
         let bad = try runLathe(["compress", recipe.path])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.err.contains("compress.stages[0].sparsity: not a key of quantize stages"), bad.err)

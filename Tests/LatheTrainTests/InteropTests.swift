@@ -75,7 +75,7 @@ final class InteropTests: XCTestCase {
 
     func testEvalWritesPredictionsWithTheSplitIndices() throws {
         let url = directory.appendingPathComponent("cnn.yaml")
-        try recipe("digits-cnn", "cnn").write(to: url, atomically: true, encoding: .utf8)
+        try recipe("digits-cnn", "cnn").write(to: url, atomically: false, encoding: .utf8)
         let trainer = try Trainer(recipe: Recipe.load(contentsOf: url))
         try trainer.run()
         let weights = directory.appendingPathComponent("cnn/model.safetensors").path

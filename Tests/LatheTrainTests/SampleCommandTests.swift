@@ -18,7 +18,7 @@ final class SampleCommandTests: XCTestCase {
         seed: 2
         threads: 1
         output: \(directory.appendingPathComponent("run").path)
-        """.write(to: recipe, atomically: true, encoding: .utf8)
+        """.write(to: recipe, atomically: false, encoding: .utf8)
         let trainer = try Trainer(recipe: Recipe.load(contentsOf: recipe))
         try trainer.run()
 
@@ -52,7 +52,7 @@ final class SampleCommandTests: XCTestCase {
         XCTAssertTrue(bad.err.contains("not in the shakespeare vocabulary") && bad.err.contains("U+20AC"), bad.err)
         // A classifier recipe is refused.
         let cnn = directory.appendingPathComponent("cnn.yaml")
-        try "model: {name: digits-cnn}\ntraining: {steps: 1}\n".write(to: cnn, atomically: true, encoding: .utf8)
+        try "model: {name: digits-cnn}\ntraining: {steps: 1}\n".write(to: cnn, atomically: false, encoding: .utf8)
         let wrong = try runLathe(["sample", cnn.path])
         XCTAssertNotEqual(wrong.status, 0)
         XCTAssertTrue(wrong.err.contains("needs a char-gpt recipe"), wrong.err)

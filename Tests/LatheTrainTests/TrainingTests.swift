@@ -58,7 +58,7 @@ final class TrainingTests: XCTestCase {
     func testKillNineThenResumeThroughTheCLI() throws {
         let recipeURL = directory.appendingPathComponent("kill.yaml")
         // A constant schedule, so that runs with different totals share their first steps.
-        try tinyRecipe("killed", steps: 400, schedule: "constant").write(to: recipeURL, atomically: true, encoding: .utf8)
+        try tinyRecipe("killed", steps: 400, schedule: "constant").write(to: recipeURL, atomically: false, encoding: .utf8)
         let checkpoint = directory.appendingPathComponent("killed/checkpoint.safetensors")
         let process = try startLathe(["train", recipeURL.path])
         // Wait for a checkpoint, then kill the process hard mid-run.
@@ -103,7 +103,7 @@ final class TrainingTests: XCTestCase {
         }
         // Through the CLI: a clear message and a non-zero exit, no crash.
         let recipeURL = directory.appendingPathComponent("c.yaml")
-        try tinyRecipe("corrupt", steps: 4).write(to: recipeURL, atomically: true, encoding: .utf8)
+        try tinyRecipe("corrupt", steps: 4).write(to: recipeURL, atomically: false, encoding: .utf8)
         try Data([1, 2, 3]).write(to: url)
         let run = try runLathe(["train", recipeURL.path, "--resume"])
         XCTAssertEqual(run.status, 1)
@@ -121,7 +121,7 @@ final class TrainingTests: XCTestCase {
 
     func testRecipeErrorsNameTheKeyAndFile() throws {
         let url = directory.appendingPathComponent("bad.yaml")
-        try (tinyRecipe("x") + "\nschedul: {name: cosine}\n").write(to: url, atomically: true, encoding: .utf8)
+        try (tinyRecipe("x") + "\nschedul: {name: cosine}\n").write(to: url, atomically: false, encoding: .utf8)
         XCTAssertThrowsError(try Recipe.load(contentsOf: url)) { error in
             XCTAssertTrue("\(error)".contains("bad.yaml: schedul: unknown key"), "\(error)")
         }
