@@ -1,6 +1,7 @@
 // Max pooling without branches: each candidate replaces the best when it is larger or NaN
 // (and the best is not NaN), chosen with selects the compiler turns into blends or cmovs.
 #include "lathe_pool.h"
+#include "lathe_kernels.h"
 #include <string.h>
 
 static inline void take(float v, int32_t i, float *best, int32_t *bi) {
@@ -14,8 +15,56 @@ static inline float pick(float best, float v) {
     return better ? v : best;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// pick() on 16 lanes: MAXPS(v, best) is `v > best ? v : best` (best when either is NaN or they are
+// equal), then a NaN v replaces a best that is not NaN.
+__attribute__((target("avx512f"))) static inline __m512 pick16(__m512 best, __m512 v) {
+    const __m512 r = _mm512_max_ps(v, best);
+    const __mmask16 take_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q);
+    return _mm512_mask_mov_ps(r, take_nan, v);
+}
+
+// 16 outputs a step: each pair of rows is split into its even and odd columns (two
+// permutes per row), then the four candidates are compared in the scalar order, so the values,
+// NaN payloads and signed zeros are those of the scalar kernel. Rows end in masked loads that
+// read no column past 2 * ow.
+__attribute__((target("avx512f"))) static void maxpool2x2_values_avx512(const float *x, long h, long w, long p0, long p1, float *y) {
+    const long oh = h / 2, ow = w / 2;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (long p = p0; p < p1; p++) {
+        const float *src = x + p * h * w;
+        float *dst = y + p * oh * ow;
+        for (long oy = 0; oy < oh; oy++) {
+            const float *r0 = src + 2 * oy * w, *r1 = r0 + w;
+            for (long ox = 0; ox < ow; ox += 16) {
+                const long in = 2 * (ow - ox);  // input columns left in this row pair
+                const __mmask16 klo = in >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << in) - 1);
+                const __mmask16 khi = in >= 32 ? (__mmask16)0xFFFF : in <= 16 ? 0 : (__mmask16)((1u << (in - 16)) - 1);
+                const __mmask16 kout = ow - ox >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ow - ox)) - 1);
+                const __m512 a0 = _mm512_maskz_loadu_ps(klo, r0 + 2 * ox), a1 = _mm512_maskz_loadu_ps(khi, r0 + 2 * ox + 16);
+                const __m512 b0 = _mm512_maskz_loadu_ps(klo, r1 + 2 * ox), b1 = _mm512_maskz_loadu_ps(khi, r1 + 2 * ox + 16);
+                __m512 best = _mm512_permutex2var_ps(a0, even, a1);
+                best = pick16(best, _mm512_permutex2var_ps(a0, odd, a1));
+                best = pick16(best, _mm512_permutex2var_ps(b0, even, b1));
+                best = pick16(best, _mm512_permutex2var_ps(b0, odd, b1));
+                _mm512_mask_storeu_ps(dst + oy * ow + ox, kout, best);
+            }
+        }
+    }
+}
+#endif
+
 void lathe_maxpool2x2_values_f32(const float *x, long h, long w, long p0, long p1, float *y) {
     const long oh = h / 2, ow = w / 2;
+#if defined(__x86_64__)
+    if (lathe_active_isa() == LATHE_ISA_AVX512) {
+        maxpool2x2_values_avx512(x, h, w, p0, p1, y);
+        return;
+    }
+#endif
     for (long p = p0; p < p1; p++) {
         const float *src = x + p * h * w;
         float *dst = y + p * oh * ow;

@@ -92,16 +92,20 @@ final class FusedOpTests: XCTestCase {
 
     func testMaxPool2x2WithoutGradientGivesTheSameValues() {
         // The inference path (no indices) against the training path, with ties, NaNs and odd sizes.
+        // Widths cover the vector kernel's full 16-output steps, masked tails and odd columns;
+        // values include -0 and +0 ties and NaNs of different payloads.
         var rng = RandomGenerator(seed: 10)
-        for (n, c, h, w) in [(2, 3, 4, 4), (1, 2, 5, 7), (3, 1, 8, 2), (4, 16, 28, 28)] {
-            var values = Tensor.randint([n, c, h, w], low: 0, high: 3, generator: &rng).to(.float32).scalars
-            for i in stride(from: 5, to: values.count, by: 17) { values[i] = .nan }
-            let x = Tensor(values, shape: [n, c, h, w])
-            let inference = noGrad { x.maxPool2d(kernel: (2, 2)) }
-            let training = x.requiringGrad().maxPool2d(kernel: (2, 2))
-            XCTAssertTrue(training.requiresGrad)
-            XCTAssertEqual(inference.scalars.map(\.bitPattern), training.detached().scalars.map(\.bitPattern), "[\(n), \(c), \(h), \(w)]")
-            XCTAssertTrue(inference.scalars.contains { $0.isNaN })
+        forEachISAAndThreads { label in
+            for (n, c, h, w) in [(2, 3, 4, 4), (1, 2, 5, 7), (3, 1, 8, 2), (4, 16, 28, 28), (2, 3, 6, 64), (1, 2, 4, 75)] {
+                var values = Tensor.randint([n, c, h, w], low: -1, high: 3, generator: &rng).to(.float32).scalars.map { $0 == -1 ? -Float(0) : $0 }
+                for i in stride(from: 5, to: values.count, by: 17) { values[i] = Float(nan: UInt32(i % 7), signaling: false) }
+                let x = Tensor(values, shape: [n, c, h, w])
+                let inference = noGrad { x.maxPool2d(kernel: (2, 2)) }
+                let training = x.requiringGrad().maxPool2d(kernel: (2, 2))
+                XCTAssertTrue(training.requiresGrad)
+                XCTAssertEqual(inference.scalars.map(\.bitPattern), training.detached().scalars.map(\.bitPattern), "\(label) [\(n), \(c), \(h), \(w)]")
+                XCTAssertTrue(inference.scalars.contains { $0.isNaN })
+            }
         }
     }
 
