@@ -26,6 +26,7 @@ public struct ImageAugmentation: Sendable, Equatable {
         precondition(x.rank == 4, "ImageAugmentation: expected images [N, C, H, W], got shape \(x.shape)")
         if isIdentity { return x }
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        precondition(shift < Swift.min(h, w), "ImageAugmentation: a shift of \(shift) pixels would empty \(h)x\(w) images")
         // Per image: dy, dx and flip, from draws in [0, 2(2 shift + 1)) so that both `% (2 shift + 1)`
         // and `% 2` are uniform.
         let draws = Tensor.randint([n, 3], low: 0, high: 2 * (2 * shift + 1), generator: &generator).intScalars

@@ -132,6 +132,9 @@ extension Reader {
             if !(s.temperature > 0) { throw fail(p + "temperature", "must be positive, got \(s.temperature)") }
             s.seeds = try positive(int(d, p, "seeds"), p + "seeds") ?? s.seeds
             s.augmentation = try augmentation(d, prefix: p)
+            if s.augmentation != nil, (root["data"] as? [String: Any])?["name"] as? String == "shakespeare" {
+                throw fail(p + "augment", "applies to images, not to the text data set 'shakespeare'")
+            }
             spec.stages.append(s)
         }
         return spec

@@ -166,7 +166,7 @@ struct Reader {
         guard dict["augment"] != nil else { return nil }
         let a = try section(dict, "augment", allowed: ["shift", "horizontal_flip"], prefix: prefix)
         let shift = try int(a, prefix + "augment.", "shift") ?? 0
-        if shift < 0 { throw fail(prefix + "augment.shift", "must be a non-negative number of pixels, got \(shift)") }
+        if !(0...4096).contains(shift) { throw fail(prefix + "augment.shift", "must be a number of pixels from 0 to 4096, got \(shift)") }
         return ImageAugmentation(shift: shift, horizontalFlip: try bool(a, prefix + "augment.", "horizontal_flip") ?? false)
     }
 

@@ -46,6 +46,19 @@ public struct ClassificationTask: TrainingTask {
                            flatten: flatten, augmentation: augmentation)
     }
 
+    /// Why `augmentation` cannot apply to these samples (not images, or a shift as large as the
+    /// image), or nil when it can.
+    public func augmentationProblem(_ augmentation: ImageAugmentation) -> String? {
+        Self.augmentationProblem(augmentation, sampleShape: train.sampleShape)
+    }
+
+    static func augmentationProblem(_ a: ImageAugmentation, sampleShape: [Int]) -> String? {
+        if a.isIdentity { return nil }
+        guard sampleShape.count == 3 else { return "it shifts and flips images [C, H, W], but the samples have shape \(sampleShape)" }
+        let side = Swift.min(sampleShape[1], sampleShape[2])
+        return a.shift < side ? nil : "a shift of \(a.shift) pixels would empty \(sampleShape[1])x\(sampleShape[2]) images (use at most \(side - 1))"
+    }
+
     func shaped(_ x: Tensor) -> Tensor { flatten ? x.flattened(from: 1) : x }
 
     public func trainBatch(_ index: Int) -> (x: Tensor, y: Tensor) {
@@ -134,6 +147,9 @@ func makeTask(_ r: Recipe, relativeTo directory: URL?) throws -> TrainingTask {
         let test = try FashionMNIST.load(directory: dir, split: .test)
         let trainFraction = r.data.split[0] / Swift.max(r.data.split[0] + r.data.split[1], 1e-12)
         let parts = try trainAll.split(fractions: [trainFraction, 1 - trainFraction], seed: r.data.splitSeed)
+        if let problem = ClassificationTask.augmentationProblem(r.data.augmentation, sampleShape: trainAll.sampleShape) {
+            throw RecipeError(file: "recipe", key: "data.augment", message: "\(problem); change or remove data.augment")
+        }
         return ClassificationTask(train: parts[0], validation: parts[1], test: test, classes: 10, batchSize: r.training.batchSize,
                                   seed: r.seed, flatten: flatten, augmentation: r.data.augmentation)
     default:
@@ -149,12 +165,11 @@ func makeTask(_ r: Recipe, relativeTo directory: URL?) throws -> TrainingTask {
         default:
             throw RecipeError(file: "recipe", key: "data.name", message: "unknown data set '\(r.data.name)'")
         }
+        if let problem = ClassificationTask.augmentationProblem(r.data.augmentation, sampleShape: all.sampleShape) {
+            throw RecipeError(file: "recipe", key: "data.augment", message: "\(problem); change or remove data.augment")
+        }
         let parts = try all.split(fractions: r.data.split, seed: r.data.splitSeed)
         let classes = all.classes ?? (all.labels.intScalars.max() ?? 0) + 1
-        if !r.data.augmentation.isIdentity, all.sampleShape.count != 3 {
-            throw RecipeError(file: "recipe", key: "data.augment",
-                              message: "augmentation shifts and flips images, but '\(r.data.name)' has samples of shape \(all.sampleShape); remove data.augment")
-        }
         return ClassificationTask(train: parts[0], validation: parts[1], test: parts[2].count > 0 ? parts[2] : nil, classes: classes,
                                   batchSize: r.training.batchSize, seed: r.seed, flatten: flatten, augmentation: r.data.augmentation)
     }

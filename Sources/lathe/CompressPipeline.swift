@@ -32,7 +32,24 @@ struct CompressionRun {
         return t
     }
 
-    var calibration: [Tensor] { (0..<calibrationBatches).map { task.trainBatch($0).x } }
+    /// Training batches as they are (not augmented), for activation ranges.
+    var calibration: [Tensor] {
+        let plain: TrainingTask = (task as? ClassificationTask)?.with(augmentation: ImageAugmentation()) ?? task
+        return (0..<calibrationBatches).map { plain.trainBatch($0).x }
+    }
+
+    /// The task whose training batches a stage's `augment` gives, or an error that says why the
+    /// data cannot be augmented so (checked before the baseline trains, see ``checkStages(_:task:)``).
+    static func augmented(_ task: TrainingTask, _ a: ImageAugmentation, stage: String, data: String) throws -> ClassificationTask {
+        guard let c = task as? ClassificationTask else { throw CLIError("\(stage): augment applies to images, not to \(data)") }
+        if let problem = c.augmentationProblem(a) { throw CLIError("\(stage): augment cannot apply to \(data): \(problem)") }
+        return c.with(augmentation: a)
+    }
+
+    /// Checks what of the stages depends on the data, so a bad stage stops the run before training.
+    static func checkStages(_ stages: [CompressSpec.Stage], task: TrainingTask, data: String) throws {
+        for s in stages { if let a = s.augmentation { _ = try augmented(task, a, stage: s.name, data: data) } }
+    }
 
     func url(_ name: String) -> URL { directory.appendingPathComponent("\(name).safetensors") }
 
@@ -206,13 +223,7 @@ struct CompressionRun {
         var kd: [Double] = [], plain: [Double] = []
         var out = StageOutput()
         var studentParameters = 0
-        var batches = task
-        if let a = s.augmentation {
-            guard let c = task as? ClassificationTask, c.train.sampleShape.count == 3 else {
-                throw CLIError("\(s.name): augment shifts and flips images; \(recipe.data.name) has none (remove augment)")
-            }
-            batches = c.with(augmentation: a)
-        }
+        let batches: TrainingTask = try s.augmentation.map { try Self.augmented(task, $0, stage: s.name, data: recipe.data.name) } ?? task
         for k in 0..<s.seeds {
             let seed = recipe.seed &+ UInt64(k) &+ 1
             for (alpha, suffix) in [(s.alpha, ""), (Float(1), "-no-kd")] {
@@ -292,6 +303,7 @@ struct Compress: ParsableCommand {
         var base = r
         base.output = output.appendingPathComponent("baseline").path
         let trainer = try Trainer(recipe: base)
+        try CompressionRun.checkStages(stages, task: trainer.task, data: r.data.name)
         let baselineURL = variants.appendingPathComponent("baseline.safetensors")
         var description: String
         if let model {
@@ -349,9 +361,10 @@ struct Distill: ParsableCommand {
     @Option(help: "Weight of the hard-label loss (1: no distillation).") var alpha: Float = 0.5
     @Option(help: "Softmax temperature.") var temperature: Float = 4
     @Option(help: "Seeds to compare KD with the plain student over.") var seeds: Int = 1
-    @Option(help: "Shift the distillation images by up to this many pixels (both students; default: the recipe's data.augment).")
+    @Option(help: "Shift the distillation images by up to this many pixels, for both students (default: the recipe's data.augment.shift).")
     var augmentShift: Int?
-    @Flag(help: "Also mirror half the distillation images left to right.") var augmentFlip = false
+    @Flag(inversion: .prefixedNo, help: "Mirror half the distillation images left to right (default: the recipe's data.augment.horizontal_flip).")
+    var augmentFlip: Bool?
     @Option(help: "Where to write the (first) KD student's state dict.") var output: String
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
@@ -362,7 +375,7 @@ struct Distill: ParsableCommand {
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1], got \(alpha)") }
         guard temperature > 0 else { throw ValidationError("--temperature must be positive, got \(temperature)") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
-        guard (augmentShift ?? 0) >= 0 else { throw ValidationError("--augment-shift must be a non-negative number of pixels") }
+        guard (0...4096).contains(augmentShift ?? 0) else { throw ValidationError("--augment-shift must be a number of pixels from 0 to 4096") }
         if let bad = student.first(where: { !$0.hasPrefix("model.") || !$0.contains("=") }) {
             throw ValidationError("--student takes model keys as model.key=value (e.g. model.hidden=32), not '\(bad)'")
         }
@@ -378,8 +391,9 @@ struct Distill: ParsableCommand {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var stage = CompressSpec.Stage(name: "student", method: "distill")
         (stage.student, stage.steps, stage.lr, stage.alpha, stage.temperature, stage.seeds) = (student, steps, lr, alpha, temperature, seeds)
-        if augmentShift != nil || augmentFlip {
-            stage.augmentation = ImageAugmentation(shift: augmentShift ?? 0, horizontalFlip: augmentFlip)
+        if augmentShift != nil || augmentFlip != nil {
+            stage.augmentation = ImageAugmentation(shift: augmentShift ?? r.data.augmentation.shift,
+                                                   horizontalFlip: augmentFlip ?? r.data.augmentation.horizontalFlip)
         }
         let run = CompressionRun(recipe: r, recipePath: recipe, overrides: overrides, task: trainer.task,
                                  baseline: try SafeTensors.read(contentsOf: URL(fileURLWithPath: teacher)).tensors,

@@ -169,7 +169,9 @@ final class CompressCommandTests: XCTestCase {
                                     "--student", "model.hidden=16", "--steps", "3", "--augment-shift", "1", "--output", student.path])
         XCTAssertEqual(distill.status, 0, distill.err)
         XCTAssertTrue(distill.out.contains("with KD"), distill.out)
-        XCTAssertEqual(try SafeTensors.read(contentsOf: student).tensors["fc1.weight"]?.shape, [16, 256])
+        let saved = try SafeTensors.read(contentsOf: student)
+        XCTAssertEqual(saved.tensors["fc1.weight"]?.shape, [16, 256])
+        XCTAssertTrue(saved.metadata["lathe.variant"]?.contains("images shifted by up to 1 px") == true, "\(saved.metadata)")
 
         // A wrong stage key names the stage and the key.
         try """

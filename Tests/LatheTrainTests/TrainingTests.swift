@@ -174,20 +174,42 @@ final class AugmentationRecipeTests: XCTestCase {
             XCTAssertTrue("\(error)".hasPrefix("r.yaml: data.augment.shfit: unknown key"), "\(error)")
         }
         XCTAssertThrowsError(try Recipe.parse(recipe, file: "r.yaml", overrides: ["data.augment.shift=-1"])) { error in
-            XCTAssertTrue("\(error)".hasPrefix("r.yaml: data.augment.shift: must be a non-negative"), "\(error)")
+            XCTAssertTrue("\(error)".hasPrefix("r.yaml: data.augment.shift: must be a number of pixels from 0 to 4096"), "\(error)")
         }
         let plainTask = try XCTUnwrap(try Trainer(recipe: Recipe.parse(recipe)).task as? ClassificationTask)
         let task = try XCTUnwrap(try Trainer(recipe: r).task as? ClassificationTask)
+        // A fresh task asked for batch 2 first (as a resumed run is) draws what one that went through 0 and 1 does.
+        let resumed = try XCTUnwrap(try Trainer(recipe: r).task as? ClassificationTask).trainBatch(2).x.scalars
         var differs = false
         for step in 0..<3 {
             let (a, b) = (plainTask.trainBatch(step), task.trainBatch(step))
             XCTAssertEqual(a.y.intScalars, b.y.intScalars, "augmentation must not change the batch's samples")
             XCTAssertEqual(a.x.shape, b.x.shape)
             differs = differs || a.x.scalars != b.x.scalars
-            XCTAssertEqual(b.x.scalars, task.trainBatch(step).x.scalars, "a batch's augmentation must depend only on its index")
         }
+        XCTAssertEqual(task.trainBatch(2).x.scalars, resumed)
         XCTAssertTrue(differs)
-        // Evaluation is never augmented.
-        XCTAssertEqual(task.test?.features.scalars, plainTask.test?.features.scalars)
+        // Evaluation is never augmented: the same model scores the same on both tasks.
+        let model = DigitsCNN(seed: 1)
+        model.eval()
+        XCTAssertEqual(noGrad { task.evaluate(model, split: .validation) }.loss, noGrad { plainTask.evaluate(model, split: .validation) }.loss)
+    }
+
+    func testAugmentOnDataThatAreNotImagesOrTooSmallIsAClearError() throws {
+        let csv = fixturesDirectory.appendingPathComponent("data/small.csv").path
+        let onCSV = try Recipe.parse(recipe, overrides: ["model.name=digits-mlp", "data.name=csv", "data.path=\(csv)", "data.augment.shift=1"])
+        XCTAssertThrowsError(try Trainer(recipe: onCSV)) { error in
+            XCTAssertTrue("\(error)".contains("data.augment: it shifts and flips images [C, H, W], but the samples have shape"), "\(error)")
+        }
+        XCTAssertThrowsError(try Trainer(recipe: Recipe.parse(recipe, overrides: ["data.augment.shift=8"]))) { error in
+            XCTAssertTrue("\(error)".contains("a shift of 8 pixels would empty 8x8 images (use at most 7)"), "\(error)")
+        }
+        XCTAssertThrowsError(try Recipe.parse(recipe, file: "r.yaml", overrides: ["data.name=shakespeare", "data.augment.shift=1"])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("r.yaml: data.augment: applies to images"), "\(error)")
+        }
+        let stage = "compress: {stages: [{name: s, method: distill, steps: 1, augment: {shift: 1}}]}"
+        XCTAssertThrowsError(try Recipe.parse("data: {name: shakespeare}\ntraining: {steps: 1}\n" + stage, file: "r.yaml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("r.yaml: compress.stages[0].augment: applies to images"), "\(error)")
+        }
     }
 }
