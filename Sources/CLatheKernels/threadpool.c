@@ -4,9 +4,12 @@
 //  * Created lazily on the first parallel call; size = LATHE_NUM_THREADS (>= 1) if set, else the
 //    number of online cores. The caller is one of the threads, so the pool owns size-1 workers.
 //  * A job is published through one 64-bit atomic word: high 32 bits = job generation, low 32
-//    bits = next unclaimed item. Threads claim items with a compare-and-swap on that word, so a
-//    claim only succeeds while the generation it read the job from is still current; a late
-//    worker can never run an item of a finished job with another job's function.
+//    bits = items not yet claimed. Threads claim an item by decrementing that count with a
+//    compare-and-swap, so a claim only succeeds while the job it read is current and still has
+//    items; whether an item is left is decided by the word alone. (An earlier version kept the
+//    next item index in the word and compared it with `n`: a worker late from a finished job
+//    could read the next job's larger `n` before that job's word was published, claim a phantom
+//    item, and count it as done, so the caller returned while an item still ran.)
 //  * The caller runs items too, then waits until `done` reaches n. It never waits for workers
 //    that did not take part (one descheduled worker does not stall a call).
 //  * Idle workers spin briefly (cheap back-to-back calls of small ops) and then sleep on a
@@ -87,16 +90,18 @@ static void run_items(uint32_t gen) {
     for (;;) {
         uint64_t w = atomic_load_explicit(&g_pool.word, memory_order_acquire);
         if ((uint32_t)(w >> 32) != gen) return;
+        const long left = (long)(uint32_t)w;  // items of job `gen` not yet claimed
+        if (left == 0) return;
         lathe_task_fn fn = atomic_load_explicit(&g_pool.fn, memory_order_relaxed);
         void *ctx = atomic_load_explicit(&g_pool.ctx, memory_order_relaxed);
         long n = atomic_load_explicit(&g_pool.n, memory_order_relaxed);
-        long i = (long)(uint32_t)w;
-        if (i >= n) return;
-        // Succeeds only if the job is still `gen`, so fn/ctx/n read above belong to it.
-        if (!atomic_compare_exchange_weak_explicit(&g_pool.word, &w, w + 1,
+        // Succeeds only if the word is still (gen, left): no item was claimed since we read it,
+        // so job `gen` was current and unfinished all along (the caller cannot start the next
+        // job before every item is claimed), and fn/ctx/n read above are its own.
+        if (!atomic_compare_exchange_weak_explicit(&g_pool.word, &w, w - 1,
                                                    memory_order_acq_rel, memory_order_relaxed))
             continue;
-        fn(ctx, i);
+        fn(ctx, n - left);
         atomic_fetch_add_explicit(&g_pool.done, 1, memory_order_release);
     }
 }
@@ -194,7 +199,7 @@ void lathe_parallel_for(long n, lathe_task_fn fn, void *ctx) {
     atomic_store_explicit(&g_pool.n, cnt, memory_order_relaxed);
     atomic_store_explicit(&g_pool.done, 0, memory_order_relaxed);
     uint32_t gen = (uint32_t)(atomic_load(&g_pool.word) >> 32) + 1;
-    atomic_store(&g_pool.word, (uint64_t)gen << 32);  // seq_cst publish (release for fields)
+    atomic_store(&g_pool.word, ((uint64_t)gen << 32) | (uint64_t)cnt);  // seq_cst publish (release for fields)
     if (atomic_load(&g_pool.sleepers) > 0) {
         pthread_mutex_lock(&g_pool.mu);
         pthread_cond_broadcast(&g_pool.cv);
