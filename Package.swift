@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "LatheIO", targets: ["LatheIO"]),
         .library(name: "LatheTrain", targets: ["LatheTrain"]),
         .library(name: "LatheCompress", targets: ["LatheCompress"]),
+        .library(name: "LatheBench", targets: ["LatheBench"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
@@ -21,18 +22,23 @@ let package = Package(
     targets: [
         // C kernels: GEMM, elementwise, reductions, thread pool; chosen at run time by CPU features.
         .target(name: "CLatheKernels"),
+        // Machine limits for the benchmarks (FMA peak, STREAM bandwidth); not part of the kernels.
+        .target(name: "CLatheBench", dependencies: ["CLatheKernels"]),
         .target(name: "LatheTensor", dependencies: ["CLatheKernels"]),
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO", "CLatheKernels"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),
-        .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", .product(name: "Yams", package: "Yams")]),
+        // Recipes, the trainer, and the pipelines built on them (compress: stages, variant reports).
+        .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
+        // Benchmark models, workloads and machine measurements (`lathe bench`).
+        .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "CLatheBench"]),
         .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress"]),
         .executableTarget(
             name: "lathe",
-            dependencies: ["Lathe", "CLatheKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Lathe", "LatheBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .target(name: "_LatheTestSupport", dependencies: ["LatheTensor"]),
+        .target(name: "_LatheTestSupport", dependencies: ["LatheTensor", "CLatheKernels"]),
         .testTarget(
             name: "LatheTensorTests",
             dependencies: ["LatheTensor", "CLatheKernels", "_LatheTestSupport"]
@@ -41,6 +47,9 @@ let package = Package(
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
         .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
         .testTarget(name: "LatheTrainTests", dependencies: ["Lathe", "_LatheTestSupport"]),
+        .testTarget(name: "LatheBenchTests", dependencies: ["LatheBench", "Lathe", "_LatheTestSupport"]),
+        // End-to-end tests of the `lathe` executable (argument parsing, printing, exit status).
+        .testTarget(name: "LatheCLITests", dependencies: ["Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheCompressTests", dependencies: ["Lathe", "CLatheKernels", "_LatheTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

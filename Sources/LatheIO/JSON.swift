@@ -1,11 +1,13 @@
-// A small JSON reader and writer for file headers.
+import Foundation
+
+// A small JSON reader and writer for file headers, config files and reports.
 //
 // Headers come from untrusted files, so the reader keeps object keys in file order, reports
 // duplicate keys, keeps numbers as text (callers decide what an integer is), limits nesting
 // depth, and never traps: every malformed input ends in a `JSONParseError`.
 
 /// A parsed JSON value. Objects keep their keys in file order.
-enum JSONValue: Equatable {
+public enum JSONValue: Equatable, Sendable {
     case object([(key: String, value: JSONValue)])
     case array([JSONValue])
     case string(String)
@@ -14,7 +16,7 @@ enum JSONValue: Equatable {
     case bool(Bool)
     case null
 
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case let (.object(x), .object(y)):
             x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
@@ -28,7 +30,7 @@ enum JSONValue: Equatable {
     }
 
     /// A short name of the value's kind, for error messages.
-    var kindName: String {
+    public var kindName: String {
         switch self {
         case .object: "an object"
         case .array: "an array"
@@ -41,7 +43,7 @@ enum JSONValue: Equatable {
 
     /// The value as a non-negative integer if it is written as one (no fraction or exponent)
     /// and fits in `Int`; `nil` otherwise.
-    var nonNegativeInt: Int? {
+    public var nonNegativeInt: Int? {
         guard case .number(let text) = self, !text.isEmpty else { return nil }
         var value = 0
         for c in text.utf8 {
@@ -55,21 +57,80 @@ enum JSONValue: Equatable {
     }
 }
 
-struct JSONParseError: Error, CustomStringConvertible {
-    let message: String
-    let offset: Int
-    var description: String { "\(message) at byte \(offset)" }
+
+extension JSONValue {
+    /// The value of `key` if this is an object that has it (the first occurrence).
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let pairs) = self else { return nil }
+        return pairs.first { $0.key == key }?.value
+    }
+
+    /// The members of an object in file order, or nil.
+    public var objectMembers: [(key: String, value: JSONValue)]? {
+        if case .object(let pairs) = self { return pairs }
+        return nil
+    }
+
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    /// A number as `Double` (nil for other kinds or text that is not a number).
+    public var doubleValue: Double? {
+        if case .number(let text) = self { return Double(text) }
+        return nil
+    }
+
+    /// A number written as an integer (no fraction or exponent) that fits in `Int`.
+    public var intValue: Int? {
+        guard case .number(let text) = self, !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else { return nil }
+        return Int(text)
+    }
+
+    public var isNull: Bool { self == .null }
+}
+
+extension JSONParser {
+    /// Parses UTF-8 text.
+    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        try parse(Array(text.utf8))
+    }
+
+    /// Parses UTF-8 bytes.
+    public static func parse(_ data: [UInt8]) throws(JSONParseError) -> JSONValue {
+        let result = data.withUnsafeBytes { buffer in
+            Result { () throws(JSONParseError) -> JSONValue in try parse(buffer) }
+        }
+        return try result.get()
+    }
+}
+
+public struct JSONParseError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let offset: Int
+    public var description: String { "\(message) at byte \(offset)" }
 }
 
 /// Parses one JSON value from UTF-8 bytes; whitespace may surround it, nothing else.
-struct JSONParser {
+public struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
     private let maxDepth = 64
 
     private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> JSONValue {
         var p = JSONParser(bytes)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
@@ -255,10 +316,10 @@ func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
 }
 
 /// Writes JSON compactly, the way serde_json does (so headers match the reference writer).
-enum JSONWriter {
+public enum JSONWriter {
     /// `s` as a JSON string literal: `"` and `\` escaped, control characters as `\n`, `\t`, ...
     /// or `\u00xx`; everything else (including non-ASCII) as is.
-    static func quoted(_ s: String) -> String {
+    public static func quoted(_ s: String) -> String {
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for scalar in s.unicodeScalars {
@@ -279,5 +340,18 @@ enum JSONWriter {
         return out + "\""
     }
 
-    static func intArray(_ xs: [Int]) -> String { "[" + xs.map(String.init).joined(separator: ",") + "]" }
+    public static func intArray(_ xs: [Int]) -> String { "[" + xs.map(String.init).joined(separator: ",") + "]" }
+
+    /// A JSON number: finite values with `digits` decimals (shortest form when nil), `null`
+    /// for NaN and infinities (JSON has no spelling for them).
+    public static func number(_ x: Double, digits: Int? = nil) -> String {
+        guard x.isFinite else { return "null" }
+        if let digits { return String(format: "%.\(digits)f", x) }
+        return "\(x)"
+    }
+
+    /// A flat object from (key, already-encoded value) pairs, keys in the given order.
+    public static func object(_ members: [(String, String)]) -> String {
+        "{" + members.map { quoted($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
+    }
 }

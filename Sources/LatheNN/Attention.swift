@@ -67,7 +67,7 @@ public final class CausalSelfAttention: Module {
 
     /// The same computation from primitive ops (split, permute, rotate, matmul, mask,
     /// softmax): the reference for the fused kernel.
-    public func forwardComposed(_ x: Tensor) -> Tensor {
+    package func forwardComposed(_ x: Tensor) -> Tensor {
         precondition(x.rank == 3, "CausalSelfAttention: expected [B, T, d], got \(x.shape)")
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2])
         let hd = d / heads

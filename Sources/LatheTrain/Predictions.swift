@@ -1,5 +1,6 @@
 import Foundation
 import LatheData
+import LatheIO
 import LatheNN
 import LatheTensor
 
@@ -45,21 +46,7 @@ public struct Predictions: Sendable {
         return "{\n" + lines.joined(separator: ",\n") + "\n}\n"
     }
 
-    func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
+    func quoted(_ s: String) -> String { JSONWriter.quoted(s) }
 }
 
 extension ClassificationTask {

@@ -8,7 +8,7 @@ import Yams
 /// of the wrong type is a ``RecipeError`` naming the key and the file.
 public struct Recipe: Sendable, Equatable {
     public struct Model: Sendable, Equatable {
-        /// `digits-mlp`, `digits-cnn`, `small-resnet` or `char-gpt`.
+        /// A name of ``ModelRegistry`` (`digits-mlp`, `digits-cnn`, `small-resnet`, `char-gpt`, ...).
         public var name = "digits-cnn"
         public var hidden = 128
         /// digits-cnn: output channels of its two convolutions.
@@ -21,7 +21,7 @@ public struct Recipe: Sendable, Equatable {
     }
 
     public struct DataSpec: Sendable, Equatable {
-        /// `digits`, `fashion-mnist`, `csv` or `shakespeare`.
+        /// A name of ``DataRegistry`` (`digits`, `fashion-mnist`, `csv`, `shakespeare`, ...).
         public var name = "digits"
         /// A file or directory for data sets that are not bundled.
         public var path: String?
@@ -93,6 +93,8 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let key: String?
     public let message: String
+
+    public init(file: String, key: String?, message: String) { (self.file, self.key, self.message) = (file, key, message) }
 
     public var description: String {
         if let key { return "\(file): \(key): \(message)" }
@@ -235,7 +237,7 @@ struct Reader {
         var r = Recipe()
         let m = try section(root, "model", allowed: ["name", "hidden", "channels", "dropout", "d_model", "layers", "heads", "context", "rope",
                                                      "checkpointing"])
-        r.model.name = try string(m, "model.", "name", oneOf: ["digits-mlp", "digits-cnn", "small-resnet", "char-gpt"]) ?? r.model.name
+        r.model.name = try string(m, "model.", "name", oneOf: ModelRegistry.shared.names) ?? r.model.name
         r.model.hidden = try positive(int(m, "model.", "hidden"), "model.hidden") ?? r.model.hidden
         r.model.dropout = try float(m, "model.", "dropout") ?? r.model.dropout
         if let c = try doubles(m, "model.", "channels") {
@@ -255,7 +257,7 @@ struct Reader {
         if r.model.dModel % r.model.heads != 0 { throw fail("model.heads", "d_model \(r.model.dModel) is not divisible by \(r.model.heads) heads") }
 
         let d = try section(root, "data", allowed: ["name", "path", "split", "split_seed", "label_column", "validation_fraction", "augment"])
-        r.data.name = try string(d, "data.", "name", oneOf: ["digits", "fashion-mnist", "csv", "shakespeare"]) ?? r.data.name
+        r.data.name = try string(d, "data.", "name", oneOf: DataRegistry.shared.names) ?? r.data.name
         r.data.path = try string(d, "data.", "path")
         r.data.split = try doubles(d, "data.", "split") ?? r.data.split
         if r.data.split.count != 3 || r.data.split.contains(where: { $0 < 0 }) || Swift.abs(r.data.split.reduce(0, +) - 1) > 1e-6 {
@@ -272,7 +274,7 @@ struct Reader {
         }
         if let a = try augmentation(d, prefix: "data.") {
             r.data.augmentation = a
-            if r.data.name == "shakespeare" { throw fail("data.augment", "applies to images, not to the text data set 'shakespeare'") }
+            if DataRegistry.shared[r.data.name]?.kind == .text { throw fail("data.augment", "applies to images, not to the text data set '\(r.data.name)'") }
         }
 
         let o = try section(root, "optimizer", allowed: ["name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"])

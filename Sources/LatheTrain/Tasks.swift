@@ -130,77 +130,23 @@ public struct LanguageModelTask: TrainingTask {
     }
 }
 
-/// Builds the data side of a recipe.
+/// Builds the data side of a recipe from ``DataRegistry``.
 func makeTask(_ r: Recipe, relativeTo directory: URL?) throws -> TrainingTask {
     func path(_ p: String) -> URL {
         p.hasPrefix("/") || directory == nil ? URL(fileURLWithPath: p) : directory!.appendingPathComponent(p)
     }
-    let flatten = r.model.name == "digits-mlp"
-    switch r.data.name {
-    case "shakespeare":
-        let corpus = try r.data.path.map { try CharCorpus(text: String(contentsOf: path($0), encoding: .utf8)) } ?? CharCorpus.shakespeare()
-        return LanguageModelTask(corpus: corpus, validationFraction: r.data.validationFraction, batchSize: r.training.batchSize,
-                                 context: r.model.context, seed: r.seed, evalBatches: r.training.evalBatches)
-    case "fashion-mnist":
-        let dir = r.data.path.map(path)
-        let trainAll = try FashionMNIST.load(directory: dir, split: .train)
-        let test = try FashionMNIST.load(directory: dir, split: .test)
-        let trainFraction = r.data.split[0] / Swift.max(r.data.split[0] + r.data.split[1], 1e-12)
-        let parts = try trainAll.split(fractions: [trainFraction, 1 - trainFraction], seed: r.data.splitSeed)
-        if let problem = ClassificationTask.augmentationProblem(r.data.augmentation, sampleShape: trainAll.sampleShape) {
-            throw RecipeError(file: "recipe", key: "data.augment", message: "\(problem); change or remove data.augment")
-        }
-        return ClassificationTask(train: parts[0], validation: parts[1], test: test, classes: 10, batchSize: r.training.batchSize,
-                                  seed: r.seed, flatten: flatten, augmentation: r.data.augmentation)
-    default:
-        let all: TensorDataset
-        switch r.data.name {
-        case "csv":
-            guard let p = r.data.path else {
-                throw RecipeError(file: "recipe", key: "data.path", message: "a csv data set needs data.path")
-            }
-            all = try CSV.loadNumeric(path(p), labelColumn: r.data.labelColumn)
-        case "digits":
-            all = try Digits.load()
-        default:
-            throw RecipeError(file: "recipe", key: "data.name", message: "unknown data set '\(r.data.name)'")
-        }
-        if let problem = ClassificationTask.augmentationProblem(r.data.augmentation, sampleShape: all.sampleShape) {
-            throw RecipeError(file: "recipe", key: "data.augment", message: "\(problem); change or remove data.augment")
-        }
-        let parts = try all.split(fractions: r.data.split, seed: r.data.splitSeed)
-        let classes = all.classes ?? (all.labels.intScalars.max() ?? 0) + 1
-        return ClassificationTask(train: parts[0], validation: parts[1], test: parts[2].count > 0 ? parts[2] : nil, classes: classes,
-                                  batchSize: r.training.batchSize, seed: r.seed, flatten: flatten, augmentation: r.data.augmentation)
-    }
+    let entry = try lookup(DataRegistry.shared, r.data.name, key: "data.name")
+    let flatten = ModelRegistry.shared[r.model.name]?.flattensInput ?? false
+    return try entry.build(r, path, flatten)
 }
 
-/// Builds the model of a recipe, sized from the data.
+/// Builds the model of a recipe from ``ModelRegistry``, sized from the data.
 func makeModel(_ r: Recipe, task: TrainingTask) throws -> Module {
-    let m = r.model
-    if let lm = task as? LanguageModelTask {
-        guard m.name == "char-gpt" else {
-            throw RecipeError(file: "recipe", key: "model.name", message: "'\(m.name)' cannot model text; use char-gpt")
-        }
-        let gpt = CharGPT(CharGPT.Config(vocab: lm.train.vocabSize, context: m.context, dModel: m.dModel, heads: m.heads,
-                                         layers: m.layers, rope: m.rope), seed: r.seed)
-        gpt.checkpointing = m.checkpointing
-        return gpt
-    }
-    guard let c = task as? ClassificationTask else { preconditionFailure("unknown task") }
-    let sample = c.train.sampleShape
-    switch m.name {
-    case "digits-mlp":
-        return Models.digitsMLP(inFeatures: sample.reduce(1, *), hidden: m.hidden, classes: c.classes, seed: r.seed)
-    case "digits-cnn", "small-resnet":
-        guard sample.count == 3, sample[1] == sample[2], sample[1] % 4 == 0 else {
-            throw RecipeError(file: "recipe", key: "model.name",
-                              message: "'\(m.name)' needs square images [C, H, W] with H a multiple of 4; the data has samples of shape \(sample)")
-        }
-        if m.name == "small-resnet" { return SmallResNet(inChannels: sample[0], classes: c.classes, seed: r.seed) }
-        return DigitsCNN(inChannels: sample[0], classes: c.classes, image: sample[1], channels: (m.channels[0], m.channels[1]), hidden: m.hidden,
-                         dropout: m.dropout, seed: r.seed)
-    default:
-        throw RecipeError(file: "recipe", key: "model.name", message: "'\(m.name)' cannot classify; use digits-mlp, digits-cnn or small-resnet")
+    try lookup(ModelRegistry.shared, r.model.name, key: "model.name").build(r, task)
+}
+
+func lookup<E>(_ registry: Registry<E>, _ name: String, key: String) throws -> E {
+    do { return try registry.lookup(name) } catch let e as RegistryError {
+        throw RecipeError(file: "recipe", key: key, message: e.description)
     }
 }

@@ -36,11 +36,21 @@ public struct TrainSummary: Sendable {
     public var modelPath: String
 }
 
+/// What a ``Trainer/onMetrics`` call reports on: the training step just taken, or an
+/// evaluation of the validation split. The raw value is the split's name in `metrics.csv` and
+/// the TensorBoard tags (`train/loss`, `val/accuracy`).
+public enum MetricSplit: String, Sendable, CaseIterable {
+    case train
+    case validation = "val"
+}
+
 /// Loss and (for classifiers) accuracy on one split.
 public struct Evaluation: Sendable, Equatable {
     public var loss: Double
     public var accuracy: Double?
     public var count: Int
+
+    public init(loss: Double, accuracy: Double?, count: Int) { (self.loss, self.accuracy, self.count) = (loss, accuracy, count) }
 }
 
 /// Runs a ``Recipe``: builds the data and model, trains with checkpoints, evaluation and
@@ -56,7 +66,7 @@ public final class Trainer {
     public let task: TrainingTask
     public let output: URL
     /// Called with (step, epoch, split, metrics) after each logged step and each evaluation.
-    public var onMetrics: ((Int, Int, String, [String: Double]) -> Void)?
+    public var onMetrics: ((Int, Int, MetricSplit, [String: Double]) -> Void)?
     /// Called after every step with (step, epoch, mean loss of the step).
     public var onStep: ((Int, Int, Double) -> Void)?
 
@@ -161,10 +171,10 @@ public final class Trainer {
             let epoch = step * accumulation / Swift.max(task.microBatchesPerEpoch, 1)
             let meanLoss = Double(lossSum) / Double(accumulation)
             onStep?(step, epoch, meanLoss)
-            onMetrics?(step, epoch, "train", ["loss": meanLoss, "lr": Double(optimizer.learningRate)])
+            onMetrics?(step, epoch, .train, ["loss": meanLoss, "lr": Double(optimizer.learningRate)])
             if step % evalEvery == 0 || step == total {
                 let v = evaluate(.validation)
-                onMetrics?(step, epoch, "val", metrics(v))
+                onMetrics?(step, epoch, .validation, metrics(v))
                 // Higher accuracy wins, lower loss breaks ties (language models: loss alone).
                 let metric = (v.accuracy ?? 0) * 1e6 - v.loss
                 if best == nil || metric > best!.metric {

@@ -69,3 +69,12 @@ public func assertGradientsMatchFiniteDifferences(
         }
     }
 }
+
+/// Asserts two state dicts have the same keys and bit-identical values (float or integer).
+public func assertIdentical(_ a: [String: Tensor], _ b: [String: Tensor], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(Set(a.keys), Set(b.keys), file: file, line: line)
+    for (k, v) in a {
+        XCTAssertEqual(v.dtype == .float32 ? v.scalars : v.intScalars.map(Float.init),
+                       b[k].map { $0.dtype == .float32 ? $0.scalars : $0.intScalars.map(Float.init) }, "\(k) differs", file: file, line: line)
+    }
+}

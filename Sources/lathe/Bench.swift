@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lathe
+import LatheBench
 
 /// `lathe bench ...`: Lathe's own timings. Every subcommand takes `--threads N`, `--repeat K`
 /// and `--json` (one JSON object per row, for bench/compare); timings are medians / bests over
@@ -27,32 +28,15 @@ struct BenchOptions: ParsableArguments {
     }
 }
 
-/// Seconds of monotonic time.
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// A JSON or table value in a benchmark row.
 enum BenchValue {
     case string(String), int(Int), double(Double, digits: Int), bool(Bool)
 
     var json: String {
         switch self {
-        case .string(let s):
-            var out = "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-                default: out.unicodeScalars.append(u)
-                }
-            }
-            return out + "\""
+        case .string(let s): return JSONWriter.quoted(s)
         case .int(let i): return String(i)
-        case .double(let d, let digits): return d.isFinite ? String(format: "%.\(digits)f", d) : "null"
+        case .double(let d, let digits): return JSONWriter.number(d, digits: digits)
         case .bool(let b): return b ? "true" : "false"
         }
     }
@@ -80,7 +64,7 @@ struct RowPrinter {
 
     mutating func print(_ row: [(String, BenchValue)]) {
         if json {
-            Swift.print("{" + row.map { "\"\($0.0)\":\($0.1.json)" }.joined(separator: ",") + "}")
+            Swift.print(JSONWriter.object(row.map { ($0.0, $0.1.json) }))
         } else {
             let widths = columns.map { max($0.title.count, 10) }
             if !headerDone {
@@ -98,11 +82,8 @@ struct RowPrinter {
     }
 }
 
-/// Median of a non-empty array.
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
+/// Splits a comma-separated list, dropping empty items.
+func commaList(_ s: String) -> [String] { s.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
 extension Bench {
     struct GEMM: ParsableCommand {
@@ -118,47 +99,20 @@ extension Bench {
 
         func run() throws {
             let repeats = try options.apply(defaultRepeats: 5)
+            let parsed = try commaList(shapes).map { spec in
+                do { return try GEMMShape(parsing: spec) } catch { throw ValidationError("\(error)") }
+            }
             if !options.json { print("kernels \(KernelInfo.isaName), threads \(ThreadPool.threadCount)") }
             var out = RowPrinter(json: options.json, columns: [("shape", "shape (MxNxK)"), ("gflops", "GFLOP/s"),
                                                                ("median_gflops", "median"), ("ms", "best ms")])
-            for spec in shapes.split(separator: ",") {
-                let parts = spec.split(separator: ":")
-                let dims = parts[0].split(separator: "x").compactMap { Int($0) }
-                guard dims.count == 3, dims.allSatisfy({ $0 > 0 }) else {
-                    throw ValidationError("bad shape '\(spec)': expected MxNxK with positive sizes, e.g. 512x512x512")
-                }
-                let flags = parts.count > 1 ? String(parts[1]) : ""
-                let (m, n, k) = (dims[0], dims[1], dims[2])
-                let ta = flags.contains("tA"), tb = flags.contains("tB")
-                var rng = RandomGenerator(seed: 0)
-                let a = Tensor.uniform([m * k], low: -1, high: 1, generator: &rng).scalars
-                let b = Tensor.uniform([k * n], low: -1, high: 1, generator: &rng).scalars
-                var c = [Float](repeating: 0, count: m * n)
-                let flop = 2.0 * Double(m) * Double(n) * Double(k)
-                var samples: [Double] = []
-                a.withUnsafeBufferPointer { ap in
-                    b.withUnsafeBufferPointer { bp in
-                        c.withUnsafeMutableBufferPointer { cbuf in
-                            let cp = cbuf.baseAddress!
-                            let call = { KernelInfo.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: ap.baseAddress!, b: bp.baseAddress!, c: cp) }
-                            let t0 = now(); call(); let once = now() - t0
-                            // Enough calls per timing to last --min-time.
-                            let inner = Swift.max(1, Int(minTime / Swift.max(once, 1e-9)))
-                            for _ in 0..<repeats {
-                                let s = now()
-                                for _ in 0..<inner { call() }
-                                samples.append((now() - s) / Double(inner))
-                            }
-                        }
-                    }
-                }
-                let best = samples.min()!
-                let name = "\(m)x\(n)x\(k)" + (flags.isEmpty ? "" : ":\(flags)")
-                out.print([("bench", .string("gemm")), ("shape", .string(name)), ("m", .int(m)), ("n", .int(n)), ("k", .int(k)),
-                           ("transA", .bool(ta)), ("transB", .bool(tb)), ("threads", .int(ThreadPool.threadCount)),
-                           ("gflops", .double(flop / best / 1e9, digits: 2)),
-                           ("median_gflops", .double(flop / median(samples) / 1e9, digits: 2)),
-                           ("seconds", .double(best, digits: 9)), ("ms", .double(best * 1e3, digits: 3))])
+            for shape in parsed {
+                let t = Benchmarks.gemm(shape, repeats: repeats, minTime: minTime)
+                out.print([("bench", .string("gemm")), ("shape", .string(shape.description)), ("m", .int(shape.m)), ("n", .int(shape.n)),
+                           ("k", .int(shape.k)), ("transA", .bool(shape.transA)), ("transB", .bool(shape.transB)),
+                           ("threads", .int(ThreadPool.threadCount)),
+                           ("gflops", .double(shape.flop / t.best / 1e9, digits: 2)),
+                           ("median_gflops", .double(shape.flop / t.median / 1e9, digits: 2)),
+                           ("seconds", .double(t.best, digits: 9)), ("ms", .double(t.best * 1e3, digits: 3))])
             }
         }
     }

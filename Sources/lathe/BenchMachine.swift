@@ -1,26 +1,7 @@
 import ArgumentParser
-import CLatheKernels
 import Foundation
 import Lathe
-
-/// The CPU model name from /proc/cpuinfo (Linux) or sysctl (macOS); "unknown" otherwise.
-func cpuModelName() -> String {
-    if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
-        for line in text.split(separator: "\n") where line.hasPrefix("model name") || line.hasPrefix("Model") {
-            if let colon = line.firstIndex(of: ":") {
-                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            }
-        }
-    }
-    #if canImport(Darwin)
-    var size = 0
-    if sysctlbyname("machdep.cpu.brand_string", nil, &size, nil, 0) == 0, size > 0 {
-        var buf = [CChar](repeating: 0, count: size)
-        if sysctlbyname("machdep.cpu.brand_string", &buf, &size, nil, 0) == 0 { return String(cString: buf) }
-    }
-    #endif
-    return "unknown"
-}
+import LatheBench
 
 extension Bench {
     struct Machine: ParsableCommand {
@@ -44,23 +25,23 @@ extension Bench {
             guard seconds > 0, arrayMb >= 1 else { throw ValidationError("--seconds and --array-mb must be positive") }
             let all = ThreadPool.threadCount
             let threadCounts = all == 1 ? [1] : [1, all]
+            let cpu = MachineBenchmark.cpuModelName()
             var out = RowPrinter(json: options.json, columns: [("metric", "metric"), ("threads", "threads"),
                                                                ("value", "value"), ("unit", "unit")])
             out.print([("bench", .string("machine")), ("metric", .string("cpu")), ("threads", .int(all)),
-                       ("value", .string(cpuModelName())), ("unit", .string("")),
-                       ("cpu", .string(cpuModelName())), ("cores", .int(ProcessInfo.processInfo.activeProcessorCount)),
-                       ("isa", .string(KernelInfo.isaName)), ("fma_lanes", .int(Int(lathe_fma_peak_lanes())))])
+                       ("value", .string(cpu)), ("unit", .string("")),
+                       ("cpu", .string(cpu)), ("cores", .int(ProcessInfo.processInfo.activeProcessorCount)),
+                       ("isa", .string(KernelInfo.isaName)), ("fma_lanes", .int(MachineBenchmark.fmaLanes))])
             for t in threadCounts {
-                let peak = (0..<repeats).map { _ in lathe_measure_fma_peak(seconds, Int32(t)) }.max()!
+                let peak = (0..<repeats).map { _ in MachineBenchmark.fmaPeak(seconds: seconds, threads: t) }.max()!
                 out.print([("bench", .string("machine")), ("metric", .string("fma_peak")), ("threads", .int(t)),
                            ("value", .double(peak, digits: 1)), ("unit", .string("GFLOP/s")), ("isa", .string(KernelInfo.isaName))])
             }
-            let bytes = arrayMb << 20
-            for (kind, name) in [(LATHE_STREAM_COPY, "bandwidth_copy"), (LATHE_STREAM_TRIAD, "bandwidth_triad")] {
+            for kind in MachineBenchmark.StreamKind.allCases {
                 for t in threadCounts {
-                    let gbs = (0..<repeats).map { _ in lathe_measure_bandwidth(Int32(kind.rawValue), bytes, Int32(t), seconds) }.max()!
-                    guard gbs > 0 else { throw CLIError("could not allocate 3 x \(arrayMb) MB for the bandwidth test") }
-                    out.print([("bench", .string("machine")), ("metric", .string(name)), ("threads", .int(t)),
+                    let runs = (0..<repeats).map { _ in MachineBenchmark.bandwidth(kind, arrayMB: arrayMb, threads: t, seconds: seconds) }
+                    guard let gbs = runs.compactMap({ $0 }).max() else { throw CLIError("could not allocate 3 x \(arrayMb) MB for the bandwidth test") }
+                    out.print([("bench", .string("machine")), ("metric", .string("bandwidth_\(kind.rawValue)")), ("threads", .int(t)),
                                ("value", .double(gbs, digits: 1)), ("unit", .string("GB/s")), ("array_mb", .int(arrayMb))])
                 }
             }

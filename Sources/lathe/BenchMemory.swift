@@ -1,47 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lathe
-
-/// Resident-set figures of this process in MB: current and peak (high-water mark).
-struct ResidentMemory {
-    var current: Double
-    var peak: Double
-
-    /// /proc/self/status VmRSS and VmHWM where present (Linux), else getrusage's ru_maxrss for both.
-    static func read() -> ResidentMemory {
-        if let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
-            func field(_ name: String) -> Double? {
-                guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return nil }
-                return line.split(separator: " ").dropFirst().first.flatMap { Double($0) }.map { $0 / 1024 }  // kB
-            }
-            if let rss = field("VmRSS"), let hwm = field("VmHWM") { return ResidentMemory(current: rss, peak: max(hwm, maxRSS())) }
-        }
-        let peak = maxRSS()
-        return ResidentMemory(current: peak, peak: peak)
-    }
-
-    /// getrusage(RUSAGE_SELF).ru_maxrss in MB (kB on Linux, bytes on macOS).
-    static func maxRSS() -> Double {
-        var usage = rusage()
-        #if canImport(Darwin)
-        let who = RUSAGE_SELF
-        #else
-        let who = __rusage_who_t(RUSAGE_SELF.rawValue)
-        #endif
-        guard getrusage(who, &usage) == 0 else { return 0 }
-        #if canImport(Darwin)
-        return Double(usage.ru_maxrss) / 1_048_576
-        #else
-        return Double(usage.ru_maxrss) / 1024
-        #endif
-    }
-}
-
-/// The path of the running executable, to start children.
-func currentExecutablePath() -> String {
-    if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return p }
-    return Bundle.main.executablePath ?? CommandLine.arguments[0]
-}
+import LatheBench
 
 /// The char GPT configuration of the memory benchmark (activations dominate).
 struct MemoryConfig: ParsableArguments {
@@ -83,30 +43,17 @@ extension Bench {
                                                                ("ms_per_step", "median ms/step")])
             if !options.json { print("\(config.label), threads \(ThreadPool.threadCount)") }
             for checkpointing in [false, true] {
-                let child = Process()
-                child.executableURL = URL(fileURLWithPath: currentExecutablePath())
-                child.arguments = ["bench", "memory-run", "--threads", "\(ThreadPool.threadCount)", "--repeat", "\(repeats)"]
-                    + config.arguments + (checkpointing ? ["--checkpointing"] : [])
-                let pipe = Pipe()
-                child.standardOutput = pipe
-                try child.run()
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                child.waitUntilExit()
-                guard child.terminationStatus == 0,
-                      let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last,
-                      let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                    throw CLIError("memory-run child failed (status \(child.terminationStatus))")
-                }
-                func num(_ k: String) -> Double { (obj[k] as? NSNumber)?.doubleValue ?? .nan }
+                let r = try MemoryBenchmark.measureInChild(
+                    executable: MemoryBenchmark.currentExecutable(),
+                    arguments: ["bench", "memory-run", "--threads", "\(ThreadPool.threadCount)", "--repeat", "\(repeats)"]
+                        + config.arguments + (checkpointing ? ["--checkpointing"] : []))
                 out.print([("bench", .string("memory")), ("model", .string("gpt")), ("config", .string(config.label)),
                            ("batch", .int(config.batch)), ("context", .int(config.context)), ("d_model", .int(config.dModel)),
                            ("layers", .int(config.layers)), ("heads", .int(config.heads)),
                            ("threads", .int(ThreadPool.threadCount)), ("checkpointing", .bool(checkpointing)),
-                           ("peak_rss_mb", .double(num("peak_rss_mb"), digits: 1)),
-                           ("baseline_rss_mb", .double(num("baseline_rss_mb"), digits: 1)),
-                           ("step_delta_mb", .double(num("peak_rss_mb") - num("baseline_rss_mb"), digits: 1)),
-                           ("ms_per_step", .double(num("ms_per_step"), digits: 2)),
-                           ("steps_per_second", .double(1e3 / num("ms_per_step"), digits: 3))])
+                           ("peak_rss_mb", .double(r.peakMB, digits: 1)), ("baseline_rss_mb", .double(r.baselineMB, digits: 1)),
+                           ("step_delta_mb", .double(r.addedMB, digits: 1)), ("ms_per_step", .double(r.msPerStep, digits: 2)),
+                           ("steps_per_second", .double(1e3 / r.msPerStep, digits: 3))])
             }
         }
     }
@@ -121,20 +68,7 @@ extension Bench {
 
         func run() throws {
             let repeats = try options.apply(defaultRepeats: 3)
-            let c = try BenchModel.make("gpt", batch: config.batch, gpt: config.gpt)
-            (c.model as! CharGPT).checkpointing = checkpointing
-            let step = c.trainer()
-            let before = ResidentMemory.read()
-            _ = step()
-            var times: [Double] = []
-            for _ in 0..<repeats {
-                let t0 = now()
-                _ = step()
-                times.append(now() - t0)
-            }
-            let after = ResidentMemory.read()
-            print("{\"checkpointing\":\(checkpointing),\"baseline_rss_mb\":\(before.current),\"baseline_peak_mb\":\(before.peak),"
-                  + "\"peak_rss_mb\":\(after.peak),\"ru_maxrss_mb\":\(ResidentMemory.maxRSS()),\"ms_per_step\":\(median(times) * 1e3)}")
+            print(try MemoryBenchmark.measureHere(gpt: config.gpt, batch: config.batch, checkpointing: checkpointing, repeats: repeats).json)
         }
     }
 }

@@ -2,38 +2,10 @@ import ArgumentParser
 import Foundation
 import Lathe
 
-/// Size of a file in bytes (0 if it cannot be read).
-func fileBytes(_ path: String) -> Int {
-    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
-}
-
-/// "accuracy 98.61%" or, for a model without accuracy, "loss 0.1234".
-func scoreText(_ e: Evaluation) -> String {
-    e.accuracy.map { String(format: "%.2f%%", 100 * $0) } ?? String(format: "loss %.4f", e.loss)
-}
-
-/// The split that `Trainer.evaluate(.test)` measures (validation when the data has no test split).
-func testSplitName(_ t: Trainer) -> String { t.task.hasTestSplit ? "test" : "validation" }
-
-/// Turns `r` into a fine-tuning run: `steps` steps at `lr` (cosine, no warm-up), output in a
-/// fresh temporary directory that is removed at exit.
-func fineTuning(_ r: inout Recipe, steps: Int, lr: Float) {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-finetune-\(UUID().uuidString)")
-    TemporaryDirectories.removeAtExit(directory)
-    r.output = directory.path
-    (r.training.epochs, r.training.steps) = (nil, Swift.max(steps, 1))
-    r.schedule.warmupSteps = 0
-    r.optimizer.lr = lr
-}
-
-/// Temporary directories to delete when the command ends.
-enum TemporaryDirectories {
-    nonisolated(unsafe) static var pending: [URL] = []
-    static func removeAtExit(_ url: URL) {
-        if pending.isEmpty { atexit { for u in TemporaryDirectories.pending { try? FileManager.default.removeItem(at: u) } } }
-        pending.append(url)
-    }
-}
+extension QuantizeScheme: ExpressibleByArgument {}
+extension ObserverName: ExpressibleByArgument {}
+extension QATRanges: ExpressibleByArgument {}
+extension PruneMethod: ExpressibleByArgument {}
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,49 +21,41 @@ struct Quantize: ParsableCommand {
 
     @Argument(help: "The recipe that describes the model and data.") var recipe: String
     @Option(help: "fp32 weights (safetensors state dict).") var model: String
-    @Option(help: "int8, int8-dynamic, int4 or int8-weight.") var scheme: String
+    @Option(help: "int8, int8-dynamic, int4 or int8-weight.") var scheme: QuantizeScheme
     @Option(help: "Group size of int4 / int8-weight (a multiple of 16: 32, 64, 128).") var groupSize: Int = 64
     @Flag(help: "Asymmetric (min/scale) groups instead of symmetric ones (int4, int8-weight).") var asymmetric = false
-    @Option(help: "Calibration observer of static int8: minmax, percentile (99.99) or mse.") var observer: String = "minmax"
+    @Option(help: "Calibration observer of static int8: minmax, percentile (99.99) or mse.") var observer: ObserverName = .minmax
     @Option(help: "Training batches to calibrate static int8 on.") var calibrationBatches: Int = 8
     @Flag(help: "Keep the first and the last quantizable layer in fp32.") var keepFirstLast = false
     @Flag(help: "Keep batch norms as they are instead of folding them into the layer before them.") var noFoldBn = false
     @Option(help: "Quantization-aware training steps before converting (int8 only; 0: post-training quantization).") var qatSteps: Int = 0
     @Option(help: "QAT learning rate.") var qatLr: Float = 1e-4
-    @Option(help: "QAT activation ranges: ema (moving average of batch min/max) or learned (trained bounds).") var qatRanges: String = "ema"
+    @Option(help: "QAT activation ranges: ema (moving average of batch min/max) or learned (trained bounds).") var qatRanges: QATRanges = .ema
     @Option(help: "Where to write the quantized model.") var output: String
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
 
-    static let schemes = ["int8", "int8-dynamic", "int4", "int8-weight"]
-
     func validate() throws {
-        guard Self.schemes.contains(scheme) else {
-            throw ValidationError("--scheme must be one of \(Self.schemes.joined(separator: ", ")), not '\(scheme)'")
-        }
         guard groupSize > 0, groupSize % 16 == 0 else { throw ValidationError("--group-size must be a positive multiple of 16, got \(groupSize)") }
-        guard ["minmax", "percentile", "mse"].contains(observer) else {
-            throw ValidationError("--observer must be minmax, percentile or mse, not '\(observer)'")
-        }
-        if asymmetric, scheme != "int4", scheme != "int8-weight" {
-            throw ValidationError("--asymmetric applies to the group-wise schemes (int4, int8-weight), not \(scheme)")
+        if asymmetric, !scheme.isGroupwise {
+            throw ValidationError("--asymmetric applies to the group-wise schemes (int4, int8-weight), not \(scheme.rawValue)")
         }
         guard calibrationBatches >= 1 else { throw ValidationError("--calibration-batches must be at least 1, got \(calibrationBatches)") }
         guard qatSteps >= 0 else { throw ValidationError("--qat-steps must be at least 0, got \(qatSteps)") }
-        if qatSteps > 0, scheme != "int8" { throw ValidationError("--qat-steps applies to --scheme int8, not \(scheme)") }
+        if qatSteps > 0, scheme != .int8 { throw ValidationError("--qat-steps applies to --scheme int8, not \(scheme.rawValue)") }
         if qatSteps > 0, noFoldBn { throw ValidationError("QAT needs the batch norms folded; drop --no-fold-bn") }
         guard qatLr > 0 else { throw ValidationError("--qat-lr must be positive, got \(qatLr)") }
-        guard ["ema", "learned"].contains(qatRanges) else { throw ValidationError("--qat-ranges must be ema or learned, not '\(qatRanges)'") }
     }
 
     func run() throws {
-        var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        let source = try RecipeSource.file(URL(fileURLWithPath: recipe), overrides: overrides)
+        var r = try source.recipe()
         try threadOptions.apply(to: &r)  // --threads wins over the recipe's `threads`
         let task = try Trainer(recipe: r).task
-        var stage = CompressSpec.Stage(name: "quantized", method: qatSteps > 0 ? "qat" : "quantize")
+        var stage = CompressSpec.Stage(name: "quantized", method: qatSteps > 0 ? .qat : .quantize)
         (stage.scheme, stage.groupSize, stage.symmetric, stage.observer, stage.keepFirstLast) = (scheme, groupSize, !asymmetric, observer, keepFirstLast)
         (stage.steps, stage.lr, stage.ranges) = (qatSteps, qatLr, qatRanges)
-        let run = CompressionRun(recipe: r, recipePath: recipe, overrides: overrides, task: task,
+        let run = CompressionRun(source: source, recipe: r, task: task,
                                  baseline: try SafeTensors.read(contentsOf: URL(fileURLWithPath: model)).tensors,
                                  directory: FileManager.default.temporaryDirectory, calibrationBatches: calibrationBatches)
         let o = try run.quantizeModel(stage, foldBatchNorms: !noFoldBn)
@@ -104,7 +68,7 @@ struct Quantize: ParsableCommand {
         try QuantizedModelFile.load(into: fresh.model, from: url)
         let reloaded = fresh.evaluate(.test)
 
-        let split = testSplitName(trainer)
+        let split = trainer.testSplitName
         let fp32Bytes = fileBytes(model), qBytes = fileBytes(output)
         let fp32Layers = Quantizer.quantizableLayers(in: net).map(\.0).filter { !o.layers.contains($0) }
         print("lathe quantize: \(r.model.name) on \(r.data.name), \(o.description)")
@@ -143,7 +107,7 @@ struct Prune: ParsableCommand {
 
     @Argument(help: "The recipe that describes the model and data.") var recipe: String
     @Option(help: "Trained weights (safetensors state dict).") var model: String
-    @Option(help: "magnitude, global, structured or 2:4.") var method: String
+    @Option(help: "magnitude, global, structured or 2:4.") var method: PruneMethod
     @Option(help: "Fraction of the weights to remove (magnitude, global).") var sparsity: Double = 0.9
     @Flag(help: "Reach the sparsity gradually during fine-tuning (magnitude, global).") var gradual = false
     @Option(help: "Fraction of the channels to remove from each layer (structured).") var ratio: Double = 0.5
@@ -153,17 +117,12 @@ struct Prune: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value.") var overrides: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
 
-    static let methods = ["magnitude", "global", "structured", "2:4"]
-
     func validate() throws {
-        guard Self.methods.contains(method) else {
-            throw ValidationError("--method must be one of \(Self.methods.joined(separator: ", ")), not '\(method)'")
-        }
         guard (0...1).contains(sparsity) else { throw ValidationError("--sparsity must be in [0, 1], got \(sparsity)") }
         guard ratio >= 0, ratio < 1 else { throw ValidationError("--ratio must be in [0, 1), got \(ratio)") }
         guard finetuneSteps >= 0 else { throw ValidationError("--finetune-steps must be at least 0, got \(finetuneSteps)") }
         guard lr > 0 else { throw ValidationError("--lr must be positive, got \(lr)") }
-        if gradual, !(method == "magnitude" || method == "global") || finetuneSteps < 3 {
+        if gradual, !(method == .magnitude || method == .global) || finetuneSteps < 3 {
             throw ValidationError("--gradual applies to --method magnitude or global with --finetune-steps of at least 3")
         }
     }
@@ -175,21 +134,22 @@ struct Prune: ParsableCommand {
     }
 
     func run() throws {
-        var r = try Recipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
+        let source = try RecipeSource.file(URL(fileURLWithPath: recipe), overrides: overrides)
+        var r = try source.recipe()
         try threadOptions.apply(to: &r)  // --threads wins over the recipe's `threads`
         let task = try Trainer(recipe: r).task
         let baseline = try SafeTensors.read(contentsOf: URL(fileURLWithPath: model)).tensors
         let original = try Trainer(recipe: r, task: task).model
         try original.loadStateDict(baseline)
-        var stage = CompressSpec.Stage(name: "pruned", method: "prune")
+        var stage = CompressSpec.Stage(name: "pruned", method: .prune)
         (stage.prune, stage.sparsity, stage.ratio, stage.gradual, stage.steps, stage.lr) = (method, sparsity, ratio, gradual, finetuneSteps, lr)
-        let run = CompressionRun(recipe: r, recipePath: recipe, overrides: overrides, task: task, baseline: baseline,
+        let run = CompressionRun(source: source, recipe: r, task: task, baseline: baseline,
                                  directory: FileManager.default.temporaryDirectory, calibrationBatches: 1)
         let o = try run.pruneModel(stage)
         let net = o.trainer.model
         try SafeTensors.write(net.stateDict(), metadata: o.metadata, to: URL(fileURLWithPath: output))
 
-        let split = testSplitName(o.trainer)
+        let split = o.trainer.testSplitName
         print("lathe prune: \(r.model.name) on \(r.data.name), \(o.description)")
         print(line("before", original, o.before, split: split))
         if !gradual { print(line("after pruning", net, o.pruned, split: split)) }

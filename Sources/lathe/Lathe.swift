@@ -1,7 +1,7 @@
 import ArgumentParser
-import CLatheKernels
 import Foundation
 import Lathe
+import LatheBench
 
 @main
 struct LatheCommand: ParsableCommand {
@@ -13,7 +13,7 @@ struct LatheCommand: ParsableCommand {
 
     static func main() {
         // Line-buffered output, so that progress reaches a log file or pipe as it happens.
-        lathe_line_buffer_stdout()
+        MachineBenchmark.lineBufferStandardOutput()
         main(nil)
     }
 }

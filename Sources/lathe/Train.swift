@@ -15,7 +15,7 @@ func runTraining(_ trainer: Trainer, resume: Bool, label: String) throws -> Trai
     trainer.onStep = { step, epoch, loss in progress.update(step: step, epoch: epoch, loss: loss) }
     trainer.onMetrics = { step, epoch, split, metrics in
         do { try logger.log(step: step, epoch: epoch, split: split, metrics: metrics) } catch { logError = error }
-        if split == "val" {
+        if split == .validation {
             progress.message(String(format: "step %d  validation loss %.4f", step, metrics["loss"] ?? .nan)
                           + (metrics["accuracy"].map { String(format: "  accuracy %.2f%%", 100 * $0) } ?? ""))
         }
@@ -91,14 +91,7 @@ struct Eval: ParsableCommand {
             let p = try trainer.predictions(which)
             var info = [("generator", "lathe eval"), ("model", path), ("recipe", recipe), ("model_name", r.model.name),
                         ("data", r.data.name)]
-            switch r.data.name {
-            case "digits":
-                info.append(("indices_into", "Digits.load(): rows of Sources/LatheData/Resources/digits.csv.gz, pixels / 16"))
-            case "fashion-mnist":
-                info.append(("indices_into", which == .test ? "the official Fashion-MNIST test set" : "the official Fashion-MNIST training set"))
-            default:
-                info.append(("indices_into", "the rows of \(r.data.path ?? r.data.name)"))
-            }
+            if let data = DataRegistry.shared[r.data.name] { info.append(("indices_into", data.indexDescription(r, which))) }
             info.append(("split_fractions", r.data.split.map { "\($0)" }.joined(separator: ",")))
             info.append(("split_seed", "\(r.data.splitSeed)"))
             try AtomicFile.write(p.json(info: info, includeLogits: !noLogits), to: URL(fileURLWithPath: predictions))

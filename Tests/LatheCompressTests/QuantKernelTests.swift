@@ -2,30 +2,11 @@ import CLatheKernels
 import LatheCompress
 import LatheTensor
 import XCTest
+import _LatheTestSupport
 
-/// Deterministic test data (a 64-bit LCG).
-struct TestRNG {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-    mutating func next() -> UInt64 {
-        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return state >> 11
-    }
-    mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-    mutating func float(_ lo: Float = -1, _ hi: Float = 1) -> Float { lo + (hi - lo) * Float(next() % 1_000_000) / 1_000_000 }
-    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
-}
-
-/// Runs `body` on every ISA the CPU has and with 1 and 2 threads.
+/// Runs `body` on every ISA the CPU has and with 1 and 2 threads, labelled with the int8 GEMM variant.
 func forEveryISAAndThreadCount(_ body: (String) throws -> Void) rethrows {
-    let original = lathe_active_isa(), threads = ThreadPool.threadCount
-    defer { _ = lathe_set_isa(original); ThreadPool.threadCount = threads }
-    for isa in [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON] where lathe_set_isa(isa) == 0 {
-        for t in [1, 2] {
-            ThreadPool.threadCount = t
-            try body("\(String(cString: lathe_qgemm_variant())) threads=\(t)")
-        }
-    }
+    try forEachISAAndThreads { _ in try body("\(String(cString: lathe_qgemm_variant())) threads=\(ThreadPool.threadCount)") }
 }
 
 let awkwardGemmSizes: [(m: Int, n: Int, k: Int)] = [

@@ -14,7 +14,7 @@ func idxBytes(type: UInt8 = 8, dims: [Int], data: [UInt8]) -> Data {
 
 final class IDXTests: XCTestCase {
     func testRoundTripOfHandMadeFiles() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory()
         let pixels = (0..<24).map { UInt8($0 * 11) }
         try idxBytes(dims: [2, 3, 4], data: pixels).write(to: dir.appendingPathComponent("img"))
         try idxBytes(dims: [2], data: [7, 3]).write(to: dir.appendingPathComponent("lab"))
@@ -38,7 +38,7 @@ final class IDXTests: XCTestCase {
     }
 
     func testBadFilesGiveClearErrors() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory()
         func write(_ name: String, _ d: Data) throws -> URL {
             let u = dir.appendingPathComponent(name)
             try d.write(to: u)
@@ -88,7 +88,7 @@ final class IDXTests: XCTestCase {
 
 final class FashionMNISTTests: XCTestCase {
     func testMissingDirectorySaysHowToGetIt() throws {
-        let dir = try temporaryDirectory(self).appendingPathComponent("fashion-mnist")
+        let dir = try temporaryDirectory().appendingPathComponent("fashion-mnist")
         let e = expectDataError { try FashionMNIST.load(directory: dir) }
         guard case .missingDirectory(let path, _) = e else { return XCTFail("\(String(describing: e))") }
         XCTAssertEqual(path, dir.path)
@@ -100,7 +100,7 @@ final class FashionMNISTTests: XCTestCase {
     }
 
     func testMissingFileInAnExistingDirectory() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory()
         let e = expectDataError { try FashionMNIST.load(directory: dir, split: .test) }
         guard case .missingFile(let path, _) = e else { return XCTFail("\(String(describing: e))") }
         XCTAssertTrue(path.hasSuffix("t10k-images-idx3-ubyte.gz"), path)
@@ -108,7 +108,7 @@ final class FashionMNISTTests: XCTestCase {
     }
 
     func testLoadsFilesUnderTheOriginalNames() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory()
         try FileManager.default.copyItem(at: fixture("tiny-images-idx3-ubyte.gz"), to: dir.appendingPathComponent("train-images-idx3-ubyte.gz"))
         // Uncompressed labels work too.
         try idxBytes(dims: [3], data: [9, 0, 1]).write(to: dir.appendingPathComponent("train-labels-idx1-ubyte"))
@@ -180,7 +180,7 @@ final class CSVTests: XCTestCase {
         e = expectDataError { try CSV.loadNumeric(URL(fileURLWithPath: "/nonexistent/file.csv")) }
         XCTAssertTrue(e?.description.contains("/nonexistent/file.csv") ?? false, e?.description ?? "")
         // Errors inside a gzip file report the decompressed line too.
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory()
         let gz = try Gzip.decompress(Data(contentsOf: fixture("small.csv.gz")))
         XCTAssertEqual(String(decoding: gz, as: UTF8.self), try String(contentsOf: fixture("small.csv"), encoding: .utf8))
         let broken = dir.appendingPathComponent("broken.csv")

@@ -9,14 +9,6 @@ let dataFixtures = fixturesDirectory.appendingPathComponent("data")
 
 func fixture(_ name: String) -> URL { dataFixtures.appendingPathComponent(name) }
 
-/// A fresh temporary directory, removed when the test case ends.
-func temporaryDirectory(_ test: XCTestCase) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-data-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-    return dir
-}
-
 /// Runs `body`, expects a DataError, and returns it (nil and a failure otherwise).
 @discardableResult
 func expectDataError<T>(_ body: () throws -> T, file: StaticString = #filePath, line: UInt = #line) -> DataError? {

@@ -452,31 +452,6 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(SafeTensorsHeader.humanBytes(3 << 30), "3.0 GiB")
     }
 
-    /// Runs the built `lathe` executable (next to the test bundle) on good and bad files.
-    func testInspectCommand() throws {
-        func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-            let r = try runLathe(arguments)
-            return (r.status, r.out, r.err)
-        }
-        let fixture = fixturesDirectory.appendingPathComponent("io/torch_written.safetensors").path
-        let table = try run(["inspect", fixture])
-        XCTAssertEqual(table.status, 0, table.err)
-        XCTAssertTrue(table.out.contains("layer.0.brain"), table.out)
-        XCTAssertTrue(table.out.contains("F64 (loads as float32)"), table.out)
-        XCTAssertTrue(table.out.contains("11 tensors, 31 parameters"), table.out)
-        XCTAssertTrue(table.out.contains("source: Tools/reference/make_io_fixtures.py"), table.out)
-
-        let json = try run(["inspect", "--json", fixture])
-        XCTAssertEqual(json.status, 0, json.err)
-        let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
-        XCTAssertEqual((object?["tensor_count"] as? NSNumber)?.intValue, 11)
-
-        let bad = try rawFile("bad.safetensors", header: "garbage")
-        let failed = try run(["inspect", bad.path])
-        XCTAssertNotEqual(failed.status, 0)
-        XCTAssertTrue(failed.err.contains("bad.safetensors: the safetensors header is invalid"), failed.err)
-        XCTAssertEqual(failed.out, "")
-    }
 }
 
 /// Crash-safe text files (reports, predictions).

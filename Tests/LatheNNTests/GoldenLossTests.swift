@@ -35,11 +35,7 @@ final class GoldenLossTests: XCTestCase {
     /// The fused norm kernels against the same maths composed from primitive ops.
     /// On every ISA the CPU has (the norm kernels are compiled per ISA).
     func testFusedNormsMatchComposedOps() {
-        let original = lathe_active_isa()
-        defer { _ = lathe_set_isa(original) }
-        for isa in [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON] where lathe_set_isa(isa) == 0 {
-            checkFusedNorms(String(cString: lathe_isa_name(isa)))
-        }
+        forEachISA { checkFusedNorms($0) }
     }
 
     func checkFusedNorms(_ isa: String) {

@@ -143,8 +143,7 @@ final class ReferenceModelTests: XCTestCase {
     }
 
     func testSaveAndLoadRoundTripThroughSafeTensors() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-nn-\(UUID().uuidString).safetensors")
-        defer { try? FileManager.default.removeItem(at: url) }
+        let url = try temporaryDirectory().appendingPathComponent("model.safetensors")
         let a = DigitsCNN(seed: 1), b = DigitsCNN(seed: 2)
         try a.save(to: url)
         try b.load(contentsOf: url)

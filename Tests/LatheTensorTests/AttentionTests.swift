@@ -24,12 +24,6 @@ final class AttentionTests: XCTestCase {
         return scores.softmax(dim: -1).matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, d])
     }
 
-    func availableISAs() -> [lathe_isa] {
-        let original = lathe_active_isa()
-        defer { _ = lathe_set_isa(original) }
-        return [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON].filter { lathe_set_isa($0) == 0 }
-    }
-
     /// (batch, length, heads, head dim, rotary)
     let cases: [(Int, Int, Int, Int, Bool)] = [(2, 5, 3, 4, true), (1, 17, 2, 6, true), (2, 33, 1, 20, false), (3, 1, 2, 2, true),
                                                (1, 64, 4, 32, true), (2, 40, 2, 16, false), (1, 19, 2, 48, true), (1, 3, 1, 70, false)]

@@ -6,17 +6,6 @@ import _LatheTestSupport
 /// Fused ops against the composed ops they replace, forward and backward, every ISA and 1
 /// and 2 threads.
 final class FusedOpTests: XCTestCase {
-    func forEachISAAndThreads(_ body: (String) -> Void) {
-        let original = lathe_active_isa(), threads = ThreadPool.threadCount
-        defer { _ = lathe_set_isa(original); ThreadPool.threadCount = threads }
-        for isa in [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON] where lathe_set_isa(isa) == 0 {
-            for t in [1, 2] {
-                ThreadPool.threadCount = t
-                body("\(String(cString: lathe_isa_name(isa))) threads \(t)")
-            }
-        }
-    }
-
     /// lathe_sgemm_bias gives the bits of lathe_sgemm followed by a separate bias add.
     func testGEMMWithBiasIsGEMMThenBiasAdd() {
         var rng = RandomGenerator(seed: 2)

@@ -6,25 +6,6 @@ import _LatheTestSupport
 /// Fast C kernels against the naive Swift references, over awkward sizes, every ISA the
 /// CPU has, and 1 and 2 threads.
 final class KernelTests: XCTestCase {
-    /// The ISAs this CPU can run (the forced ones are restored afterwards).
-    func availableISAs() -> [lathe_isa] {
-        let original = lathe_active_isa()
-        defer { _ = lathe_set_isa(original) }
-        return [LATHE_ISA_SCALAR, LATHE_ISA_AVX2, LATHE_ISA_AVX512, LATHE_ISA_NEON].filter { lathe_set_isa($0) == 0 }
-    }
-
-    func forEachISAAndThreads(_ body: (String) -> Void) {
-        let original = lathe_active_isa(), threads = ThreadPool.threadCount
-        defer { _ = lathe_set_isa(original); ThreadPool.threadCount = threads }
-        for isa in availableISAs() {
-            _ = lathe_set_isa(isa)
-            for t in [1, 2] {
-                ThreadPool.threadCount = t
-                body("\(String(cString: lathe_isa_name(isa))) threads \(t)")
-            }
-        }
-    }
-
     func testGEMMMatchesNaiveOnAwkwardShapes() {
         var rng = RandomGenerator(seed: 1)
         let sizes = [(1, 1, 1), (7, 17, 63), (17, 7, 129), (63, 129, 7), (129, 63, 17), (33, 65, 31), (1, 129, 64), (64, 1, 5),

@@ -3,13 +3,6 @@ import Foundation
 import LatheTrain
 import XCTest
 
-private func temporaryDirectory(_ name: String = #function) throws -> URL {
-    let url = FileManager.default.temporaryDirectory
-        .appendingPathComponent("lathe-\(name.filter { $0.isLetter || $0.isNumber })-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
-
 private func eventFiles(in dir: URL) throws -> [URL] {
     try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)
         .filter { $0.lastPathComponent.hasPrefix("events.out.tfevents.") }

@@ -3,44 +3,20 @@ import Lathe
 import XCTest
 import _LatheTestSupport
 
-/// The training loop, checkpoints, resume and recipe errors, in process and through the CLI.
+/// The training loop, checkpoints, resume and recipe errors (the CLI's side: LatheCLITests).
 final class TrainingTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-train-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(name)
     }
 
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    /// A small, fast recipe: the digits CNN with dropout (so resume must restore its RNG).
     func tinyRecipe(_ output: String, steps: Int = 12, schedule: String = "cosine", extra: String = "") -> String {
-        """
-        model: {name: digits-cnn, dropout: 0.2}
-        data: {name: digits, split: [0.8, 0.1, 0.1]}
-        optimizer: {name: adamw, lr: 0.003}
-        schedule: {name: \(schedule), warmup_steps: 2}
-        training: {steps: \(steps), batch_size: 16, accumulation: 2, eval_every: 4, checkpoint_every: 4, clip_grad_norm: 1.0}
-        seed: 3
-        threads: 2
-        output: \(directory.appendingPathComponent(output).path)
-        \(extra)
-        """
+        TestRecipes.tinyCNN(output: directory.appendingPathComponent(output), steps: steps, schedule: schedule, extra: extra)
     }
 
     func weights(_ path: String) throws -> [String: Tensor] {
         try SafeTensors.read(contentsOf: directory.appendingPathComponent(path)).tensors
-    }
-
-    func assertIdentical(_ a: [String: Tensor], _ b: [String: Tensor], file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(Set(a.keys), Set(b.keys), file: file, line: line)
-        for (k, v) in a {
-            XCTAssertEqual(v.dtype == .float32 ? v.scalars : v.intScalars.map(Float.init),
-                           b[k].map { $0.dtype == .float32 ? $0.scalars : $0.intScalars.map(Float.init) }, "\(k) differs", file: file, line: line)
-        }
     }
 
     func testResumeIsBitIdenticalToAnUninterruptedRun() throws {
@@ -53,34 +29,6 @@ final class TrainingTests: XCTestCase {
         let summary = try resumed.run(resume: true)
         XCTAssertEqual(summary.steps, 12)
         assertIdentical(try weights("straight/model.safetensors"), try weights("resumed/model.safetensors"))
-    }
-
-    func testKillNineThenResumeThroughTheCLI() throws {
-        let recipeURL = directory.appendingPathComponent("kill.yaml")
-        // A constant schedule, so that runs with different totals share their first steps.
-        try tinyRecipe("killed", steps: 400, schedule: "constant").write(to: recipeURL, atomically: false, encoding: .utf8)
-        let checkpoint = directory.appendingPathComponent("killed/checkpoint.safetensors")
-        let process = try startLathe(["train", recipeURL.path])
-        // Wait for a checkpoint, then kill the process hard mid-run.
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: checkpoint.path) && process.isRunning && Date() < deadline { usleep(20_000) }
-        usleep(150_000)
-        XCTAssertTrue(process.isRunning, "training finished before it could be killed")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
-        // The checkpoint on disk is whole (written atomically) and the run resumes from it.
-        let saved = try SafeTensors.read(contentsOf: checkpoint)
-        let savedStep = Int(saved.metadata["lathe.step"] ?? "") ?? -1
-        XCTAssertGreaterThan(savedStep, 0)
-        XCTAssertLessThan(savedStep, 400)
-        let resumed = try runLathe(["train", recipeURL.path, "--resume", "--set", "training.steps=\(savedStep + 4)"])
-        XCTAssertEqual(resumed.status, 0, resumed.err)
-        // The same run without interruption gives the same weights.
-        let straight = try runLathe(["train", recipeURL.path, "--set", "training.steps=\(savedStep + 4)", "--set",
-                                     "output=\(directory.appendingPathComponent("straight").path)"])
-        XCTAssertEqual(straight.status, 0, straight.err)
-        assertIdentical(try weights("killed/model.safetensors"), try weights("straight/model.safetensors"))
     }
 
     func testCorruptAndTruncatedCheckpointsGiveClearErrors() throws {
@@ -101,13 +49,6 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(recipe: recipe).run(resume: true)) { error in
             XCTAssertEqual(error as? TrainError, .noCheckpoint(directory: directory.appendingPathComponent("corrupt").path))
         }
-        // Through the CLI: a clear message and a non-zero exit, no crash.
-        let recipeURL = directory.appendingPathComponent("c.yaml")
-        try tinyRecipe("corrupt", steps: 4).write(to: recipeURL, atomically: false, encoding: .utf8)
-        try Data([1, 2, 3]).write(to: url)
-        let run = try runLathe(["train", recipeURL.path, "--resume"])
-        XCTAssertEqual(run.status, 1)
-        XCTAssertTrue(run.err.contains("cannot resume from"), run.err)
     }
 
     func testNaNLossStopsWithTheStepAndKeepsTheLastCheckpoint() throws {
@@ -131,9 +72,6 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try Recipe.parse(tinyRecipe("x"), file: "r.yaml", overrides: ["training.batchsize=3"])) { error in
             XCTAssertTrue("\(error)".hasPrefix("r.yaml: training.batchsize: unknown key"), "\(error)")
         }
-        let run = try runLathe(["train", url.path])
-        XCTAssertEqual(run.status, 1, run.err)
-        XCTAssertTrue(run.err.contains("schedul: unknown key"), run.err)
         let r = try Recipe.parse(tinyRecipe("x"), overrides: ["optimizer.lr=0.5", "model.layers=2"])
         XCTAssertEqual(r.optimizer.lr, 0.5)
         XCTAssertEqual(r.model.layers, 2)

@@ -5,7 +5,6 @@
 #include "lathe_elementwise.h"
 #include "lathe_inflate.h"
 #include "lathe_kernels.h"
-#include "lathe_machine.h"
 #include "lathe_norm.h"
 #include "lathe_optim.h"
 #include "lathe_pool.h"

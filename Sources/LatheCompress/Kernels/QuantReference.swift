@@ -3,10 +3,10 @@
 // within float rounding for the weight-only matmul (its sums run in another order).
 
 /// Reference implementations, one plain loop each.
-public enum QuantReference {
+package enum QuantReference {
     /// `acc[m, n] = sum_k a[m, k] * w[n, k] - za * sum_k w[n, k]` (int32), a `[M, K]` u8,
     /// w `[N, K]` s8 row-major.
-    public static func qgemmAccumulators(a: [UInt8], w: [Int8], m: Int, n: Int, k: Int, aZeroPoint: Int32) -> [Int32] {
+    package static func qgemmAccumulators(a: [UInt8], w: [Int8], m: Int, n: Int, k: Int, aZeroPoint: Int32) -> [Int32] {
         var out = [Int32](repeating: 0, count: m * n)
         for i in 0..<m {
             for j in 0..<n {
@@ -23,7 +23,7 @@ public enum QuantReference {
 
     /// The epilogue: `out = fma(Float(acc), aScale * wScale[n], bias[n])`, ReLU, and
     /// `outQ = clamp(rint(clamp(out * outInvScale, ±2^24)) + outZeroPoint, 0, 255)`.
-    public static func qgemmEpilogue(acc: [Int32], n: Int, aScale: Float, wScale: [Float], bias: [Float]?, relu: Bool,
+    package static func qgemmEpilogue(acc: [Int32], n: Int, aScale: Float, wScale: [Float], bias: [Float]?, relu: Bool,
                                      outInvScale: Float, outZeroPoint: Int32) -> (out: [Float], outQ: [UInt8]) {
         var out = [Float](repeating: 0, count: acc.count), outQ = [UInt8](repeating: 0, count: acc.count)
         for (i, v) in acc.enumerated() {
@@ -41,7 +41,7 @@ public enum QuantReference {
     }
 
     /// Dequantises group-wise weights element by element: `w = fma(u, s, c)`.
-    public static func dequantize(_ g: GroupwiseWeights) -> [Float] {
+    package static func dequantize(_ g: GroupwiseWeights) -> [Float] {
         var out = [Float](repeating: 0, count: g.rows * g.cols)
         let gs = g.scheme.groupSize
         for r in 0..<g.rows {
@@ -61,7 +61,7 @@ public enum QuantReference {
 
     /// `y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n])` with W the reference dequantisation,
     /// summed in double.
-    public static func weightOnlyMatmul(x: [Float], m: Int, weights g: GroupwiseWeights, bias: [Float]?) -> [Float] {
+    package static func weightOnlyMatmul(x: [Float], m: Int, weights g: GroupwiseWeights, bias: [Float]?) -> [Float] {
         let w = dequantize(g), n = g.rows, k = g.cols
         var y = [Float](repeating: 0, count: m * n)
         for i in 0..<m {
@@ -75,7 +75,7 @@ public enum QuantReference {
     }
 
     /// Unfolds `x` `[B, C, H, W]` (u8) into `[B*OH*OW, C*KH*KW]`, `pad` outside the image.
-    public static func im2col(_ x: [UInt8], b: Int, c: Int, h: Int, w: Int, kh: Int, kw: Int, stride: (Int, Int),
+    package static func im2col(_ x: [UInt8], b: Int, c: Int, h: Int, w: Int, kh: Int, kw: Int, stride: (Int, Int),
                               padding: (Int, Int), dilation: (Int, Int), pad: UInt8) -> (cols: [UInt8], oh: Int, ow: Int) {
         let oh = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
         let ow = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1

@@ -2,10 +2,10 @@ import Foundation
 
 /// Naive Swift references for the C kernels. They are slow and obviously right; the tests
 /// compare every fast kernel against them (see `KernelTests`).
-public enum ReferenceKernels {
+package enum ReferenceKernels {
     /// `C = alpha op(A) op(B) + beta C`, row-major, in Float64 accumulation.
     /// Shapes as in `lathe_sgemm`: op(A) is [m, k], op(B) is [k, n], C is [m, n].
-    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    package static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                              a: [Float], lda: Int, b: [Float], ldb: Int, beta: Float, c: inout [Float], ldc: Int) {
         for i in 0..<m {
             for j in 0..<n {
@@ -22,7 +22,7 @@ public enum ReferenceKernels {
     }
 
     /// The elementwise functions by name, in Float64.
-    public static let unary: [String: @Sendable (Double) -> Double] = [
+    package static let unary: [String: @Sendable (Double) -> Double] = [
         "neg": { -$0 }, "abs": { Swift.abs($0) }, "exp": { Foundation.exp($0) }, "log": { Foundation.log($0) },
         "sqrt": { Foundation.sqrt($0) }, "rsqrt": { 1 / Foundation.sqrt($0) }, "tanh": { Foundation.tanh($0) },
         "sigmoid": { 1 / (1 + Foundation.exp(-$0)) }, "relu": { Swift.max($0, 0) },
@@ -34,12 +34,12 @@ public enum ReferenceKernels {
     ]
 
     /// Sum of each row of a [rows, len] buffer, in Float64.
-    public static func rowSums(_ x: [Float], rows: Int, len: Int) -> [Float] {
+    package static func rowSums(_ x: [Float], rows: Int, len: Int) -> [Float] {
         (0..<rows).map { r in Float(x[(r * len)..<((r + 1) * len)].reduce(0.0) { $0 + Double($1) }) }
     }
 
     /// Softmax of each row, in Float64.
-    public static func softmaxRows(_ x: [Float], rows: Int, len: Int) -> [Float] {
+    package static func softmaxRows(_ x: [Float], rows: Int, len: Int) -> [Float] {
         var out: [Float] = []
         for r in 0..<rows {
             let row = x[(r * len)..<((r + 1) * len)].map(Double.init)
@@ -55,7 +55,7 @@ public enum ReferenceKernels {
 extension ReferenceKernels {
     /// Direct 2-D convolution by definition, in Float64: x [n, c, h, w], weight
     /// [o, c/groups, kh, kw], optional bias [o]; returns [n, o, oh, ow] flattened.
-    public static func conv2d(x: [Float], n: Int, c: Int, h: Int, w: Int, weight: [Float], o: Int, kh: Int, kw: Int,
+    package static func conv2d(x: [Float], n: Int, c: Int, h: Int, w: Int, weight: [Float], o: Int, kh: Int, kw: Int,
                               bias: [Float]?, stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int),
                               groups: Int) -> (values: [Float], oh: Int, ow: Int) {
         let oh = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1

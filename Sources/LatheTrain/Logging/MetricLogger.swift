@@ -39,6 +39,11 @@ public final class MetricLogger {
 
     /// Logs `metrics` (name → value, e.g. `["loss": 0.43, "accuracy": 0.91]`) for one split
     /// (`train`, `val`, `test`, …) at `step`, and flushes both files.
+    /// Logs what ``Trainer/onMetrics`` reports (`split` named by its raw value).
+    public func log(step: Int, epoch: Int, split: MetricSplit, metrics: [String: Double]) throws {
+        try log(step: step, epoch: epoch, split: split.rawValue, metrics: metrics)
+    }
+
     public func log(step: Int, epoch: Int, split: String, metrics: [String: Double]) throws {
         guard !metrics.isEmpty else { return }
         let time = now()

@@ -2,7 +2,8 @@ import Foundation
 import XCTest
 import _LatheTestSupport
 
-/// `lathe bench ...` output structure (JSON lines, rows, keys, errors). Timings are never asserted.
+/// `lathe bench ...` output structure (JSON lines, rows, keys, errors). Timings are never asserted;
+/// the workloads themselves are tested in LatheBenchTests.
 final class BenchCommandTests: XCTestCase {
     /// Runs `lathe bench <arguments> --json`, checks it succeeded and parses every line.
     func benchRows(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> [[String: Any]] {

@@ -6,9 +6,7 @@ import _LatheTestSupport
 /// `lathe sample` end to end on a tiny char GPT trained for a few steps.
 final class SampleCommandTests: XCTestCase {
     func testSampleCommand() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-sample-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try temporaryDirectory()
         let recipe = directory.appendingPathComponent("gpt.yaml")
         try """
         model: {name: char-gpt, d_model: 16, layers: 1, heads: 2, context: 16}
