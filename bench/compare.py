@@ -5,16 +5,29 @@ Workloads (each at every --threads count, --rounds rounds, the order of Lathe an
 reference alternating from round to round so drift on a shared machine hits both):
 
   machine  measured limits: fp32 FMA peak and memory bandwidth (`lathe bench machine`)
-  gemm     fp32 GEMM GFLOP/s: `lathe bench gemm` vs NumPy (bench/gemm_reference.py)
-  train    training steps/s: `lathe bench train` vs PyTorch (bench/reference/train_step.py)
-  infer    inference latency: `lathe bench infer` vs PyTorch fp32 and dynamic int8
+  gemm     fp32 GEMM GFLOP/s: `lathe bench gemm` vs NumPy/OpenBLAS (bench/gemm_reference.py)
+  train    training steps/s: `lathe bench train` vs PyTorch eager and PyTorch under torch.compile
+           (inductor), both bench/reference/train_step.py (the latter with --compile)
+  infer    inference latency: `lathe bench infer` vs PyTorch fp32 and dynamic int8, eager
            (bench/reference/infer.py)
   memory   peak RSS of char GPT steps with/without checkpointing: `lathe bench memory` vs
-           PyTorch with torch.utils.checkpoint (bench/reference/memory.py), all threads, 1 round
+           PyTorch eager with torch.utils.checkpoint (bench/reference/memory.py), 1 round
 
 Figures: per round each side's median (GEMM: best) over its repetitions; the table shows the
 median over rounds for each side and the median of the per-round ratios. Ratio = Lathe speed /
 reference speed (> 1: Lathe faster). Run through bench/compare (it sets up bench/.venv).
+
+The NumPy reference runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment
+(only its own: Lathe and PyTorch get the environment as is), so that OpenBLAS uses the kernel of
+this CPU rather than one forced by the environment (OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU
+halves its speed); the kernel that actually ran is read with threadpoolctl and printed, with a
+warning if it is Haswell anyway. PyTorch's CPU wheel does its GEMMs in its bundled oneMKL and
+its convolutions in oneDNN, which do not read OPENBLAS_* (checked: same torch matmul speed with
+and without them), so the PyTorch references keep the environment.
+
+torch.compile: the whole training step goes through torch.compile(step, dynamic=False) with the
+default inductor backend (it needs a C++ compiler, g++); compilation happens in the warm-up,
+outside the timings, and its time is reported separately. --no-compile skips that column.
 """
 import argparse
 import datetime
@@ -43,6 +56,9 @@ ap.add_argument("--infer-models", default=None, help="models of the infer worklo
 ap.add_argument("--memory-threads", type=int, default=1,
                 help="threads for the memory workload (peak memory hardly depends on it; 1 keeps its time bounded)")
 ap.add_argument("--quick", action="store_true", help="few steps, small shapes: a smoke test, figures not for quoting")
+ap.add_argument("--gemm-shapes", default=None,
+                help="GEMM shapes MxNxK[:tA][:tB], comma-separated (default: a fixed list; a shorter one with --quick)")
+ap.add_argument("--no-compile", action="store_true", help="train: skip the torch.compile reference (eager only)")
 ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
 ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "benchmarks.svg"))
 ap.add_argument("--no-write", action="store_true", help="print the report instead of writing the files")
@@ -64,16 +80,23 @@ def log(msg):
     print(f"[{time.time() - T0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
 
-def env_for(threads):
+# Set in this environment to force an OpenBLAS kernel and cache size; removed for the NumPy reference only.
+OPENBLAS_FORCING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+OPENBLAS_FORCED = {v: os.environ[v] for v in OPENBLAS_FORCING if v in os.environ}
+
+
+def env_for(threads, drop=()):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LATHE_NUM_THREADS"):
         env[var] = str(threads)
+    for var in drop:
+        env.pop(var, None)
     return env
 
 
-def run_json(cmd, threads):
+def run_json(cmd, threads, drop=()):
     """Runs cmd, returns its stdout's JSON lines as dicts."""
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env_for(threads), cwd=ROOT)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env_for(threads, drop), cwd=ROOT)
     if res.returncode != 0:
         sys.exit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
     return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -83,8 +106,8 @@ def lathe(*a, threads):
     return run_json([args.lathe, "bench", *a, "--json", "--threads", str(threads)], threads)
 
 
-def python(script, *a, threads):
-    return run_json([sys.executable, os.path.join(HERE, script), *a, "--threads", str(threads)], threads)
+def python(script, *a, threads, drop=()):
+    return run_json([sys.executable, os.path.join(HERE, script), *a, "--threads", str(threads)], threads, drop)
 
 
 LOADS = []  # 1-minute load averages seen at the start of each round
@@ -97,18 +120,23 @@ def load_now():
         return None
 
 
-def interleaved(label, threads, lathe_fn, ref_fn):
-    """Runs both for --rounds rounds, alternating order; returns [(lathe_result, ref_result)] per round."""
+def interleaved(label, threads, *fns):
+    """Runs fns (Lathe first, then the references) for --rounds rounds, in the given order in even rounds
+    and the reverse order in odd ones; returns one tuple of results per round, in the order of fns."""
     out = []
     for r in range(args.rounds):
         LOADS.append(load_now())
-        order = [("lathe", lathe_fn), ("ref", ref_fn)] if r % 2 == 0 else [("ref", ref_fn), ("lathe", lathe_fn)]
-        res = {}
-        for name, fn in order:
-            res[name] = fn()
-        out.append((res["lathe"], res["ref"]))
+        order = list(range(len(fns))) if r % 2 == 0 else list(reversed(range(len(fns))))
+        res = [None] * len(fns)
+        for i in order:
+            res[i] = fns[i]()
+        out.append(tuple(res))
         log(f"{label}, {threads} thread(s): round {r + 1}/{args.rounds} done")
     return out
+
+
+def fmt_opt(x):
+    return "—" if x is None else f"{x:.1f}"
 
 
 def med(xs):
@@ -155,8 +183,10 @@ def peak_for(threads):
 
 # ---- gemm ------------------------------------------------------------------------------------
 gemm_rows = []
+BLAS_SEEN = []  # the "blas" info line of every NumPy reference run (bench/gemm_reference.py)
 if "gemm" in ONLY:
-    shapes = "256x256x256,512x512x512,64x64x128,1024x128x512,1024x512x128:tA" if args.quick else GEMM_SHAPES
+    shapes = args.gemm_shapes or ("256x256x256,512x512x512,64x64x128,1024x128x512,1024x512x128:tA" if args.quick
+                                  else GEMM_SHAPES)
 
     def numpy_gemm(threads):
         # gemm_reference.py takes sizes x transposes; one call per transpose flag.
@@ -166,7 +196,11 @@ if "gemm" in ONLY:
             groups.setdefault(("t" if "tA" in flags else "n") + ("t" if "tB" in flags else "n"), []).append(dims)
         out = {}
         for trans, dims in groups.items():
-            for row in python("gemm_reference.py", "--sizes", ",".join(dims), "--trans", trans, "--reps", "3", threads=threads):
+            for row in python("gemm_reference.py", "--sizes", ",".join(dims), "--trans", trans, "--reps", "3",
+                              threads=threads, drop=OPENBLAS_FORCING):
+                if "blas" in row:
+                    BLAS_SEEN.append(dict(row["blas"], requested_threads=threads, kept_env=row.get("kept_env", {})))
+                    continue
                 flags = ("tA" if row["transA"] else "") + ("tB" if row["transB"] else "")
                 out[f"{row['m']}x{row['n']}x{row['k']}" + (f":{flags}" if flags else "")] = row["gflops"]
         return out
@@ -180,21 +214,85 @@ if "gemm" in ONLY:
             gemm_rows.append({"shape": s, "threads": t, "lathe": med(lv), "ref": med(nv),
                               "ratio": med([a / b for a, b in zip(lv, nv) if a and b])})
 
+
+def cpu_has_avx512():
+    try:
+        return any(line.startswith("flags") and " avx512f" in line for line in open("/proc/cpuinfo"))
+    except OSError:
+        return True  # unknown: warn about a Haswell kernel anyway
+
+
+CPU_AVX512 = cpu_has_avx512()
+
+
+def blas_summary():
+    """(description of the OpenBLAS that ran, warnings) from the reference runs' threadpoolctl info."""
+    if not BLAS_SEEN:
+        return None, []
+    warnings, kinds = [], []
+    for b in BLAS_SEEN:
+        if "error" in b:
+            warnings.append(f"NumPy reference: {b['error']}")
+            kinds.append(f"NumPy {b.get('numpy', '?')} (BLAS kernel unknown)")
+            continue
+        api = b.get("internal_api") or "?"
+        ver = ".".join(str(b.get("version") or "?").split(".")[:3])
+        name = "OpenBLAS" if api == "openblas" else api
+        arch = b.get("architecture")
+        kinds.append(f"NumPy {b.get('numpy', '?')} ({name} {ver}" + (f", {arch} kernel" if arch else "") + ")")
+        if arch and arch.lower() == "haswell" and CPU_AVX512:
+            warnings.append("NumPy's OpenBLAS ran its Haswell (AVX2) kernel although OPENBLAS_CORETYPE was unset for it: "
+                            "on an AVX-512 CPU that is about half its speed, the NumPy figures understate it")
+        if b.get("kept_env"):
+            warnings.append(f"the NumPy reference still saw {b['kept_env']}")
+        if b.get("num_threads") not in (None, b["requested_threads"]):
+            warnings.append(f"OpenBLAS ran {b['num_threads']} thread(s) where {b['requested_threads']} were asked")
+    kinds = list(dict.fromkeys(kinds))
+    return " / ".join(kinds), list(dict.fromkeys(warnings))
+
+
+BLAS_DESC, BLAS_WARNINGS = blas_summary()
+if BLAS_DESC:
+    log(f"GEMM reference: {BLAS_DESC}; {', '.join(OPENBLAS_FORCING)} unset for it"
+        + (f" (this environment has {OPENBLAS_FORCED})" if OPENBLAS_FORCED else ""))
+for w in BLAS_WARNINGS:
+    log("WARNING: " + w)
+
 # ---- train -----------------------------------------------------------------------------------
 train_rows = []
+COMPILE_INFO = {}  # backend, C++ compiler, errors of the torch.compile reference
 if "train" in ONLY:
     for t in THREADS:
         for m in MODELS:
             steps, warm = (2, 1) if args.quick else TRAIN_STEPS[m]
             rep = "2" if args.quick else "3"
-            rounds = interleaved(f"train {m}", t,
-                                 lambda: lathe("train", "--models", m, "--steps", str(steps), "--warmup", str(warm),
-                                               "--repeat", rep, threads=t)[0]["steps_per_second"],
-                                 lambda: python("reference/train_step.py", "--models", m, "--steps", str(steps),
-                                                "--warmup", str(warm), "--repeat", rep, threads=t)[0]["steps_per_second"])
-            lv, rv = [r[0] for r in rounds], [r[1] for r in rounds]
-            train_rows.append({"model": m, "threads": t, "lathe": med(lv), "ref": med(rv),
-                               "ratio": med([a / b for a, b in zip(lv, rv) if a and b])})
+            common = ["--models", m, "--steps", str(steps), "--warmup", str(warm), "--repeat", rep]
+            fns = [lambda: lathe("train", *common, threads=t)[0],
+                   lambda: python("reference/train_step.py", *common, threads=t)[0]]
+            if not args.no_compile:
+                fns.append(lambda: python("reference/train_step.py", *common, "--compile", threads=t)[0])
+            rounds = interleaved(f"train {m}", t, *fns)
+            lv = [r[0]["steps_per_second"] for r in rounds]
+            ev = [r[1]["steps_per_second"] for r in rounds]
+            row = {"model": m, "threads": t, "lathe": med(lv), "eager": med(ev),
+                   "ratio_eager": med([a / b for a, b in zip(lv, ev) if a and b])}
+            if not args.no_compile:
+                comp = [r[2] for r in rounds]
+                cv = [c["steps_per_second"] for c in comp]
+                row.update(compile=med(cv), ratio_compile=med([a / b for a, b in zip(lv, cv) if a and b]),
+                           compile_seconds=med([c.get("compile_seconds") for c in comp]),
+                           recompiles=sum(c.get("recompiles_while_timed") or 0 for c in comp))
+                for c in comp:
+                    COMPILE_INFO.setdefault("backend", c.get("backend"))
+                    COMPILE_INFO.setdefault("cxx", c.get("cxx"))
+                    if c.get("error"):
+                        COMPILE_INFO.setdefault("errors", {})[m] = c["error"]
+                        log(f"WARNING: torch.compile failed for {m}: {c['error']}")
+                if row["recompiles"]:
+                    log(f"WARNING: torch.compile recompiled {row['recompiles']} time(s) inside the timed steps of {m}")
+                log(f"train {m}, {t} thread(s): Lathe {fmt_opt(row['lathe'])}, eager {fmt_opt(row['eager'])}, "
+                    f"compile {fmt_opt(row['compile'])} steps/s (compile {fmt_opt(row['compile_seconds'])} s)")
+            train_rows.append(row)
 
 # ---- infer -----------------------------------------------------------------------------------
 infer_rows = []
@@ -260,14 +358,33 @@ def ratio(x):
 
 def versions():
     out = {}
+    numpy_seen = [b["numpy"] for b in BLAS_SEEN if b.get("numpy")]
+    if numpy_seen:
+        out["numpy"] = numpy_seen[0]
+    else:
+        try:
+            import numpy
+            out["numpy"] = numpy.__version__
+        except ImportError:
+            pass
     try:
-        import numpy
-        out["numpy"] = numpy.__version__
-    except ImportError:
-        pass
-    try:
+        import re
         import torch
         out["torch"] = torch.__version__
+        cfg = torch.__config__.show()
+        blas = re.search(r"BLAS_INFO=(\w+)", cfg)
+        mkl = re.search(r"Math Kernel Library Version ([\w.]+)", cfg)
+        dnn = re.search(r"MKL-DNN v([\w.]+)", cfg)
+        parts = []
+        if blas:
+            parts.append(f"BLAS: {'oneMKL ' + mkl.group(1) if blas.group(1) == 'mkl' and mkl else blas.group(1)}")
+        if dnn:
+            parts.append(f"oneDNN {dnn.group(1)}")
+        try:
+            parts.append(f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
+        except AttributeError:
+            pass
+        out["torch_backends"] = ", ".join(parts)
     except ImportError:
         pass
     try:
@@ -284,8 +401,8 @@ def report(svg_rel):
          f"Produced by `{args.command}` on {datetime.date.today().isoformat()} in {ELAPSED / 60:.1f} min "
          f"(Lathe {v.get('lathe', '?')}, NumPy {v.get('numpy', '?')}, PyTorch {v.get('torch', '?')}, "
          f"Python {platform.python_version()}).", "",
-         "Ratio = Lathe speed / reference speed: above 1 Lathe is faster. Lathe and the reference run the "
-         f"same work in alternation, {args.rounds} round(s), the order swapped each round; each side's figure is "
+         "Ratio = Lathe speed / reference speed: above 1 Lathe is faster. Lathe and the reference(s) run the "
+         f"same work in alternation, {args.rounds} round(s), the order reversed each round; each side's figure is "
          "the median over rounds and the ratio is the median of the per-round ratios. The machine is shared "
          "with other jobs, so absolute figures are noisy; the ratios are the figures to quote.", ""]
     loads = [x for x in LOADS if x is not None]
@@ -297,10 +414,23 @@ def report(svg_rel):
               "descheduled one at every barrier) more than its speed.", ""]
     if args.quick:
         L += ["**Quick run (`--quick`): tiny step counts, figures not for quoting.**", ""]
+    for w in BLAS_WARNINGS:
+        L += [f"**WARNING: {w}.**", ""]
     L += ["## Machine", "", "| | |", "|---|---|",
           f"| CPU | {machine['cpu']}" + (f" (family {machine['family']}, model {machine['model_id']})" if "family" in machine else "")
           + f", {machine['cores']} cores |",
           f"| kernels Lathe uses | {machine['isa']} ({machine.get('lanes', '?')} fp32 lanes) |"]
+    if BLAS_DESC:
+        forced = ", ".join(f"{k}={val}" for k, val in OPENBLAS_FORCED.items())
+        L.append(f"| GEMM reference | {BLAS_DESC}, kernel as reported by threadpoolctl; "
+                 f"{' and '.join(OPENBLAS_FORCING)} unset for it"
+                 + (f" (this environment sets {forced}, which would force a slower kernel; Lathe and PyTorch keep it)"
+                    if forced else "") + " |")
+    if train_rows or infer_rows or memory_rows:
+        L.append(f"| PyTorch reference | PyTorch {v.get('torch', '?')}"
+                 + (f" ({v['torch_backends']})" if v.get("torch_backends") else "")
+                 + "; eager" + (", and torch.compile (inductor) for training" if any(r.get("compile") for r in train_rows) else "")
+                 + "; OPENBLAS_* do not apply to it |")
     for t in sorted(machine["fma"]):
         L.append(f"| fp32 FMA peak, {t} thread(s) | {machine['fma'][t]:.0f} GFLOP/s (measured) |")
     for kind in ("copy", "triad"):
@@ -312,8 +442,13 @@ def report(svg_rel):
     if svg_rel:
         L += [f"![Lathe / reference speed ratios]({svg_rel})", ""]
     if gemm_rows:
-        L += ["## GEMM (fp32) — Lathe vs NumPy (OpenBLAS)", "",
-              "`lathe bench gemm` vs `bench/gemm_reference.py`; best GFLOP/s of 3 timings per round.", "",
+        L += [f"## GEMM (fp32) — Lathe vs {BLAS_DESC or 'NumPy (OpenBLAS)'}", "",
+              "`lathe bench gemm` vs `bench/gemm_reference.py` (`np.matmul` into a preallocated output); "
+              "best GFLOP/s of 3 timings per round. " + " and ".join(f"`{x}`" for x in OPENBLAS_FORCING)
+              + " are removed from the NumPy process's environment so that OpenBLAS picks its kernel for this CPU"
+              + (" (this environment sets " + ", ".join(f"`{k}={val}`" for k, val in OPENBLAS_FORCED.items())
+                 + ", which forces a slower kernel)" if OPENBLAS_FORCED else "")
+              + "; the kernel named is the one threadpoolctl reports from inside that process.", "",
               "| workload (MxNxK) | threads | Lathe GFLOP/s | NumPy GFLOP/s | ratio | Lathe % of peak |",
               "|---|---:|---:|---:|---:|---:|"]
         for r in gemm_rows:
@@ -322,18 +457,44 @@ def report(svg_rel):
                      + (f"{100 * r['lathe'] / p:.0f}% |" if p else "— |"))
         L.append("")
     if train_rows:
-        L += ["## Training steps — Lathe vs PyTorch", "",
+        has_compile = "compile" in train_rows[0]
+        L += ["## Training steps — Lathe vs PyTorch eager" + (" and torch.compile" if has_compile else ""), "",
               "Full steps (zero grad, forward, mean cross-entropy, backward, AdamW lr 1e-3 wd 0.01) on one synthetic "
               "batch: mlp = digits MLP 64-128-64-10, x [64, 64]; cnn = digits CNN, x [64, 1, 8, 8]; gpt = char GPT "
               "d_model 128, 4 layers, 4 heads, context 64, vocab 65, batch 16. "
-              "`lathe bench train` vs `bench/reference/train_step.py`; median steps/s of 3 timings per round.", "",
-              "| workload | threads | Lathe steps/s | PyTorch steps/s | ratio |", "|---|---:|---:|---:|---:|"]
-        for r in train_rows:
-            L.append(f"| {r['model']} | {r['threads']} | {fmt(r['lathe'], 2)} | {fmt(r['ref'], 2)} | {ratio(r['ratio'])} |")
+              "`lathe bench train` vs `bench/reference/train_step.py`"
+              + (" (eager) and `bench/reference/train_step.py --compile`" if has_compile else " (eager)")
+              + "; median steps/s of 3 timings per round.", ""]
+        if has_compile:
+            cs = ", ".join(f"{r['model']} {fmt(r['compile_seconds'])} s" for r in train_rows
+                           if r["threads"] == train_rows[0]["threads"] and r.get("compile_seconds") is not None)
+            L += [f"torch.compile: the whole step function goes through `torch.compile(step, dynamic=False)`, backend "
+                  f"{COMPILE_INFO.get('backend') or 'inductor'} (C++ compiler: {COMPILE_INFO.get('cxx') or '?'}). "
+                  "Dynamo breaks the graph at `loss.backward()`, so two graphs are compiled: zero grad + forward + "
+                  "loss, whose backward AOTAutograd compiles too, and the AdamW step (the optimizer step is compiled, "
+                  "not eager). Same model, initial weights, batch and optimizer as eager (the losses agree to float "
+                  "rounding). Compilation happens in the first warm-up step of each process, outside the timings"
+                  + (f"; it took (median over rounds{', ' + str(train_rows[0]['threads']) + ' thread(s)' if len(THREADS) > 1 else ''}) "
+                     f"{cs}, less than a cold compile since inductor keeps compiled kernels in an on-disk cache"
+                     if cs else "") + ". "
+                  "Lathe, eager and compiled PyTorch run in turn, the order reversed every round; each ratio is the "
+                  "median of the per-round ratios.", ""]
+            for m, err in COMPILE_INFO.get("errors", {}).items():
+                L += [f"**torch.compile failed for {m}**: `{err}`", ""]
+            L += ["| workload | threads | Lathe steps/s | PyTorch eager steps/s | torch.compile steps/s | ratio vs eager | "
+                  "ratio vs compile |", "|---|---:|---:|---:|---:|---:|---:|"]
+            for r in train_rows:
+                L.append(f"| {r['model']} | {r['threads']} | {fmt(r['lathe'], 2)} | {fmt(r['eager'], 2)} | "
+                         f"{fmt(r['compile'], 2)} | {ratio(r['ratio_eager'])} | {ratio(r['ratio_compile'])} |")
+        else:
+            L += ["| workload | threads | Lathe steps/s | PyTorch eager steps/s | ratio vs eager |", "|---|---:|---:|---:|---:|"]
+            for r in train_rows:
+                L.append(f"| {r['model']} | {r['threads']} | {fmt(r['lathe'], 2)} | {fmt(r['eager'], 2)} | "
+                         f"{ratio(r['ratio_eager'])} |")
         L.append("")
     if infer_rows:
-        L += ["## Inference latency — Lathe vs PyTorch", "",
-              "Eval mode, no autodiff, ms per call (median of 5 timings per round). gpt = char GPT forward on 64 tokens. "
+        L += ["## Inference latency — Lathe vs PyTorch (eager)", "",
+              "Eval mode, no autodiff (`torch.inference_mode()`, eager PyTorch), ms per call (median of 5 timings per round). gpt = char GPT forward on 64 tokens. "
               "The int8 reference is `torch.ao.quantization.quantize_dynamic` on the Linear layers (the CNN's "
               "convolutions stay fp32), compared with Lathe's `int8-dynamic`; Lathe's `int8` (static, calibrated) and "
               "`int4-weight` (group-wise int4 weights, group 32) have no PyTorch counterpart here (—). "
@@ -348,7 +509,7 @@ def report(svg_rel):
                      f"{fmt(r['ref'], 3)} | {ratio(r['ratio'])} | {ratio(r['vs_fp32']) if r['variant'] != 'fp32' else '—'} |")
         L.append("")
     if memory_rows:
-        L += ["## Memory of a training step — Lathe vs PyTorch", "",
+        L += ["## Memory of a training step — Lathe vs PyTorch (eager)", "",
               f"{memory_config} (activations dominate), {memory_rows[0]['threads']} thread(s), each configuration in a "
               "fresh process: peak resident set (VmHWM / ru_maxrss) after 1 + 3 steps, and what the steps added over "
               "the resident set before the first step. Checkpointing: `CharGPT.checkpointing = true` in Lathe, "
@@ -362,8 +523,8 @@ def report(svg_rel):
                      f"{lr['ms_per_step']:.0f} | {rr['ms_per_step']:.0f} | {ratio(r['ratio'])} |")
         L.append("")
     L += ["## Reproduce", "", "```sh", args.command, "```", "",
-          "`bench/compare` creates `bench/.venv` (NumPy, PyTorch CPU) on first use and builds Lathe in release; "
-          "see README.md, Benchmarks.", ""]
+          "`bench/compare` creates `bench/.venv` (NumPy, threadpoolctl, PyTorch CPU) on first use and builds Lathe "
+          "in release; see README.md, Benchmarks.", ""]
     return "\n".join(L)
 
 
@@ -371,7 +532,9 @@ def svg_chart():
     """Horizontal bars of log2(ratio) around 1, grouped by workload kind."""
     import math
     items = [("GEMM", f"{r['shape']} ×{r['threads']}", r["ratio"]) for r in gemm_rows]
-    items += [("train", f"{r['model']} ×{r['threads']}", r["ratio"]) for r in train_rows]
+    items += [("train", f"{r['model']} ×{r['threads']} vs eager", r["ratio_eager"]) for r in train_rows]
+    items += [("train", f"{r['model']} ×{r['threads']} vs compile", r["ratio_compile"]) for r in train_rows
+              if r.get("ratio_compile")]
     items += [("infer", f"{r['model']} b{r['batch']} {r['variant']} ×{r['threads']}", r["ratio"])
               for r in infer_rows if r["ratio"] is not None]
     items += [("memory", f"gpt step{' ckpt' if r['checkpointing'] else ''} ×{r['threads']}", r["ratio"]) for r in memory_rows]

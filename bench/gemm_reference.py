@@ -1,9 +1,19 @@
 #!/usr/bin/env python3
-"""NumPy (OpenBLAS) sgemm reference timings, to compare with bench/c/gemm_bench.
+"""NumPy (OpenBLAS) sgemm reference timings, to compare with `lathe bench gemm` and bench/c/gemm_bench.
 
 Usage: python3 bench/gemm_reference.py --threads 1 --sizes 256,512,1024x128x512 --trans nn,nt
-Prints one JSON line per case: {"m","n","k","transA","transB","threads","gflops","median"}
+                                       [--keep-openblas-env]
+Prints first one JSON line describing the BLAS that ran (from threadpoolctl, if installed):
+  {"impl": "numpy", "blas": {"numpy", "internal_api", "version", "architecture", "threading_layer",
+   "num_threads", "filepath"}, "unset_env": {"OPENBLAS_CORETYPE": <value it had or null>, ...}}
+then one JSON line per case: {"m","n","k","transA","transB","threads","gflops","median"}
 (gflops = best sample, median = median sample; each sample runs >= ~20 ms of calls).
+
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from this process's environment before NumPy
+loads OpenBLAS (which reads them once, at load), so OpenBLAS picks the kernel of the CPU it runs
+on; a CORETYPE of e.g. Haswell on an AVX-512 CPU runs the AVX2 kernel at about half the speed.
+--keep-openblas-env keeps them (to measure what they do). bench/compare.py and
+bench/compare_gemm.py also start this script without them.
 """
 import argparse
 import json
@@ -16,12 +26,43 @@ ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--sizes", default="256,512,1024,2048,64x64x128,1024x128x512,1024x512x128")
 ap.add_argument("--trans", default="nn", help="comma list of nn, nt, tn, tt")
 ap.add_argument("--reps", type=int, default=7)
+ap.add_argument("--keep-openblas-env", action="store_true",
+                help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE if set (default: unset them before loading OpenBLAS)")
 args = ap.parse_args()
 
-# Thread count must be fixed before NumPy (and its BLAS) is imported.
+# Thread count and kernel choice must be fixed before NumPy (and its BLAS) is loaded.
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)
+unset = {}
+if not args.keep_openblas_env:
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        unset[var] = os.environ.pop(var, None)
 import numpy as np  # noqa: E402
+
+
+def blas_info():
+    info = {"numpy": np.__version__}
+    try:
+        import threadpoolctl
+    except ImportError:
+        info["error"] = "threadpoolctl not installed: kernel unknown"
+        return info
+    pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        info["error"] = "threadpoolctl found no BLAS library"
+        return info
+    p = pools[0]
+    for key in ("internal_api", "version", "architecture", "threading_layer", "num_threads", "filepath"):
+        info[key] = p.get(key)
+    if len(pools) > 1:
+        info["others"] = [f"{q.get('internal_api')} {q.get('version')} {q.get('filepath')}" for q in pools[1:]]
+    return info
+
+
+print(json.dumps({"impl": "numpy", "blas": blas_info(), "unset_env": unset,
+                  "kept_env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                               if os.environ.get(v) is not None}}))
+sys.stdout.flush()
 
 
 def bench(m, n, k, ta, tb):
