@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "LatheTrain", targets: ["LatheTrain"]),
         .library(name: "LatheCompress", targets: ["LatheCompress"]),
         .library(name: "LatheBench", targets: ["LatheBench"]),
+        .library(name: "LatheLM", targets: ["LatheLM"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
@@ -31,9 +32,11 @@ let package = Package(
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),
         // Recipes, the trainer, and the pipelines built on them (compress: stages, variant reports).
         .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
+        // Pretrained language models: configs, decoders, key/value caches, generation.
+        .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheTensor", "CLatheKernels"]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
         .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "CLatheBench"]),
-        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress"]),
+        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress", "LatheLM"]),
         .executableTarget(
             name: "lathe",
             dependencies: ["Lathe", "LatheBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -47,6 +50,7 @@ let package = Package(
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
         .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
         .testTarget(name: "LatheTrainTests", dependencies: ["Lathe", "_LatheTestSupport"]),
+        .testTarget(name: "LatheLMTests", dependencies: ["LatheLM", "Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheBenchTests", dependencies: ["LatheBench", "Lathe", "_LatheTestSupport"]),
         // End-to-end tests of the `lathe` executable (argument parsing, printing, exit status).
         .testTarget(name: "LatheCLITests", dependencies: ["Lathe", "_LatheTestSupport"]),

@@ -5,3 +5,4 @@
 @_exported import LatheNN
 @_exported import LatheTensor
 @_exported import LatheTrain
+@_exported import LatheLM

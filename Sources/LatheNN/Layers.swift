@@ -22,6 +22,15 @@ public final class Linear: Module {
         super.init()
     }
 
+    /// A layer holding `weight` `[out, in]` (and `bias` `[out]`) as they are: no random draws.
+    public init(weight: Tensor, bias: Tensor? = nil) {
+        precondition(weight.rank == 2, "Linear(weight:): expected [out, in], got \(weight.shape)")
+        precondition(bias == nil || bias!.shape == [weight.shape[0]], "Linear(weight:bias:): bias \(bias!.shape) does not match \(weight.shape)")
+        self.weight = Parameter(weight)
+        self.bias = bias.map { Parameter($0) }
+        super.init()
+    }
+
     public var inFeatures: Int { weight.value.shape[1] }
     public var outFeatures: Int { weight.value.shape[0] }
 
@@ -171,6 +180,11 @@ public final class Embedding: Module {
     public let weight: Parameter
     public init(_ count: Int, _ dim: Int, generator: inout RandomGenerator) {
         weight = Parameter(Tensor.normal([count, dim], generator: &generator))
+    }
+    /// A table holding `weight` `[count, dim]` as it is: no random draws.
+    public init(weight: Tensor) {
+        precondition(weight.rank == 2, "Embedding(weight:): expected [count, dim], got \(weight.shape)")
+        self.weight = Parameter(weight)
     }
     /// Ids of any shape (int64) to vectors of shape `ids.shape + [dim]`.
     public override func forward(_ ids: Tensor) -> Tensor { weight.value.embedding(ids) }

@@ -95,6 +95,13 @@ public final class RMSNorm: Module {
         self.eps = eps
     }
 
+    /// A norm with the given scale `[features]`.
+    public init(weight: Tensor, eps: Float = 1e-6) {
+        precondition(weight.rank == 1, "RMSNorm(weight:): expected [features], got \(weight.shape)")
+        self.weight = Parameter(weight)
+        self.eps = eps
+    }
+
     public override func forward(_ x: Tensor) -> Tensor {
         Self.normalize(x, eps: eps) * weight.value
     }

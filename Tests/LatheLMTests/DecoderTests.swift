@@ -1,0 +1,94 @@
+import Foundation
+import Lathe
+import XCTest
+import _LatheTestSupport
+
+/// Tiny random-initialised models of each family (Tools/reference/make_llm_fixtures.py) against
+/// the logits of `transformers`, on the prompt and on every cached decoding step.
+final class DecoderTests: XCTestCase {
+    struct Expected {
+        var prompt: [Int], promptLogits: [[Float]], decode: [Int], decodeLogits: [[Float]]
+    }
+
+    func expected(_ name: String) throws -> Expected {
+        let bytes = try Data(contentsOf: fixturesDirectory.appendingPathComponent("llm/\(name)/expected.json"))
+        let json = try JSONParser.parse([UInt8](bytes))
+        func ids(_ key: String) -> [Int] { json[key]?.arrayValue?.compactMap(\.intValue) ?? [] }
+        func rows(_ key: String) -> [[Float]] { json[key]?.arrayValue?.map { $0.arrayValue?.compactMap { $0.doubleValue.map(Float.init) } ?? [] } ?? [] }
+        return Expected(prompt: ids("prompt"), promptLogits: rows("prompt_logits"), decode: ids("decode"), decodeLogits: rows("decode_logits"))
+    }
+
+    func maxAbs(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count, "\(a.count) vs \(b.count)")
+        return zip(a, b).map { abs($0 - $1) }.max() ?? 0
+    }
+
+    func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/\(name)"))
+        let e = try expected(name)
+        XCTAssertEqual(e.prompt.count, 7)
+        let cache = model.makeCache(capacity: 16)
+        let prompt = model.logits(e.prompt, cache: cache)
+        XCTAssertEqual(prompt.shape, [e.prompt.count, model.vocabularySize])
+        XCTAssertLessThan(maxAbs(prompt.scalars, e.promptLogits.flatMap { $0 }), 1e-4, "\(name) prompt", file: file, line: line)
+        var cached: [Float] = []
+        for (i, id) in e.decode.enumerated() {
+            let row = model.logits([id], cache: cache).scalars
+            XCTAssertLessThan(maxAbs(row, e.decodeLogits[i]), 1e-4, "\(name) decode step \(i)", file: file, line: line)
+            cached += row
+        }
+        XCTAssertEqual(cache.length, e.prompt.count + e.decode.count)
+        // The whole sequence at once gives the cached steps' logits.
+        let whole = model.logits(e.prompt + e.decode).scalars.suffix(e.decode.count * model.vocabularySize)
+        XCTAssertLessThan(maxAbs(Array(whole), cached), 1e-5, "\(name) with and without the cache", file: file, line: line)
+        // Only the last row.
+        let last = model.logits(e.prompt, cache: model.makeCache(capacity: 8), lastOnly: true)
+        XCTAssertEqual(last.shape, [1, model.vocabularySize])
+        XCTAssertLessThan(maxAbs(last.scalars, e.promptLogits.last!), 1e-4, file: file, line: line)
+    }
+
+    func testLlamaWithTiedEmbeddings() throws {
+        try check("llama-tiny")
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/llama-tiny"))
+        XCTAssertTrue(model.config.tieWordEmbeddings)
+        XCTAssertFalse(model.stateKeys.contains("lm_head.weight"), "a tied head is the embedding, not a second matrix")
+        XCTAssertEqual(model.config.eosTokenIDs, [2])
+    }
+
+    func testLlama3RopeScalingAndHeadDim() throws {
+        try check("llama3-tiny")
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/llama3-tiny"))
+        XCTAssertEqual(model.config.headDim, 16)
+        XCTAssertEqual(model.config.hiddenSize, 48)
+        guard case .llama3? = model.config.ropeScaling else { return XCTFail("\(String(describing: model.config.ropeScaling))") }
+    }
+
+    func testQwen2Biases() throws {
+        try check("qwen2-tiny")
+    }
+
+    func testBadFoldersAndConfigsAreClearErrors() throws {
+        let dir = try temporaryDirectory()
+        XCTAssertThrowsError(try DecoderModel.load(huggingFaceFolder: dir)) { error in
+            XCTAssertTrue("\(error)".contains("cannot read config.json"), "\(error)")
+        }
+        let src = fixturesDirectory.appendingPathComponent("llm/llama-tiny")
+        var config = try String(contentsOf: src.appendingPathComponent("config.json"), encoding: .utf8)
+        try FileManager.default.copyItem(at: src.appendingPathComponent("model.safetensors"), to: dir.appendingPathComponent("model.safetensors"))
+        for (from, to, message) in [("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "not a multiple of num_key_value_heads 3"),
+                                    ("\"model_type\": \"llama\"", "\"model_type\": \"mamba\"", "model_type 'mamba' is not a supported decoder"),
+                                    ("\"hidden_size\": 64", "\"hidden_size\": 32", "q_proj.weight has shape [64, 64], the config implies [64, 32]"),
+                                    ("\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false", "missing tensor lm_head.weight")] {
+            XCTAssertTrue(config.contains(from), from)
+            try config.replacingOccurrences(of: from, with: to).write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try DecoderModel.load(huggingFaceFolder: dir)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
+        }
+        config = "{\"model_type\": \"llama\"}"
+        try config.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try DecoderModel.load(huggingFaceFolder: dir)) { error in
+            XCTAssertTrue("\(error)".contains("config.json: num_attention_heads is missing or not an integer"), "\(error)")
+        }
+    }
+}
