@@ -4,8 +4,9 @@ import LatheTensor
 /// How to pick the next token from a row of logits.
 ///
 /// The logits are divided by `temperature`, turned into probabilities with a softmax, cut to
-/// the `topK` most likely tokens and then to the nucleus of `topP` (the smallest set of most
-/// likely tokens whose probabilities add up to at least `topP`), renormalised, and sampled.
+/// the `topK` most likely tokens, then to the nucleus of `topP` (the smallest set of most
+/// likely tokens whose probabilities add up to at least `topP`), then to the tokens at least
+/// `minP` times as likely as the most likely one, renormalised, and sampled.
 /// Temperature 0 is greedy decoding (the most likely token; the first one on ties).
 public struct SamplingOptions: Sendable, Equatable {
     public var temperature: Float
@@ -13,12 +14,15 @@ public struct SamplingOptions: Sendable, Equatable {
     public var topK: Int?
     /// Keep only the nucleus of probability `topP` (nil or 1: all).
     public var topP: Float?
+    /// Keep only tokens at least `minP` times as likely as the most likely one (nil or 0: all).
+    public var minP: Float?
 
-    public init(temperature: Float = 1, topK: Int? = nil, topP: Float? = nil) {
+    public init(temperature: Float = 1, topK: Int? = nil, topP: Float? = nil, minP: Float? = nil) {
         precondition(temperature >= 0 && temperature.isFinite, "SamplingOptions: temperature must be finite and >= 0, got \(temperature)")
         precondition(topK == nil || topK! >= 1, "SamplingOptions: topK must be at least 1, got \(topK!)")
         precondition(topP == nil || (topP! > 0 && topP! <= 1), "SamplingOptions: topP must be in (0, 1], got \(topP!)")
-        (self.temperature, self.topK, self.topP) = (temperature, topK, topP)
+        precondition(minP == nil || (minP! >= 0 && minP! <= 1), "SamplingOptions: minP must be in [0, 1], got \(minP!)")
+        (self.temperature, self.topK, self.topP, self.minP) = (temperature, topK, topP, minP)
     }
 
     /// Greedy decoding.
@@ -76,6 +80,10 @@ public enum Sampling {
             let candidates = p.enumerated().map { keep[$0.offset] ? $0.element : 0 }
             keep = [Bool](repeating: false, count: p.count)
             for i in nucleus(candidates, p: topP) { keep[i] = true }
+        }
+        if let minP = options.minP, minP > 0 {
+            let top = p.indices.filter { keep[$0] }.map { p[$0] }.max() ?? 0
+            for i in p.indices where p[i] < minP * top { keep[i] = false }
         }
         for i in p.indices where !keep[i] { p[i] = 0 }
         let sum = p.reduce(0, +)

@@ -92,3 +92,46 @@ final class DecoderTests: XCTestCase {
         }
     }
 }
+
+/// `generate` over a tiny model: greedy is the argmax chain of full-sequence logits; stop
+/// tokens, the callback and seeds behave.
+final class GenerateTests: XCTestCase {
+    func testGreedyIsTheArgmaxChainAndStopsWork() throws {
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/qwen2-tiny"))
+        let prompt = [5, 17, 42]
+        let r = generate(model, prompt: prompt, options: GenerationOptions(maxTokens: 6, stopTokens: []))
+        XCTAssertEqual(r.tokens.count, 6)
+        XCTAssertEqual(r.stop, .maxTokens)
+        var seq = prompt
+        for _ in 0..<6 {
+            let rows = model.logits(seq)
+            seq.append(Sampling.argmax(Array(rows.scalars.suffix(model.vocabularySize))))
+        }
+        XCTAssertEqual(r.tokens, Array(seq.dropFirst(prompt.count)))
+        // The third token as a stop token ends before it.
+        let stopped = generate(model, prompt: prompt, options: GenerationOptions(maxTokens: 6, stopTokens: [r.tokens[2]]))
+        XCTAssertEqual(stopped.tokens, Array(r.tokens.prefix(2)))
+        XCTAssertEqual(stopped.stop, .stopToken(r.tokens[2]))
+        var seen: [Int] = []
+        let cut = generate(model, prompt: prompt, options: GenerationOptions(maxTokens: 6, stopTokens: [])) { seen.append($0); return seen.count < 3 }
+        XCTAssertEqual(cut.tokens, Array(r.tokens.prefix(3)))
+        XCTAssertEqual(seen, cut.tokens)
+        XCTAssertEqual(cut.stop, .callback)
+        // Sampling: the same seed gives the same tokens, another seed (almost surely) others.
+        let sampled = GenerationOptions(maxTokens: 12, sampling: SamplingOptions(temperature: 1.5, topK: 50, minP: 0.01), stopTokens: [], seed: 3)
+        XCTAssertEqual(generate(model, prompt: prompt, options: sampled).tokens, generate(model, prompt: prompt, options: sampled).tokens)
+        var other = sampled
+        other.seed = 4
+        XCTAssertNotEqual(generate(model, prompt: prompt, options: sampled).tokens, generate(model, prompt: prompt, options: other).tokens)
+        // The context bounds the generation.
+        let full = generate(model, prompt: Array(repeating: 3, count: 60), options: GenerationOptions(maxTokens: 10, stopTokens: []))
+        XCTAssertEqual(full.tokens.count, 5, "max_position_embeddings is 64: 60 fed, 4 more fed, the fifth predicted from the last position")
+        XCTAssertEqual(full.stop, .contextFull)
+    }
+
+    func testMinPAndRepetitionPenalty() {
+        let p = Sampling.probabilities(logits: [3, 2.9, 0, -1], options: SamplingOptions(temperature: 1, minP: 0.5))
+        XCTAssertEqual(p.filter { $0 > 0 }.count, 2)
+        XCTAssertEqual(p.reduce(0, +), 1, accuracy: 1e-6)
+    }
+}
