@@ -66,6 +66,15 @@ public final class LayerNorm: Module {
 
     public convenience init(_ features: Int, eps: Float = 1e-5) { self.init([features], eps: eps) }
 
+    /// A norm over the last dim with the given scale and shift `[features]`.
+    public init(weight: Tensor, bias: Tensor?, eps: Float = 1e-5) {
+        precondition(weight.rank == 1 && (bias == nil || bias!.shape == weight.shape), "LayerNorm(weight:bias:): expected [features]")
+        normalizedShape = weight.shape
+        self.eps = eps
+        self.weight = Parameter(weight)
+        self.bias = bias.map { Parameter($0) }
+    }
+
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
                      "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")

