@@ -135,3 +135,33 @@ final class GenerateTests: XCTestCase {
         XCTAssertEqual(p.reduce(0, +), 1, accuracy: 1e-6)
     }
 }
+
+/// llama.cpp's perplexity method on a tiny model, checked against the definition.
+final class PerplexityTests: XCTestCase {
+    func testChunksBOSAndSecondHalf() throws {
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/llama-tiny"))
+        var g = TestRNG(5)
+        let tokens = (0..<37).map { _ in g.int(3...95) }
+        let r = try Perplexity.evaluate(model, tokens: tokens, context: 16, bos: 1)
+        XCTAssertEqual(r.chunks, 2)
+        XCTAssertEqual(r.tokensScored, 2 * 7, "positions 8..14 of each chunk predict 9..15")
+        var nll: [Double] = []
+        for c in 0..<2 {
+            var chunk = Array(tokens[(c * 16)..<((c + 1) * 16)])
+            chunk[0] = 1
+            let logits = model.logits(chunk)
+            for j in 8..<15 {
+                let row = logits.sliced(dim: 0, start: j, end: j + 1).logSoftmax(dim: -1).scalars
+                nll.append(-Double(row[tokens[c * 16 + j + 1]]))
+            }
+        }
+        let mean = nll.reduce(0, +) / Double(nll.count)
+        XCTAssertEqual(r.meanNLL, mean, accuracy: 1e-5)
+        XCTAssertEqual(r.perplexity, exp(mean), accuracy: 1e-4 * exp(mean))
+        XCTAssertGreaterThan(r.standardError, 0)
+        XCTAssertThrowsError(try Perplexity.evaluate(model, tokens: Array(tokens.prefix(10)), context: 16, bos: 1)) { error in
+            XCTAssertTrue("\(error)".contains("at least one chunk"), "\(error)")
+        }
+        XCTAssertThrowsError(try Perplexity.evaluate(model, tokens: tokens, context: 128, bos: 1))
+    }
+}
