@@ -42,6 +42,27 @@ public struct DecoderConfig: Sendable, Equatable {
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
 
+    // Gemma 3 (defaults: the Llama family's).
+    /// Embeddings are multiplied by this (Gemma: sqrt(hidden)).
+    public var embeddingScale: Float? = nil
+    /// RMSNorm scales are `weight + normOffset` (Gemma in Hugging Face files: 1; GGUF bakes it in).
+    public var normOffset: Float = 0
+    /// RMSNorm of each query and key head before RoPE (Gemma 3, Qwen3).
+    public var qkNorm = false
+    /// Norms after attention and after the MLP, and a separate norm before the MLP (Gemma 2/3):
+    /// `h += norm(attn(norm(h)))`, `h += norm(mlp(norm(h)))`.
+    public var sandwichNorms = false
+    /// The MLP gate's activation: SiLU (SwiGLU) or tanh-approximated GELU (GeGLU, Gemma).
+    public var geluGate = false
+    /// Queries are scaled by this instead of 1/sqrt(headDim) (Gemma: query_pre_attn_scalar^-1/2).
+    public var queryScale: Float? = nil
+    /// Per layer: true where attention is local (sliding window), with ``localRopeTheta``; nil:
+    /// every layer uses ``slidingWindow`` (if any) and ``ropeTheta``.
+    public var localLayers: [Bool]? = nil
+    public var localRopeTheta: Double? = nil
+    /// `cap * tanh(logits / cap)` on the output logits (Gemma 2).
+    public var finalLogitSoftcap: Float? = nil
+
     public init(architecture: String, vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10_000, ropeScaling: RopeScaling? = nil,
                 ropeLayout: RopeLayout = .halves, tieWordEmbeddings: Bool = false, attentionBias: Bool = false, maxPositions: Int = 2048,
@@ -54,7 +75,18 @@ public struct DecoderConfig: Sendable, Equatable {
     }
 
     /// The architectures this config describes (`model_type` of config.json).
-    public static let architectures: Set<String> = ["llama", "mistral", "qwen2"]
+    public static let architectures: Set<String> = ["llama", "mistral", "qwen2", "gemma3_text"]
+
+    /// Whether layer `i` attends through the sliding window, and the window.
+    public func window(layer i: Int) -> Int? {
+        guard let local = localLayers else { return slidingWindow }
+        return local[i] ? slidingWindow : nil
+    }
+
+    /// The RoPE base of layer `i`.
+    public func ropeTheta(layer i: Int) -> Double {
+        localLayers?[i] == true ? (localRopeTheta ?? ropeTheta) : ropeTheta
+    }
 
     /// Checks the sizes fit together; throws a ``ModelFileError`` naming `file` otherwise.
     public func validate(file: String) throws {
@@ -68,6 +100,7 @@ public struct DecoderConfig: Sendable, Equatable {
         guard rmsNormEps > 0, rmsNormEps.isFinite else { throw bad("rms_norm_eps must be positive, got \(rmsNormEps)") }
         guard ropeTheta > 0, ropeTheta.isFinite else { throw bad("rope_theta must be positive, got \(ropeTheta)") }
         if let w = slidingWindow, w < 1 { throw bad("sliding_window must be positive, got \(w)") }
+        if let l = localLayers, l.count != layers { throw bad("layer_types has \(l.count) entries for \(layers) layers") }
     }
 
     /// Reads a Hugging Face `config.json` (both the `rope_theta`/`rope_scaling` keys and
@@ -88,7 +121,9 @@ public struct DecoderConfig: Sendable, Equatable {
             guard let i = v.intValue else { throw bad("\(key) is not an integer") }
             return i
         }
-        let rope = json["rope_parameters"]
+        // transformers 5 keeps RoPE settings in rope_parameters, per layer type for Gemma 3.
+        let ropeRoot = json["rope_parameters"]
+        let rope = ropeRoot?["full_attention"] ?? ropeRoot
         let theta = rope?["rope_theta"]?.doubleValue ?? json["rope_theta"]?.doubleValue ?? 10_000
         var scaling: RopeScaling?
         if let s = [json["rope_scaling"], rope].compactMap({ $0 }).first(where: { !$0.isNull }) {
@@ -122,8 +157,34 @@ public struct DecoderConfig: Sendable, Equatable {
             maxPositions: try optionalInt("max_position_embeddings") ?? 2048,
             slidingWindow: (json["use_sliding_window"]?.boolValue ?? (type == "mistral")) ? try optionalInt("sliding_window") : nil,
             bosTokenID: try optionalInt("bos_token_id"), eosTokenIDs: eos)
-        try config.validate(file: file)
-        return config
+        var c = config
+        if type == "gemma3_text" {
+            c.embeddingScale = Float(Double(hidden).squareRoot())
+            (c.normOffset, c.qkNorm, c.sandwichNorms) = (1, true, true)
+            let act = json["hidden_activation"]?.stringValue ?? json["hidden_act"]?.stringValue ?? "gelu_pytorch_tanh"
+            guard act == "gelu_pytorch_tanh" || act == "gelu" else { throw bad("hidden_activation '\(act)' is not supported") }
+            c.geluGate = true
+            c.queryScale = Float(1 / (json["query_pre_attn_scalar"]?.doubleValue ?? Double(c.headDim)).squareRoot())
+            c.slidingWindow = try optionalInt("sliding_window")
+            if let types = json["layer_types"]?.arrayValue {
+                c.localLayers = try types.map { t in
+                    switch t.stringValue {
+                    case "sliding_attention"?: return true
+                    case "full_attention"?: return false
+                    default: throw bad("layer_types holds '\(t.stringValue ?? "?")' (sliding_attention or full_attention)")
+                    }
+                }
+            } else {
+                let pattern = try optionalInt("sliding_window_pattern") ?? 6
+                c.localLayers = (0..<c.layers).map { ($0 + 1) % pattern != 0 }
+            }
+            c.localRopeTheta = ropeRoot?["sliding_attention"]?["rope_theta"]?.doubleValue ?? json["rope_local_base_freq"]?.doubleValue ?? 10_000
+            c.finalLogitSoftcap = json["final_logit_softcapping"]?.doubleValue.map(Float.init)
+            if json["attn_logit_softcapping"]?.doubleValue != nil { throw bad("attn_logit_softcapping is not supported yet") }
+            if json["tie_word_embeddings"] == nil { c.tieWordEmbeddings = true }
+        }
+        try c.validate(file: file)
+        return c
     }
 }
 

@@ -29,7 +29,8 @@ public final class DecoderModel: Module, LanguageModel {
     /// nil when tied to the embedding (`tie_word_embeddings`): the state dict then has no
     /// `lm_head.weight`, as Hugging Face saves it.
     let lmHead: Linear?
-    let rotary: Rotary
+    /// Each layer's rotary frequencies (Gemma's local layers have their own base).
+    let rotaries: [Rotary]
 
     /// Builds the model around `weights` (Hugging Face names), without random initialisation.
     /// A missing or misshapen tensor is an error naming it; extra tensors are an error too.
@@ -43,6 +44,9 @@ public final class DecoderModel: Module, LanguageModel {
             return t.dtype == .float32 ? t : t.to(.float32)
         }
         let c = config, d = c.hiddenSize, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
+        func norm(_ key: String, _ size: Int) throws -> DecoderNorm {
+            DecoderNorm(weight: try take(key, [size]), eps: c.rmsNormEps, offset: c.normOffset)
+        }
         var layers: [DecoderLayer] = []
         for i in 0..<c.layers {
             let p = "model.layers.\(i)."
@@ -51,23 +55,28 @@ public final class DecoderModel: Module, LanguageModel {
             }
             let attention = AttentionProjections(
                 qProj: try linear("self_attn.q_proj", q, d, bias: c.attentionBias), kProj: try linear("self_attn.k_proj", kv, d, bias: c.attentionBias),
-                vProj: try linear("self_attn.v_proj", kv, d, bias: c.attentionBias), oProj: try linear("self_attn.o_proj", d, q, bias: false))
+                vProj: try linear("self_attn.v_proj", kv, d, bias: c.attentionBias), oProj: try linear("self_attn.o_proj", d, q, bias: false),
+                qNorm: c.qkNorm ? try norm(p + "self_attn.q_norm.weight", c.headDim) : nil,
+                kNorm: c.qkNorm ? try norm(p + "self_attn.k_norm.weight", c.headDim) : nil)
             let mlp = MLP(gateProj: try linear("mlp.gate_proj", c.intermediateSize, d, bias: false),
                           upProj: try linear("mlp.up_proj", c.intermediateSize, d, bias: false),
-                          downProj: try linear("mlp.down_proj", d, c.intermediateSize, bias: false))
-            layers.append(DecoderLayer(selfAttn: attention, mlp: mlp,
-                                       inputLayernorm: RMSNorm(weight: try take(p + "input_layernorm.weight", [d]), eps: c.rmsNormEps),
-                                       postAttentionLayernorm: RMSNorm(weight: try take(p + "post_attention_layernorm.weight", [d]), eps: c.rmsNormEps)))
+                          downProj: try linear("mlp.down_proj", d, c.intermediateSize, bias: false), gelu: c.geluGate)
+            layers.append(DecoderLayer(
+                selfAttn: attention, mlp: mlp, inputLayernorm: try norm(p + "input_layernorm.weight", d),
+                postAttentionLayernorm: try norm(p + "post_attention_layernorm.weight", d),
+                preFeedforwardLayernorm: c.sandwichNorms ? try norm(p + "pre_feedforward_layernorm.weight", d) : nil,
+                postFeedforwardLayernorm: c.sandwichNorms ? try norm(p + "post_feedforward_layernorm.weight", d) : nil))
         }
         model = DecoderBody(embedTokens: Embedding(weight: try take("model.embed_tokens.weight", [c.vocabularySize, d])), layers: layers,
-                            norm: RMSNorm(weight: try take("model.norm.weight", [d]), eps: c.rmsNormEps))
+                            norm: try norm("model.norm.weight", d))
         if c.tieWordEmbeddings {
             lmHead = nil
             used.insert("lm_head.weight")  // some files carry the tied copy; it is the embedding
         } else {
             lmHead = Linear(weight: try take("lm_head.weight", [c.vocabularySize, d]))
         }
-        rotary = Rotary(headDim: c.headDim, base: c.ropeTheta, scaling: c.ropeScaling, layout: c.ropeLayout)
+        rotaries = (0..<c.layers).map { Rotary(headDim: c.headDim, base: c.ropeTheta(layer: $0), scaling: c.localLayers?[$0] == true ? nil : c.ropeScaling,
+                                               layout: c.ropeLayout) }
         super.init()
         let extra = Set(weights.keys).subtracting(used).sorted()
         if !extra.isEmpty {
@@ -91,13 +100,16 @@ public final class DecoderModel: Module, LanguageModel {
         return noGrad {
             let start = cache.length
             var x = model.embedTokens(Tensor(ids, shape: [ids.count]))
+            if let scale = config.embeddingScale { x = x * scale }
             for (i, layer) in model.layers.enumerated() {
-                x = layer.forward(x, start: start, cache: cache, layer: i, rotary: rotary, config: config)
+                x = layer.forward(x, start: start, cache: cache, layer: i, rotary: rotaries[i], config: config)
             }
             cache.advance(by: ids.count)
             if lastOnly { x = x.sliced(dim: 0, start: ids.count - 1) }
             let h = model.norm(x)
-            return h.linear(weight: lmHead?.weight.value ?? model.embedTokens.weight.value)
+            let logits = h.linear(weight: lmHead?.weight.value ?? model.embedTokens.weight.value)
+            guard let cap = config.finalLogitSoftcap else { return logits }
+            return (logits / cap).tanh() * cap
         }
     }
 
@@ -110,33 +122,76 @@ public final class DecoderModel: Module, LanguageModel {
 final class DecoderBody: Module {
     let embedTokens: Embedding
     let layers: [DecoderLayer]
-    let norm: RMSNorm
+    let norm: DecoderNorm
 
-    init(embedTokens: Embedding, layers: [DecoderLayer], norm: RMSNorm) {
+    init(embedTokens: Embedding, layers: [DecoderLayer], norm: DecoderNorm) {
         (self.embedTokens, self.layers, self.norm) = (embedTokens, layers, norm)
+    }
+}
+
+/// RMSNorm whose scale is `weight + offset` (Gemma's Hugging Face files store the scale minus 1).
+final class DecoderNorm: Module {
+    let weight: Parameter
+    let eps: Float
+    let offset: Float
+
+    init(weight: Tensor, eps: Float, offset: Float) {
+        self.weight = Parameter(weight)
+        (self.eps, self.offset) = (eps, offset)
+    }
+
+    override func forward(_ x: Tensor) -> Tensor {
+        RMSNorm.normalize(x, eps: eps) * (offset == 0 ? weight.value : weight.value + offset)
+    }
+
+    /// Normalises each `headDim`-long run of `x` (rows of heads) in place.
+    func normalizeHeads(_ x: inout [Float], headDim: Int) {
+        let w = weight.value.scalars
+        x.withUnsafeMutableBufferPointer { p in
+            for start in stride(from: 0, to: p.count, by: headDim) {
+                var sum: Float = 0
+                for i in 0..<headDim { sum += p[start + i] * p[start + i] }
+                let r = 1 / (sum / Float(headDim) + eps).squareRoot()
+                for i in 0..<headDim { p[start + i] = p[start + i] * r * (w[i] + offset) }
+            }
+        }
     }
 }
 
 final class AttentionProjections: Module {
     let qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear
-    init(qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear) { (self.qProj, self.kProj, self.vProj, self.oProj) = (qProj, kProj, vProj, oProj) }
+    let qNorm: DecoderNorm?, kNorm: DecoderNorm?
+    init(qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear, qNorm: DecoderNorm?, kNorm: DecoderNorm?) {
+        (self.qProj, self.kProj, self.vProj, self.oProj, self.qNorm, self.kNorm) = (qProj, kProj, vProj, oProj, qNorm, kNorm)
+    }
 }
 
 final class MLP: Module {
     let gateProj: Linear, upProj: Linear, downProj: Linear
-    init(gateProj: Linear, upProj: Linear, downProj: Linear) { (self.gateProj, self.upProj, self.downProj) = (gateProj, upProj, downProj) }
+    let gelu: Bool
+    init(gateProj: Linear, upProj: Linear, downProj: Linear, gelu: Bool) {
+        (self.gateProj, self.upProj, self.downProj, self.gelu) = (gateProj, upProj, downProj, gelu)
+    }
 
-    override func forward(_ x: Tensor) -> Tensor { downProj(gateProj(x).silu() * upProj(x)) }
+    override func forward(_ x: Tensor) -> Tensor {
+        let g = gateProj(x)
+        return downProj((gelu ? g.gelu(approximateTanh: true) : g.silu()) * upProj(x))
+    }
 }
 
 final class DecoderLayer: Module {
     let selfAttn: AttentionProjections
     let mlp: MLP
-    let inputLayernorm: RMSNorm
-    let postAttentionLayernorm: RMSNorm
+    let inputLayernorm: DecoderNorm
+    /// Llama: the norm before the MLP. Gemma: the norm of the attention's output.
+    let postAttentionLayernorm: DecoderNorm
+    let preFeedforwardLayernorm: DecoderNorm?
+    let postFeedforwardLayernorm: DecoderNorm?
 
-    init(selfAttn: AttentionProjections, mlp: MLP, inputLayernorm: RMSNorm, postAttentionLayernorm: RMSNorm) {
+    init(selfAttn: AttentionProjections, mlp: MLP, inputLayernorm: DecoderNorm, postAttentionLayernorm: DecoderNorm,
+         preFeedforwardLayernorm: DecoderNorm?, postFeedforwardLayernorm: DecoderNorm?) {
         (self.selfAttn, self.mlp, self.inputLayernorm, self.postAttentionLayernorm) = (selfAttn, mlp, inputLayernorm, postAttentionLayernorm)
+        (self.preFeedforwardLayernorm, self.postFeedforwardLayernorm) = (preFeedforwardLayernorm, postFeedforwardLayernorm)
     }
 
     /// `x` `[rows, hidden]` at positions `start...`; writes this layer's keys and values into the cache.
@@ -145,6 +200,8 @@ final class DecoderLayer: Module {
         let h = inputLayernorm(x)
         var q = selfAttn.qProj(h).scalars, k = selfAttn.kProj(h).scalars
         let v = selfAttn.vProj(h).scalars
+        selfAttn.qNorm?.normalizeHeads(&q, headDim: c.headDim)
+        selfAttn.kNorm?.normalizeHeads(&k, headDim: c.headDim)
         q.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.heads, start: start) }
         k.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.kvHeads, start: start) }
         k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
@@ -154,10 +211,15 @@ final class DecoderLayer: Module {
         q.withUnsafeBufferPointer { qp in
             attended.withUnsafeMutableBufferPointer { op in
                 CachedAttention.run(q: qp.baseAddress!, rows: rows, heads: c.heads, cache: cache, layer: layer, start: start,
-                                    scale: 1 / Float(c.headDim).squareRoot(), window: c.slidingWindow, out: op.baseAddress!)
+                                    scale: c.queryScale ?? 1 / Float(c.headDim).squareRoot(), window: c.window(layer: layer), out: op.baseAddress!)
             }
         }
-        let y = x + selfAttn.oProj(Tensor(attended, shape: [rows, c.heads * c.headDim]))
+        let a = selfAttn.oProj(Tensor(attended, shape: [rows, c.heads * c.headDim]))
+        if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
+            let y = x + postAttentionLayernorm(a)
+            return y + post(mlp(pre(y)))
+        }
+        let y = x + a
         return y + mlp(postAttentionLayernorm(y))
     }
 }

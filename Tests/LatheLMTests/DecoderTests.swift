@@ -165,3 +165,18 @@ final class PerplexityTests: XCTestCase {
         XCTAssertThrowsError(try Perplexity.evaluate(model, tokens: tokens, context: 128, bos: 1))
     }
 }
+
+extension DecoderTests {
+    func testGemma3SandwichNormsQKNormsAndLocalLayers() throws {
+        try check("gemma3-tiny")
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/gemma3-tiny"))
+        let c = model.config
+        XCTAssertEqual(c.localLayers, [true, true, true, true, true, false, true])
+        XCTAssertEqual(c.window(layer: 0), 4)
+        XCTAssertNil(c.window(layer: 5))
+        XCTAssertEqual(c.ropeTheta(layer: 0), 10_000)
+        XCTAssertEqual(c.ropeTheta(layer: 5), 1_000_000)
+        XCTAssertEqual(c.queryScale!, 1 / Float(24).squareRoot(), accuracy: 1e-7)
+        XCTAssertTrue(model.stateKeys.contains("model.layers.6.self_attn.q_norm.weight"))
+    }
+}

@@ -16,8 +16,8 @@ import sys
 
 import torch
 import transformers
-from transformers import (AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM)
+from transformers import (AutoTokenizer, BertConfig, BertModel, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig,
+                          LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures", "llm")
 
@@ -78,6 +78,13 @@ def main():
     # Qwen2: q/k/v biases, untied head.
     qwen = Qwen2ForCausalLM(Qwen2Config(**common, rope_theta=1000000.0, tie_word_embeddings=False))
     write("qwen2-tiny", qwen, 96, 3)
+    # Gemma 3: embedding scale, sandwich norms (1 + w), q/k norms, GeGLU, query_pre_attn_scalar, 5 local (window 4,
+    # RoPE base 10000) : 1 global layers. Seven layers so that both kinds and the pattern's wrap are covered; the
+    # prompt (7) plus decoding (4) is longer than the window.
+    gemma = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=7,
+                                               num_attention_heads=4, num_key_value_heads=1, head_dim=32, max_position_embeddings=64,
+                                               sliding_window=4, query_pre_attn_scalar=24, rms_norm_eps=1e-6))
+    write("gemma3-tiny", gemma, 96, 5)
     write_bert()
     write_minilm_reference()
     return 0
@@ -85,6 +92,7 @@ def main():
 
 def write_bert():
     """A tiny BERT encoder with its last hidden states for one sequence."""
+    torch.manual_seed(4)
     out = os.path.join(ROOT, "bert-tiny")
     os.makedirs(out, exist_ok=True)
     model = BertModel(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
