@@ -721,6 +721,33 @@ final class GGUFTests: XCTestCase {
         XCTAssertTrue(try f.tensor(named: "q4k").scalars.allSatisfy { !$0.isFinite })
     }
 
+    // MARK: - The real model (skipped when absent)
+
+    /// SmolLM2-135M-Instruct Q4_1 (docs/LLM.md) if it is in ~/.cache/lathe/models or at
+    /// $LATHE_GGUF_MODEL: the header as llama.cpp reports it, and token_embd in PyTorch order.
+    /// Tools/reference/check_gguf_model.py compares its values with gguf-py by hand.
+    func testSmolLM2IfPresent() throws {
+        let path = ProcessInfo.processInfo.environment["LATHE_GGUF_MODEL"]
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no model at \(path)") }
+        let f = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
+        XCTAssertEqual(try f.string("general.architecture"), "llama")
+        XCTAssertEqual(try f.int("llama.block_count"), 30)
+        XCTAssertEqual(try f.int("llama.embedding_length"), 576)
+        XCTAssertEqual(try f.strings("tokenizer.ggml.tokens")?.count, 49152)
+        XCTAssertEqual(f.tensors.count, 272)
+        XCTAssertEqual(f.warnings, [])
+        let embd = try XCTUnwrap(f.tensorInfo(named: "token_embd.weight"))
+        XCTAssertEqual(embd.type, .q8_0)
+        XCTAssertEqual(embd.dimensions, [576, 49152])
+        let t = try f.tensor(named: "token_embd.weight")
+        XCTAssertEqual(t.shape, [49152, 576])
+        // Row 1 of the PyTorch-order tensor is the second run of 576 values in the file.
+        let flat = try f.dequantized(named: "token_embd.weight")
+        XCTAssertEqual(t.sliced(dim: 0, start: 1, end: 2).scalars, Array(flat[576..<1152]))
+        XCTAssertEqual(try f.tensor(named: "blk.0.ffn_down.weight").shape, [576, 1536])
+    }
+
     // MARK: - Helpers
 
     /// Offset of the length-prefixed string `s` (its u64 length) in `bytes`.
