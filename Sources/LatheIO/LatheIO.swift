@@ -1,2 +1,2 @@
-// LatheIO: reading and writing model files (safetensors; later GGUF and Hugging Face folders).
-// See SafeTensors.swift.
+// LatheIO: reading and writing model files (safetensors; GGUF reading; later Hugging Face folders).
+// See SafeTensors.swift and GGUFFile.swift.

@@ -58,26 +58,11 @@ extension SafeTensorsHeader {
     }
 
     /// `[2, 3]`; `[]` for a scalar.
-    static func shapeText(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }
+    static func shapeText(_ shape: [Int]) -> String { TextFormat.shape(shape) }
 
     /// `1234567` as `1,234,567`.
-    static func grouped(_ n: Int) -> String {
-        let digits = String(n.magnitude)
-        var out = ""
-        for (k, c) in digits.enumerated() {
-            if k > 0 && (digits.count - k) % 3 == 0 { out.append(",") }
-            out.append(c)
-        }
-        return (n < 0 ? "-" : "") + out
-    }
+    static func grouped(_ n: Int) -> String { TextFormat.grouped(n) }
 
     /// Bytes in binary units: `512 B`, `1.5 KiB`, `12.0 MiB`.
-    public static func humanBytes(_ n: Int) -> String {
-        if n < 1024 { return "\(n) B" }
-        let units = ["KiB", "MiB", "GiB", "TiB", "PiB"]
-        var value = Double(n) / 1024
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
-        return String(format: "%.1f", value) + " " + units[unit]
-    }
+    public static func humanBytes(_ n: Int) -> String { TextFormat.humanBytes(n) }
 }

@@ -137,4 +137,29 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(failed.err.contains("bad.safetensors: the safetensors header is invalid"), failed.err)
         XCTAssertEqual(failed.out, "")
     }
+
+    /// `lathe inspect` tells GGUF files by their magic and prints their metadata and tensors.
+    func testInspectGGUF() throws {
+        let fixture = fixturesDirectory.appendingPathComponent("gguf/all_types.gguf").path
+        let table = try runLathe(["inspect", fixture])
+        XCTAssertEqual(table.status, 0, table.err)
+        XCTAssertTrue(table.out.hasPrefix("\(fixture): GGUF v3"), table.out)
+        XCTAssertTrue(table.out.contains("tokenizer.ggml.tokens"), table.out)
+        XCTAssertTrue(table.out.contains("16 tensors, 4,589 parameters"), table.out)
+
+        let json = try runLathe(["inspect", "--json", fixture])
+        XCTAssertEqual(json.status, 0, json.err)
+        let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["format"] as? String, "gguf")
+        XCTAssertEqual((object?["tensor_count"] as? NSNumber)?.intValue, 16)
+
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: fixture)))
+        bytes[4] = 9
+        let bad = directory.appendingPathComponent("bad.gguf")
+        try Data(bytes).write(to: bad)
+        let failed = try runLathe(["inspect", bad.path])
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.err.contains("bad.gguf: GGUF version 9 cannot be read"), failed.err)
+        XCTAssertEqual(failed.out, "")
+    }
 }
