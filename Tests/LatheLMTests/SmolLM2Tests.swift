@@ -5,10 +5,19 @@ import _LatheTestSupport
 
 /// SmolLM2-135M-Instruct from its GGUF file (Tools/fetch-models fetches it), against llama.cpp.
 final class SmolLM2Tests: XCTestCase {
+    /// Loaded once for the class's tests.
+    nonisolated(unsafe) static var loaded: DecoderModel?
+    static func model() throws -> DecoderModel {
+        if let loaded { return loaded }
+        let m = try DecoderModel.load(gguf: try fetchedModel(file))
+        loaded = m
+        return m
+    }
+
     static let file = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     func testGreedyContinuesTheCapitalOfFranceWithParis() throws {
-        let model = try DecoderModel.load(gguf: try fetchedModel(Self.file))
+        let model = try Self.model()
         XCTAssertEqual(model.config.architecture, "llama")
         XCTAssertEqual(model.config.ropeLayout, .pairs)
         XCTAssertTrue(model.config.tieWordEmbeddings)
@@ -23,7 +32,7 @@ extension SmolLM2Tests {
     /// llama-perplexity (context 512, 2 threads) on the same ids printed a running estimate of
     /// 37.2067 after 4 chunks ([4]) and 38.5247 +/- 1.600 after all 23.
     func testPerplexityOfFourChunksIsWithinOnePercentOfLlamaCpp() throws {
-        let model = try DecoderModel.load(gguf: try fetchedModel(Self.file))
+        let model = try Self.model()
         let json = try JSONParser.parse([UInt8](Data(contentsOf: fixturesDirectory.appendingPathComponent("llm/smollm2/shakespeare-40k-ids.json"))))
         let ids = try XCTUnwrap(json["ids"]?.arrayValue?.compactMap(\.intValue))
         XCTAssertEqual(ids.count, 12190)
