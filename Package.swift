@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "LatheTrain", targets: ["LatheTrain"]),
         .library(name: "LatheCompress", targets: ["LatheCompress"]),
         .library(name: "LatheBench", targets: ["LatheBench"]),
+        .library(name: "LatheText", targets: ["LatheText"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
@@ -28,12 +29,14 @@ let package = Package(
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO", "CLatheKernels"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
+        // Tokenizers: byte-level BPE, SentencePiece BPE, WordPiece, Unigram; tokenizer.json and GGUF vocabularies.
+        .target(name: "LatheText", dependencies: ["LatheIO"]),
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),
         // Recipes, the trainer, and the pipelines built on them (compress: stages, variant reports).
         .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
         .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "CLatheBench"]),
-        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress"]),
+        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheText", "LatheTrain", "LatheCompress"]),
         .executableTarget(
             name: "lathe",
             dependencies: ["Lathe", "LatheBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -46,6 +49,7 @@ let package = Package(
         .testTarget(name: "LatheNNTests", dependencies: ["Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
         .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
+        .testTarget(name: "LatheTextTests", dependencies: ["LatheText", "_LatheTestSupport"]),
         .testTarget(name: "LatheTrainTests", dependencies: ["Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheBenchTests", dependencies: ["LatheBench", "Lathe", "_LatheTestSupport"]),
         // End-to-end tests of the `lathe` executable (argument parsing, printing, exit status).

@@ -4,4 +4,5 @@
 @_exported import LatheIO
 @_exported import LatheNN
 @_exported import LatheTensor
+@_exported import LatheText
 @_exported import LatheTrain
