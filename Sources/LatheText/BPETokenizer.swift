@@ -44,7 +44,7 @@ public struct BPETokenizer: Tokenizer {
     init(tokens: [String?], rule: MergeRule, byteLevel: Bool, byteFallback: Bool, unknown: Int?,
          fuseUnknown: Bool, ignoreMerges: Bool, pipeline: Pipeline,
          bos: Int?, eos: Int?, pad: Int?) {
-        var ids: [String: Int32] = [:]
+        var ids: TokenIDs = TokenIDs()
         ids.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() { if let t, ids[t] == nil { ids[t] = Int32(i) } }
         vocabulary = Vocabulary(tokens: tokens, ids: ids, added: pipeline.added.tokens)
@@ -52,7 +52,7 @@ public struct BPETokenizer: Tokenizer {
         self.byteLevel = byteLevel
         byteSymbols = (0..<256).map { ids[String(ByteLevel.characters[$0])] ?? -1 }
         var chars: [UInt32: Int32] = [:]
-        for (t, id) in ids {
+        for (t, id) in ids.pairs {
             var it = t.unicodeScalars.makeIterator()
             if let c = it.next(), it.next() == nil { chars[c.value] = id }
         }

@@ -58,11 +58,11 @@ struct Pipeline: Sendable {
 struct Vocabulary: Sendable {
     let tokens: [String?]
     let utf8: [[UInt8]]
-    let ids: [String: Int32]
-    let addedIDs: [String: Int]
+    let ids: TokenIDs
+    let addedIDs: [TokenKey: Int]
     let special: Set<Int>
 
-    init(tokens: [String?], ids: [String: Int32], added: [AddedToken]) {
+    init(tokens: [String?], ids: TokenIDs, added: [AddedToken]) {
         var tokens = tokens
         let maxAdded = added.map(\.id).max() ?? -1
         if maxAdded >= tokens.count { tokens += Array(repeating: nil, count: maxAdded + 1 - tokens.count) }
@@ -70,7 +70,7 @@ struct Vocabulary: Sendable {
         self.tokens = tokens
         utf8 = tokens.map { Array(($0 ?? "").utf8) }
         self.ids = ids
-        addedIDs = Dictionary(added.map { ($0.content, $0.id) }, uniquingKeysWith: { a, _ in a })
+        addedIDs = Dictionary(added.map { (TokenKey($0.content), $0.id) }, uniquingKeysWith: { a, _ in a })
         special = Set(added.filter(\.special).map(\.id))
     }
 
@@ -78,7 +78,7 @@ struct Vocabulary: Sendable {
 
     func token(for id: Int) -> String? { id >= 0 && id < tokens.count ? tokens[id] : nil }
 
-    func id(for token: String) -> Int? { addedIDs[token] ?? ids[token].map(Int.init) }
+    func id(for token: String) -> Int? { addedIDs[TokenKey(token)] ?? ids[token].map(Int.init) }
 
     /// The UTF-8 of each id's token, out-of-range ids and (optionally) special tokens left out.
     func strings(_ ids: [Int], skipSpecialTokens: Bool) -> [[UInt8]] {
@@ -88,4 +88,33 @@ struct Vocabulary: Sendable {
             return utf8[id]
         }
     }
+}
+
+/// A token string hashed and compared by its UTF-8 bytes. Swift's `String` equality is
+/// canonical equivalence, under which "é" and "e\u{301}" are one dictionary key; vocabularies
+/// keep them apart, as HF and llama.cpp do.
+struct TokenKey: Hashable, Sendable {
+    let string: String
+    init(_ s: String) { string = s }
+    static func == (a: TokenKey, b: TokenKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    func hash(into h: inout Hasher) {
+        var s = string
+        s.withUTF8 { h.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// Token string → id, with byte-exact keys (`TokenKey`).
+struct TokenIDs: Sendable {
+    private var map: [TokenKey: Int32] = [:]
+
+    init() {}
+
+    subscript(_ s: String) -> Int32? {
+        get { map[TokenKey(s)] }
+        set { map[TokenKey(s)] = newValue }
+    }
+
+    mutating func reserveCapacity(_ n: Int) { map.reserveCapacity(n) }
+    var count: Int { map.count }
+    var pairs: [(String, Int32)] { map.map { ($0.key.string, $0.value) } }
 }

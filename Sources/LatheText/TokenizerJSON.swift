@@ -147,9 +147,9 @@ struct TokenizerJSON {
     }
 
     /// A `{token: id}` object as an id-indexed table and a lookup.
-    func vocabulary(_ v: JSONValue?, _ path: String) throws(TokenizerError) -> ([String?], [String: Int32]) {
+    func vocabulary(_ v: JSONValue?, _ path: String) throws(TokenizerError) -> ([String?], TokenIDs) {
         guard let members = v?.objectMembers else { throw error(path, "missing or not an object") }
-        var ids: [String: Int32] = [:]
+        var ids: TokenIDs = TokenIDs()
         ids.reserveCapacity(members.count)
         var maxID = -1
         for (k, value) in members {
@@ -161,7 +161,7 @@ struct TokenizerJSON {
         }
         guard maxID < 16 * (members.count + 1024) else { throw error(path, "ids up to \(maxID) for \(members.count) tokens") }
         var tokens = [String?](repeating: nil, count: maxID + 1)
-        for (k, id) in ids { tokens[Int(id)] = k }
+        for (k, id) in ids.pairs { tokens[Int(id)] = k }
         return (tokens, ids)
     }
 

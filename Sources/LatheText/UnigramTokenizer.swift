@@ -37,7 +37,7 @@ public struct UnigramTokenizer: Tokenizer {
         let list = try file.array(model["vocab"], "model.vocab")
         var tokens: [String?] = []
         var scores: [Double] = []
-        var ids: [String: Int32] = [:]
+        var ids: TokenIDs = TokenIDs()
         for (i, entry) in list.enumerated() {
             let p = "model.vocab[\(i)]"
             guard let pair = entry.arrayValue, pair.count == 2 else { throw file.error(p, "expected [piece, score]") }
@@ -60,7 +60,7 @@ public struct UnigramTokenizer: Tokenizer {
         pad = file.padID() ?? vocabulary.id(for: "<pad>")
     }
 
-    init(tokens: [String?], scores: [Double], ids: [String: Int32], unknown: Int?, byteFallback: Bool, pipeline: Pipeline) {
+    init(tokens: [String?], scores: [Double], ids: TokenIDs, unknown: Int?, byteFallback: Bool, pipeline: Pipeline) {
         vocabulary = Vocabulary(tokens: tokens, ids: ids, added: pipeline.added.tokens)
         self.scores = scores
         var trie = ScalarTrie()

@@ -46,9 +46,9 @@ func visible(_ s: String) -> String {
 
 /// Checks a tokenizer against every case: ids with and without special tokens, decoding
 /// with and without skipping them. Reports each failing case by its text.
-func checkCases(_ tokenizer: any Tokenizer, _ cases: [TokenizerCase], _ name: String,
+func checkCases(_ tokenizer: any Tokenizer, _ cases: [TokenizerCase], _ name: String, minimum: Int = 10,
                 decode: Bool = true, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertGreaterThan(cases.count, 10, "\(name): too few cases", file: file, line: line)
+    XCTAssertGreaterThan(cases.count, minimum, "\(name): too few cases", file: file, line: line)
     for c in cases {
         let label = "\(name) \"\(visible(c.text))\""
         XCTAssertEqual(tokenizer.encode(c.text, addSpecialTokens: false), c.ids, "\(label) ids", file: file, line: line)

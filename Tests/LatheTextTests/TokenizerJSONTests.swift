@@ -80,3 +80,15 @@ final class TokenizerJSONTests: XCTestCase {
         }
     }
 }
+
+extension TokenizerJSONTests {
+    /// ByteLevel's add_prefix_space: a space in front of each piece that lacks one.
+    func testAddPrefixSpace() throws {
+        var json = String(decoding: try Data(contentsOf: textFixtures.appendingPathComponent("bpe-smollm.json")), as: UTF8.self)
+        let flag = #""add_prefix_space":false"#
+        XCTAssertTrue(json.contains(flag))
+        json = json.replacingOccurrences(of: flag, with: #""add_prefix_space":true"#)
+        let t = try BPETokenizer(tokenizerJSON: Array(json.utf8))
+        checkCases(t, try loadCases("bpe-smollm-prefix-space"), "add_prefix_space", minimum: 5)
+    }
+}

@@ -12,6 +12,10 @@ bundled Shakespeare text plus a few lines of other scripts, so the vocabularies 
 script writes `NAME.json` (a Hugging Face tokenizer.json) and `NAME.cases.json`: the reference
 ids of a list of tricky strings (with and without special tokens) and the decoded text.
 
+The byte-level BPE and SentencePiece files are reproducible; HF's WordPiece trainer breaks
+ties between equal counts in hash order, so wordpiece.json differs from run to run (its cases
+always match the tokenizer written beside them).
+
 The SentencePiece models also get `NAME.gguf.json`: the arrays a GGUF file would hold
 (tokenizer.ggml.tokens / scores / token_type / merges) for BPETokenizer's GGUF entry point;
 their reference ids come from `sentencepiece` itself (spm-bpe) or from HF (byte-level).
@@ -154,13 +158,18 @@ def main():
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     save("bpe-qwen2", tok)
 
-    # SmolLM2: Digits(individual) + ByteLevel(use_regex), as in SmolLM2's tokenizer.json;
-    # plus add_prefix_space to cover that flag.
+    # SmolLM2: Digits(individual) + ByteLevel(use_regex), as in SmolLM2's tokenizer.json.
     tok = Tokenizer.from_str(json.dumps(base_json))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)])
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     save("bpe-smollm", tok)
+    # The same with add_prefix_space (the test patches the flag in bpe-smollm.json): a few cases.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)])
+    write("bpe-smollm-prefix-space.cases.json", {"cases": cases_for(tok, [
+        "Hello world", " Hello", "x 12 y", "12", "<|im_start|>user\nHi<|im_end|>", "", "  two", "\nline"])})
 
     # The same vocabulary as GGUF arrays (tokenizer.ggml.*), for the GGUF entry point.
     vocab = base.get_vocab()
