@@ -90,7 +90,7 @@ extension BPETokenizer {
             if bosOn, bos == nil { throw fail("tokenizer.ggml.add_bos_token", "true, but tokenizer.ggml.bos_token_id is not set") }
             if eosOn, eos == nil { throw fail("tokenizer.ggml.add_eos_token", "true, but tokenizer.ggml.eos_token_id is not set") }
             let escape = Normalizer.replace(pattern: " ", content: "\u{2581}")
-            var decoder: [Decoder] = [.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse]
+            var decoder: [TokenDecoder] = [.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse]
             if spacePrefix { decoder.append(.strip(content: " ", start: 1, stop: 0)) }
             let pipeline = Pipeline(normalizer: spacePrefix ? .sequence([.prepend(" "), escape]) : escape,
                                     preTokenizer: nil, addedTokens: added,

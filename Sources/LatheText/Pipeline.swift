@@ -5,10 +5,10 @@ struct Pipeline: Sendable {
     var preTokenizer: PreTokenizer?
     var added: AddedVocabulary
     var postProcessor: PostProcessor?
-    var decoder: Decoder?
+    var decoder: TokenDecoder?
 
     init(normalizer: Normalizer?, preTokenizer: PreTokenizer?, addedTokens: [AddedToken],
-         postProcessor: PostProcessor?, decoder: Decoder?) {
+         postProcessor: PostProcessor?, decoder: TokenDecoder?) {
         self.normalizer = normalizer
         self.preTokenizer = preTokenizer
         self.added = AddedVocabulary(addedTokens, normalizer: normalizer)

@@ -343,7 +343,7 @@ struct TokenizerJSON {
         }
     }
 
-    func parseDecoder(_ v: JSONValue?, _ path: String) throws(TokenizerError) -> Decoder? {
+    func parseDecoder(_ v: JSONValue?, _ path: String) throws(TokenizerError) -> TokenDecoder? {
         guard let v, !v.isNull else { return nil }
         switch try type(v, path) {
         case "ByteLevel": return .byteLevel
@@ -365,7 +365,7 @@ struct TokenizerJSON {
         case "BPEDecoder":
             return .bpe(suffix: v["suffix"]?.stringValue ?? "</w>")
         case "Sequence":
-            var list: [Decoder] = []
+            var list: [TokenDecoder] = []
             for (i, d) in try array(v["decoders"], "\(path).decoders").enumerated() {
                 if let x = try parseDecoder(d, "\(path).decoders[\(i)]") { list.append(x) }
             }

@@ -7,7 +7,7 @@ import Foundation
 ///
 /// From a `tokenizer.json` the usual pipeline is BERT's: `Normalizer.bert` (clean text, CJK
 /// characters apart, accents stripped, lower case), `PreTokenizer.bert` (whitespace and
-/// punctuation), `[CLS] … [SEP]` added, `Decoder.wordPiece`.
+/// punctuation), `[CLS] … [SEP]` added, `TokenDecoder.wordPiece`.
 public struct WordPieceTokenizer: Tokenizer {
     let vocabulary: Vocabulary
     let unknownID: Int

@@ -2,7 +2,7 @@
 /// maps the list of tokens to a new list, as HF's `decode_chain` does; tokens are kept as
 /// UTF-8 bytes so byte-level and byte-fallback pieces of one character can sit in different
 /// tokens.
-public indirect enum Decoder: Sendable {
+public indirect enum TokenDecoder: Sendable {
     /// GPT-2's byte-level tokens back to bytes (a token with a character outside the table
     /// keeps its own UTF-8 bytes); joins everything into one token.
     case byteLevel
@@ -23,7 +23,7 @@ public indirect enum Decoder: Sendable {
     case wordPiece(prefix: String, cleanup: Bool)
     /// Subword-nmt style: `suffix` marks the end of a word and becomes a space.
     case bpe(suffix: String)
-    case sequence([Decoder])
+    case sequence([TokenDecoder])
 
     /// Applies the decoder to the tokens. `exact` reproduces HF's replacement of invalid
     /// byte-fallback runs; without it bytes are passed through (for streaming).
@@ -152,23 +152,4 @@ func wordPieceCleanup(_ t: [UInt8]) -> [UInt8] {
         t = replacingBytes(t, Array(a.utf8), Array(b.utf8))
     }
     return t
-}
-
-/// The post-processing stage (HF `processors`): the special tokens put around a sequence
-/// when `addSpecialTokens` is set.
-public indirect enum PostProcessor: Sendable {
-    /// Token ids before and after the sequence (HF `TemplateProcessing`'s `single` template,
-    /// `BertProcessing`, `RobertaProcessing`).
-    case template(before: [Int], after: [Int])
-    /// Adds nothing (HF `ByteLevel`, which only trims offsets).
-    case none
-    case sequence([PostProcessor])
-
-    func apply(_ ids: [Int]) -> [Int] {
-        switch self {
-        case .template(let before, let after): before + ids + after
-        case .none: ids
-        case .sequence(let list): list.reduce(ids) { $1.apply($0) }
-        }
-    }
 }
