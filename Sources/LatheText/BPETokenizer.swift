@@ -169,3 +169,36 @@ extension String {
         body(UInt8(0x80 | (v >> 6) & 0x3F)); body(UInt8(0x80 | v & 0x3F))
     }
 }
+
+extension BPETokenizer {
+    /// A tokenizer from its parts, as `tokenizer.json` would give them.
+    ///
+    /// - Parameters:
+    ///   - vocabulary: token strings by id (byte-level vocabularies write bytes with `ByteLevel`'s
+    ///     characters, "Ġ" for a space).
+    ///   - merges: the merges, best first; each pair and its concatenation must be tokens.
+    ///   - preTokenizer: a `PreTokenizer.byteLevel` stage (alone or last in a sequence) makes the
+    ///     model work on UTF-8 bytes; otherwise on characters.
+    ///   - byteFallback: characters outside the vocabulary as `<0xNN>` tokens, else `unknown`.
+    public init(vocabulary: [String], merges: [(String, String)],
+                normalizer: Normalizer? = nil,
+                preTokenizer: PreTokenizer? = .byteLevel(addPrefixSpace: false, useRegex: true),
+                addedTokens: [AddedToken] = [], postProcessor: PostProcessor? = nil,
+                decoder: TokenDecoder? = .byteLevel, byteFallback: Bool = false, unknown: Int? = nil,
+                ignoreMerges: Bool = false, bos: Int? = nil, eos: Int? = nil, pad: Int? = nil) throws(TokenizerError) {
+        var ids = TokenIDs()
+        for (i, t) in vocabulary.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        var ranks: [UInt64: UInt64] = [:]
+        for (rank, (a, b)) in merges.enumerated() {
+            guard let ia = ids[a], let ib = ids[b], let im = ids[a + b] else {
+                throw TokenizerError(file: "BPETokenizer", path: "merges[\(rank)]", "\"\(a)\", \"\(b)\" or \"\(a + b)\" is not in the vocabulary")
+            }
+            ranks[UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))] = UInt64(rank) << 32 | UInt64(UInt32(im))
+        }
+        let pipeline = Pipeline(normalizer: normalizer, preTokenizer: preTokenizer, addedTokens: addedTokens,
+                                postProcessor: postProcessor, decoder: decoder)
+        self.init(tokens: vocabulary, rule: .ranks(ranks), byteLevel: preTokenizer?.isByteLevel ?? false,
+                  byteFallback: byteFallback, unknown: unknown, fuseUnknown: false, ignoreMerges: ignoreMerges,
+                  pipeline: pipeline, bos: bos, eos: eos, pad: pad)
+    }
+}

@@ -71,3 +71,20 @@ final class PreTokenizerTests: XCTestCase {
         #endif
     }
 }
+
+extension PreTokenizerTests {
+    /// A byte-level tokenizer built from its parts, no file involved.
+    func testBPEFromParts() throws {
+        let bytes = (0..<256).map { String(ByteLevel.characters[$0]) }
+        let t = try BPETokenizer(vocabulary: bytes + ["Ġt", "he", "Ġthe", "<|eot|>"],
+                                 merges: [("Ġ", "t"), ("h", "e"), ("Ġt", "he")],
+                                 addedTokens: [AddedToken(id: 259, content: "<|eot|>")],
+                                 postProcessor: .template(before: [], after: [259]), eos: 259)
+        XCTAssertEqual(t.encode("the the<|eot|>", addSpecialTokens: false), [116, 257, 258, 259])
+        XCTAssertEqual(t.encode("x"), [120, 259])
+        XCTAssertEqual(t.decode([116, 257, 258, 259], skipSpecialTokens: true), "the the")
+        XCTAssertEqual(ByteLevel.string(of: Array(" \n".utf8)), "ĠĊ")
+        XCTAssertEqual(ByteLevel.bytes(of: "ĠĊa"), [32, 10, 97])
+        XCTAssertThrowsError(try BPETokenizer(vocabulary: bytes, merges: [("a", "b")]))
+    }
+}
