@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--llama-cpp", help="llama.cpp source folder (models/ggml-vocab-*.gguf)")
     ap.add_argument("--llama-tokenize", help="llama.cpp's llama-tokenize binary")
     ap.add_argument("--lines", type=int, default=4000)
+    ap.add_argument("--llama-lines", type=int, default=1000, help="lines given to llama-tokenize one by one")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     with gzip.open(os.path.join(ROOT, "Sources", "LatheData", "Resources", "shakespeare.txt.gz"), "rt", encoding="utf-8") as f:
@@ -76,7 +77,7 @@ def main():
         write(os.path.join(a.out, "smollm2.gguf.json"), arrays)
         from transformers import AutoTokenizer
         hf = AutoTokenizer.from_pretrained(os.path.dirname(a.smollm2), gguf_file=os.path.basename(a.smollm2))
-        cases = {"hf": [hf(l, add_special_tokens=False)["input_ids"] for l in lines]}
+        cases = {"hf": [hf(l, add_special_tokens=False)["input_ids"] for l in lines], "lines": lines}
         if a.llama_tokenize:
             whole = os.path.join(a.out, "smollm2.text.txt")
             with open(whole, "w", encoding="utf-8") as f:
@@ -84,12 +85,17 @@ def main():
             res = subprocess.run([a.llama_tokenize, "-m", a.smollm2, "-f", whole, "--ids", "--log-disable",
                                   "--no-bos"], capture_output=True, text=True, check=True)
             cases["llama_cpp_whole"] = json.loads(res.stdout.strip().splitlines()[-1])
+            # Line by line too (llama-tokenize loads the vocabulary each time: ~0.07 s a line).
             per = []
-            for l in lines[:300]:
+            for l in lines[:a.llama_lines] + lines[-3:]:
+                if not l:
+                    per.append([])
+                    continue
                 r = subprocess.run([a.llama_tokenize, "-m", a.smollm2, "-p", l, "--ids", "--log-disable", "--no-bos"],
                                    capture_output=True, text=True, check=True)
-                per.append(json.loads(r.stdout.strip().splitlines()[-1]) if l else [])
+                per.append(json.loads(r.stdout.strip().splitlines()[-1]))
             cases["llama_cpp_lines"] = per
+            cases["llama_cpp_texts"] = lines[:a.llama_lines] + lines[-3:]
         write(os.path.join(a.out, "smollm2.cases.json"), cases)
         print("smollm2: %d tokens, pre=%s" % (len(arrays["tokens"]), arrays.get("pre")))
 
