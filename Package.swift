@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "LatheTrain", targets: ["LatheTrain"]),
         .library(name: "LatheCompress", targets: ["LatheCompress"]),
         .library(name: "LatheBench", targets: ["LatheBench"]),
+        .library(name: "LatheText", targets: ["LatheText"]),
         .library(name: "LatheLM", targets: ["LatheLM"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
@@ -29,14 +30,16 @@ let package = Package(
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO", "CLatheKernels"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
+        // Tokenizers: byte-level BPE, SentencePiece BPE, WordPiece, Unigram; tokenizer.json and GGUF vocabularies.
+        .target(name: "LatheText", dependencies: ["LatheIO"]),
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),
         // Recipes, the trainer, and the pipelines built on them (compress: stages, variant reports).
         .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
         // Pretrained language models: configs, decoders, key/value caches, generation.
-        .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheTensor", "CLatheKernels"]),
+        .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "CLatheKernels"]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
         .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "CLatheBench"]),
-        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheTrain", "LatheCompress", "LatheLM"]),
+        .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheText", "LatheTrain", "LatheCompress", "LatheLM"]),
         .executableTarget(
             name: "lathe",
             dependencies: ["Lathe", "LatheBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -49,6 +52,7 @@ let package = Package(
         .testTarget(name: "LatheNNTests", dependencies: ["Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "_LatheTestSupport"]),
         .testTarget(name: "LatheIOTests", dependencies: ["LatheIO", "_LatheTestSupport"]),
+        .testTarget(name: "LatheTextTests", dependencies: ["LatheText", "_LatheTestSupport"]),
         .testTarget(name: "LatheTrainTests", dependencies: ["Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheLMTests", dependencies: ["LatheLM", "Lathe", "_LatheTestSupport"]),
         .testTarget(name: "LatheBenchTests", dependencies: ["LatheBench", "Lathe", "_LatheTestSupport"]),

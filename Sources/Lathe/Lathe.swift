@@ -4,5 +4,6 @@
 @_exported import LatheIO
 @_exported import LatheNN
 @_exported import LatheTensor
+@_exported import LatheText
 @_exported import LatheTrain
 @_exported import LatheLM

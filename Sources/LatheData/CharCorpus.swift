@@ -49,9 +49,13 @@ public struct CharCorpus: Sendable {
     /// The plays bundled with Lathe (20 plays from the Open Shakespeare / Project Gutenberg
     /// texts, 2.65 million characters; see `Resources/README.md`).
     public static func shakespeare() throws -> CharCorpus {
+        CharCorpus(text: try shakespeareText())
+    }
+
+    /// The bundled plays as one string (plain text, for tokenizers and perplexity).
+    public static func shakespeareText() throws -> String {
         let url = try BundledResource.url("shakespeare.txt.gz")
-        let text = try FileBytes.withContents(of: url, hint: "rebuild the package") { String(decoding: $0, as: UTF8.self) }
-        return CharCorpus(text: text)
+        return try FileBytes.withContents(of: url, hint: "rebuild the package") { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Number of distinct characters.

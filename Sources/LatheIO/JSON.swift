@@ -162,7 +162,9 @@ public struct JSONParser {
         case UInt8(ascii: "{"):
             i += 1
             var members: [(key: String, value: JSONValue)] = []
-            var seen = Set<String>()
+            // Keys are compared by their UTF-8 bytes: Swift's `String` equality is canonical
+            // equivalence, under which "\u00e9" and "e\u0301" would be one (duplicate) key.
+            var seen = Set<[UInt8]>()
             skipWhitespace()
             if peek == UInt8(ascii: "}") { i += 1; return .object(members) }
             while true {
@@ -170,7 +172,7 @@ public struct JSONParser {
                 guard peek == UInt8(ascii: "\"") else { throw error("expected a string key") }
                 let keyOffset = i
                 let key = try string()
-                guard seen.insert(key).inserted else {
+                guard seen.insert(Array(key.utf8)).inserted else {
                     throw JSONParseError(message: "duplicate key \"\(key)\"", offset: keyOffset)
                 }
                 skipWhitespace()

@@ -90,7 +90,12 @@ extension DecoderModel {
     /// Loads a GGUF model, dequantising its tensors to float32 one at a time from the mapped
     /// file (peak memory: the fp32 weights plus the mapping).
     public static func load(gguf url: URL) throws -> DecoderModel {
-        let file = try GGUFFile(contentsOf: url)
+        try load(gguf: try GGUFFile(contentsOf: url))
+    }
+
+    /// ``load(gguf:)`` from an opened file.
+    public static func load(gguf file: GGUFFile) throws -> DecoderModel {
+        let url = URL(fileURLWithPath: file.path)
         let config = try DecoderConfig.gguf(file)
         var weights: [String: Tensor] = [:]
         for info in file.tensors {

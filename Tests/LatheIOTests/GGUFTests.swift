@@ -721,15 +721,13 @@ final class GGUFTests: XCTestCase {
         XCTAssertTrue(try f.tensor(named: "q4k").scalars.allSatisfy { !$0.isFinite })
     }
 
-    // MARK: - The real model (skipped when absent)
+    // MARK: - The real model (Tools/fetch-models fetches it)
 
-    /// SmolLM2-135M-Instruct Q4_1 (docs/LLM.md) if it is in ~/.cache/lathe/models or at
-    /// $LATHE_GGUF_MODEL: the header as llama.cpp reports it, and token_embd in PyTorch order.
-    /// Tools/reference/check_gguf_model.py compares its values with gguf-py by hand.
-    func testSmolLM2IfPresent() throws {
-        let path = ProcessInfo.processInfo.environment["LATHE_GGUF_MODEL"]
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no model at \(path)") }
+    /// SmolLM2-135M-Instruct Q4_1 (docs/LLM.md): the header as llama.cpp reports it, and
+    /// token_embd in PyTorch order. Tools/reference/check_gguf_model.py compares its values with
+    /// gguf-py by hand.
+    func testSmolLM2() throws {
+        let path = try fetchedModel("SmolLM2-135M-Instruct.Q4_1.gguf").path
         let f = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
         XCTAssertEqual(try f.string("general.architecture"), "llama")
         XCTAssertEqual(try f.int("llama.block_count"), 30)

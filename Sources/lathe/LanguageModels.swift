@@ -1,0 +1,177 @@
+import ArgumentParser
+import Foundation
+import Lathe
+
+/// Loads MODEL (a GGUF file or a Hugging Face folder) with a one-line report.
+func loadPretrained(_ path: String, quiet: Bool = false) throws -> PretrainedModel {
+    let t0 = Timing.now()
+    let m = try PretrainedModel.load(path)
+    if !quiet {
+        FileHandle.standardError.write(Data(String(format: "loaded %@ in %.1f s\n", path, Timing.now() - t0).utf8))
+    }
+    return m
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue a prompt with a pretrained language model (GGUF file or Hugging Face folder).",
+        discussion: """
+        Streams the text as it is generated, then prints prompt and generation speed. Temperature 0 is greedy; \
+        the model's end-of-sequence token stops the generation.
+        Example: lathe generate ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --prompt "The capital of France is" --temperature 0
+        """
+    )
+
+    @Argument(help: "A .gguf file or a Hugging Face folder (config.json, model.safetensors, tokenizer.json).") var model: String
+    @Option(help: "The text to continue.") var prompt: String
+    @Option(name: .customLong("max-tokens"), help: "Tokens to generate at most.") var maxTokens: Int = 128
+    @Option(help: "Softmax temperature; 0 is greedy.") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Sample from the K most likely tokens.") var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Sample from the nucleus of probability P.") var topP: Float = 0.95
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than P times the most likely one.") var minP: Float = 0.05
+    @Option(name: .customLong("repeat-penalty"), help: "Divide the logits of the last 64 tokens by R (1: off).") var repeatPenalty: Float = 1
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("stop"), help: "Stop when the text ends with this string (repeatable).") var stops: [String] = []
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be at least 0") }
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
+        guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard minP >= 0, minP <= 1 else { throw ValidationError("--min-p must be in [0, 1]") }
+        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be positive") }
+        guard !prompt.isEmpty else { throw ValidationError("--prompt must not be empty") }
+    }
+
+    func run() throws {
+        try threadOptions.apply()
+        let loaded = try loadPretrained(model)
+        let decoder = try loaded.decoder()
+        let ids = loaded.tokenizer.encode(prompt, addSpecialTokens: true)
+        guard ids.count < decoder.maxPositions else { throw CLIError("the prompt has \(ids.count) tokens; the model takes \(decoder.maxPositions)") }
+        let options = GenerationOptions(maxTokens: maxTokens, sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, minP: minP),
+                                        repetitionPenalty: repeatPenalty, seed: seed)
+        var stream = StreamingDecoder(loaded.tokenizer)
+        var text = ""
+        print(prompt, terminator: "")
+        let r = generate(decoder, prompt: ids, options: options) { id in
+            let piece = stream.next(id)
+            text += piece
+            print(piece, terminator: "")
+            fflush(nil)
+            return !stops.contains { text.hasSuffix($0) }
+        }
+        print(stream.finish())
+        FileHandle.standardError.write(Data(String(
+            format: "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s (%@)\n", r.promptTokens,
+            Double(r.promptTokens) / max(r.promptSeconds, 1e-9), r.tokens.count, Double(max(r.tokens.count - 1, 0)) / max(r.generationSeconds, 1e-9),
+            String(describing: r.stop)).utf8))
+    }
+}
+
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perplexity",
+        abstract: "Perplexity of a text under a pretrained language model, as llama.cpp's llama-perplexity measures it.",
+        discussion: """
+        Non-overlapping chunks of --context tokens; the first token of each chunk is BOS where the vocabulary adds one; \
+        only the second half of each chunk is scored. Prints the perplexity with its standard error.
+        Example: lathe perplexity ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --file text.txt --context 512
+        """
+    )
+
+    @Argument(help: "A .gguf file or a Hugging Face folder.") var model: String
+    @Option(help: "The text file.") var file: String
+    @Option(help: "Tokens per chunk.") var context: Int = 512
+    @Option(help: "Score at most this many chunks (default: all).") var chunks: Int?
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func run() throws {
+        try threadOptions.apply()
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file) as UTF-8 text") }
+        let loaded = try loadPretrained(model, quiet: json)
+        let decoder = try loaded.decoder()
+        var ids = loaded.tokenizer.encode(text, addSpecialTokens: false)
+        if let chunks { ids = Array(ids.prefix(chunks * context)) }
+        let addsBOS = loaded.tokenizer.encode("a", addSpecialTokens: true).first == loaded.tokenizer.bos && loaded.tokenizer.bos != nil
+        let r = try Perplexity.evaluate(decoder, tokens: ids, context: context, bos: addsBOS ? loaded.tokenizer.bos : nil) { done, all, ppl in
+            if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, all, ppl).utf8)) }
+        }
+        if json {
+            print(JSONWriter.object([("model", JSONWriter.quoted(model)), ("file", JSONWriter.quoted(file)), ("context", "\(context)"),
+                                     ("chunks", "\(r.chunks)"), ("tokens_scored", "\(r.tokensScored)"), ("perplexity", JSONWriter.number(r.perplexity)),
+                                     ("standard_error", JSONWriter.number(r.standardError)), ("tokens_per_second", JSONWriter.number(r.tokensPerSecond, digits: 1))]))
+        } else {
+            print(String(format: "perplexity %.4f +/- %.5f over %d tokens (%d chunks of %d), %.1f tokens/s", r.perplexity, r.standardError,
+                         r.tokensScored, r.chunks, context, r.tokensPerSecond))
+        }
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Token ids and pieces of a text under a model's tokenizer (GGUF file, Hugging Face folder or tokenizer.json).")
+
+    @Argument(help: "A .gguf file, a Hugging Face folder or a tokenizer.json.") var model: String
+    @Option(help: "The text.") var text: String?
+    @Option(help: "A text file.") var file: String?
+    @Flag(help: "Leave out BOS/CLS/SEP.") var noSpecial = false
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        guard (text == nil) != (file == nil) else { throw ValidationError("give one of --text and --file") }
+        let input: String
+        if let text { input = text } else {
+            guard let t = try? String(contentsOfFile: file!, encoding: .utf8) else { throw CLIError("cannot read \(file!) as UTF-8 text") }
+            input = t
+        }
+        let tokenizer: any Tokenizer
+        if model.hasSuffix(".json") {
+            tokenizer = try loadTokenizer(contentsOf: URL(fileURLWithPath: model))
+        } else if model.hasSuffix(".gguf") {
+            tokenizer = try PretrainedModel.ggufTokenizer(GGUFFile(contentsOf: URL(fileURLWithPath: model)))
+        } else {
+            tokenizer = try loadTokenizer(contentsOf: URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json"))
+        }
+        let ids = tokenizer.encode(input, addSpecialTokens: !noSpecial)
+        if json {
+            print(JSONWriter.object([("ids", JSONWriter.intArray(ids)),
+                                     ("pieces", "[" + ids.map { JSONWriter.quoted(tokenizer.token(for: $0) ?? "") }.joined(separator: ",") + "]")]))
+        } else {
+            for id in ids { print("\(id)\t\(tokenizer.token(for: id).map { JSONWriter.quoted($0) } ?? "?")") }
+            print("\(ids.count) tokens")
+        }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sentence embeddings from an encoder (BERT, e.g. all-MiniLM-L6-v2): mean pooling, unit length.")
+
+    @Argument(help: "A Hugging Face folder of a BERT encoder.") var model: String
+    @Option(help: "A text to embed (repeatable).") var text: [String] = []
+    @Flag(help: "Print the cosine similarity of every pair too.") var similarity = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func run() throws {
+        try threadOptions.apply()
+        guard !text.isEmpty else { throw ValidationError("give at least one --text") }
+        let loaded = try loadPretrained(model)
+        let encoder = try loaded.encoder()
+        var embeddings: [[Float]] = []
+        for t in text {
+            let ids = loaded.tokenizer.encode(t, addSpecialTokens: true)
+            guard ids.count <= encoder.config.maxPositions else { throw CLIError("'\(t.prefix(40))...' has \(ids.count) tokens; the encoder takes \(encoder.config.maxPositions)") }
+            let e = encoder.embed(ids)
+            embeddings.append(e)
+            print(JSONWriter.object([("text", JSONWriter.quoted(t)), ("embedding", "[" + e.map { String(format: "%.6f", $0) }.joined(separator: ",") + "]")]))
+        }
+        if similarity {
+            for i in embeddings.indices { for j in embeddings.indices where j > i {
+                print(String(format: "cosine %d %d: %.4f", i, j, zip(embeddings[i], embeddings[j]).reduce(0) { $0 + $1.0 * $1.1 }))
+            } }
+        }
+    }
+}
