@@ -125,9 +125,13 @@ open class Module {
         return out
     }
 
-    /// Every parameter with its dotted name, in registration order.
+    /// Every parameter with its dotted name, in registration order. A parameter shared by two
+    /// modules (a tied embedding and output matrix) is listed once, under its first name, so it
+    /// is saved, loaded, counted and stepped once.
     public var namedParameters: [(String, Parameter)] {
-        namedModules.flatMap { prefix, m in m.ownParameters.map { (prefix.isEmpty ? $0.0 : "\(prefix).\($0.0)", $0.1) } }
+        var seen = Set<ObjectIdentifier>()
+        return namedModules.flatMap { prefix, m in m.ownParameters.map { (prefix.isEmpty ? $0.0 : "\(prefix).\($0.0)", $0.1) } }
+            .filter { seen.insert(ObjectIdentifier($0.1)).inserted }
     }
 
     /// Every buffer with its dotted name.

@@ -155,3 +155,30 @@ final class ReferenceModelTests: XCTestCase {
         }
     }
 }
+
+/// A parameter shared by two modules (tied weights) is one parameter.
+final class TiedParameterTests: XCTestCase {
+    /// A layer that holds another layer's parameter (an output head tied to an embedding).
+    final class TiedHead: Module {
+        let weight: Parameter
+        init(_ weight: Parameter) { self.weight = weight }
+        override func forward(_ x: Tensor) -> Tensor { x.matmul(weight.value.T) }
+    }
+
+    func testSharedParameterIsListedSavedAndSteppedOnce() throws {
+        var g = RandomGenerator(seed: 1)
+        let embedding = Embedding(10, 4, generator: &g)
+        let model = Sequential(embedding, TiedHead(embedding.weight))
+        XCTAssertEqual(model.namedParameters.map(\.0), ["0.weight"])
+        XCTAssertEqual(model.parameterCount(), 40)
+        XCTAssertEqual(Set(model.stateDict().keys), ["0.weight"])
+        // A file without the tied key loads strictly.
+        try model.loadStateDict(["0.weight": Tensor.ones([10, 4])], strict: true)
+        XCTAssertEqual(embedding.weight.value.scalars, [Float](repeating: 1, count: 40))
+        // One optimiser step moves the shared weight once.
+        let opt = SGD(model.namedParameters, learningRate: 0.1)
+        model.parameters[0].grad = Tensor.ones([10, 4])
+        opt.step()
+        XCTAssertEqual(embedding.weight.value.scalars[0], 0.9, accuracy: 1e-6)
+    }
+}
