@@ -33,7 +33,7 @@ struct AddedVocabulary: Sendable {
                 out.append(contentsOf: normalized.segments(piece, isFirst: isFirst))
                 continue
             }
-            let n = Array(normalizer.apply(String(String.UnicodeScalarView(piece))).unicodeScalars)
+            let n = Array(normalizer.apply(makeString(piece)).unicodeScalars)
             out.append(contentsOf: normalized.segments(n[...], isFirst: isFirst))
         }
         return out

@@ -67,7 +67,7 @@ extension BPETokenizer {
                 guard u.count >= 3, let space = u[1...].firstIndex(of: " ") else {
                     throw fail("tokenizer.ggml.merges[\(rank)]", "expected \"a b\", found \"\(m)\"")
                 }
-                let a = String(String.UnicodeScalarView(u[..<space])), b = String(String.UnicodeScalarView(u[(space + 1)...]))
+                let a = makeString(u[..<space]), b = makeString(u[(space + 1)...])
                 // llama.cpp tolerates merges it can never apply; so do we.
                 guard let ia = ids[a], let ib = ids[b], let im = ids[a + b] else { continue }
                 let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))

@@ -78,8 +78,9 @@ public struct BPETokenizer: Tokenizer {
         ids.reserveCapacity(text.utf8.count / 3)
         var engine = MergeEngine()
         var symbols: [Int32] = []
+        var pairs: [UInt64: UInt64] = [:]
         pipeline.run(text, piece: { piece in
-            tokenize(piece, into: &ids, engine: &engine, symbols: &symbols)
+            tokenize(piece, into: &ids, engine: &engine, symbols: &symbols, pairs: &pairs)
         }, token: { ids.append($0) })
         return pipeline.postProcess(ids, addSpecialTokens: addSpecialTokens)
     }
@@ -93,12 +94,14 @@ public struct BPETokenizer: Tokenizer {
         pipeline.decode(vocabulary.strings(ids, skipSpecialTokens: skipSpecialTokens), exact: false)
     }
 
-    /// Appends the ids of one pre-tokenized piece.
-    func tokenize(_ piece: ArraySlice<Unicode.Scalar>, into ids: inout [Int], engine: inout MergeEngine, symbols: inout [Int32]) {
+    /// Appends the ids of one pre-tokenized piece. `pairs` caches the score rule's pair
+    /// lookups (which concatenate strings) across the pieces of one text.
+    func tokenize(_ piece: ArraySlice<Unicode.Scalar>, into ids: inout [Int], engine: inout MergeEngine,
+                  symbols: inout [Int32], pairs: inout [UInt64: UInt64]) {
         symbols.removeAll(keepingCapacity: true)
         if ignoreMerges {
-            let whole = byteLevel ? ByteLevel.string(of: String(String.UnicodeScalarView(piece)).utf8)
-                                  : String(String.UnicodeScalarView(piece))
+            let whole = byteLevel ? ByteLevel.string(of: makeString(piece).utf8)
+                                  : makeString(piece)
             if let id = vocabulary.ids[whole] { ids.append(Int(id)); return }
         }
         var lastWasUnknown = false
@@ -136,9 +139,21 @@ public struct BPETokenizer: Tokenizer {
         case .scores(let scores):
             let tokens = vocabulary.tokens
             let vocab = vocabulary.ids
+            let none = UInt64.max
             engine.merge(&symbols) { a, b in
-                guard let ta = tokens[Int(a)], let tb = tokens[Int(b)], let m = vocab[ta + tb] else { return nil }
-                return (-orderedKey(scores[Int(m)]), m)
+                let pair = UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+                var v = pairs[pair]
+                if v == nil {
+                    if let ta = tokens[Int(a)], let tb = tokens[Int(b)], let m = vocab[ta + tb], scores[Int(m)] > -.infinity {
+                        // The key in the high half (shifted to be non-negative), the merged id in the low.
+                        v = UInt64(orderedKey(-scores[Int(m)]) + Int64(Int32.max) + 1) << 32 | UInt64(UInt32(m))
+                    } else {
+                        v = none
+                    }
+                    pairs[pair] = v
+                }
+                guard let v, v != none else { return nil }
+                return (Int64(v >> 32), Int32(truncatingIfNeeded: v & 0xFFFF_FFFF))
             }
         }
         for s in symbols { ids.append(Int(s)) }

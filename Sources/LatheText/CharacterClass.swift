@@ -100,8 +100,8 @@ public enum ByteLevel {
 
     /// The token string for raw bytes.
     public static func string(of bytes: some Sequence<UInt8>) -> String {
-        var s = String.UnicodeScalarView()
+        var s = UTF8Builder()
         for b in bytes { s.append(characters[Int(b)]) }
-        return String(s)
+        return s.string
     }
 }

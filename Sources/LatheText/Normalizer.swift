@@ -23,49 +23,49 @@ public indirect enum Normalizer: Sendable {
     func apply(_ text: String) -> String {
         switch self {
         case .bert(let clean, let chinese, let strip, let lower):
-            var scalars = String.UnicodeScalarView()
+            var out = UTF8Builder(capacity: text.utf8.count)
             for c in text.unicodeScalars {
                 if clean {
                     if c.value == 0 || c.value == 0xFFFD || c.isBertControl { continue }
-                    if c.isSpace { scalars.append(" "); continue }
+                    if c.isSpace { out.append(" "); continue }
                 }
                 if chinese, c.isCJKIdeograph {
-                    scalars.append(" ")
-                    scalars.append(c)
-                    scalars.append(" ")
+                    out.append(" ")
+                    out.append(c)
+                    out.append(" ")
                 } else {
-                    scalars.append(c)
+                    out.append(c)
                 }
             }
-            var s = String(scalars)
+            var s = out.string
             if strip { s = Normalizer.stripAccents.apply(s.decomposedStringWithCanonicalMapping) }
             if lower { s = Normalizer.lowercase.apply(s) }
             return s
         case .lowercase:
-            var out = String.UnicodeScalarView()
+            var out = UTF8Builder(capacity: text.utf8.count)
             for c in text.unicodeScalars {
                 if c.value < 128 {
-                    out.append(c.value >= 0x41 && c.value <= 0x5A ? Unicode.Scalar(c.value + 32)! : c)
+                    out.bytes.append(UInt8(c.value >= 0x41 && c.value <= 0x5A ? c.value + 32 : c.value))
                 } else {
-                    out.append(contentsOf: c.properties.lowercaseMapping.unicodeScalars)
+                    for l in c.properties.lowercaseMapping.unicodeScalars { out.append(l) }
                 }
             }
-            return String(out)
+            return out.string
         case .nfc: return text.precomposedStringWithCanonicalMapping
         case .nfd: return text.decomposedStringWithCanonicalMapping
         case .nfkc: return text.precomposedStringWithCompatibilityMapping
         case .nfkd: return text.decomposedStringWithCompatibilityMapping
         case .stripAccents:
-            var out = String.UnicodeScalarView()
+            var out = UTF8Builder(capacity: text.utf8.count)
             for c in text.unicodeScalars where c.value < 0x300 || c.properties.generalCategory != .nonspacingMark {
                 out.append(c)
             }
-            return String(out)
+            return out.string
         case .strip(let left, let right):
             var scalars = Substring(text).unicodeScalars
             if left { while let f = scalars.first, f.isSpace { scalars.removeFirst() } }
             if right { while let l = scalars.last, l.isSpace { scalars.removeLast() } }
-            return String(String.UnicodeScalarView(scalars))
+            return makeString(scalars)
         case .replace(let pattern, let content):
             guard !pattern.isEmpty else { return text }
             return replacingLiteral(text, pattern, content)
@@ -77,23 +77,20 @@ public indirect enum Normalizer: Sendable {
     }
 }
 
-/// `text` with each occurrence of `pattern` replaced, scanning by Unicode scalars (not by
-/// grapheme clusters, as `String.replacingOccurrences` would).
+/// `text` with each occurrence of `pattern` replaced. Works on UTF-8 bytes: a valid UTF-8
+/// pattern can only match at character boundaries, and unlike `String.replacingOccurrences`
+/// this does not compare grapheme clusters.
 func replacingLiteral(_ text: String, _ pattern: String, _ content: String) -> String {
-    let p = Array(pattern.unicodeScalars)
-    let s = Array(text.unicodeScalars)
-    var out = String.UnicodeScalarView()
-    var i = 0
-    while i < s.count {
-        if i + p.count <= s.count, s[i] == p[0], (1..<p.count).allSatisfy({ s[i + $0] == p[$0] }) {
-            out.append(contentsOf: content.unicodeScalars)
-            i += p.count
-        } else {
-            out.append(s[i])
-            i += 1
-        }
-    }
-    return String(out)
+    String(decoding: replacingBytes(Array(text.utf8), Array(pattern.utf8), Array(content.utf8)), as: UTF8.self)
+}
+
+/// Builds a string from scalars through a UTF-8 buffer (appending to a
+/// `String.UnicodeScalarView` one scalar at a time can copy the whole string each time).
+struct UTF8Builder {
+    var bytes: [UInt8] = []
+    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    @inline(__always) mutating func append(_ c: Unicode.Scalar) { forEachUTF8Byte(c) { bytes.append($0) } }
+    var string: String { String(decoding: bytes, as: UTF8.self) }
 }
 
 extension Unicode.Scalar {
@@ -114,4 +111,11 @@ extension Unicode.Scalar {
         default: false
         }
     }
+}
+
+/// A string from scalars.
+func makeString(_ scalars: some Sequence<Unicode.Scalar>) -> String {
+    var b = UTF8Builder(capacity: scalars.underestimatedCount)
+    for c in scalars { b.append(c) }
+    return b.string
 }

@@ -134,7 +134,7 @@ public struct UnigramTokenizer: Tokenizer {
         func flushUnknown() {
             guard !unknownRun.isEmpty else { return }
             if let fb = byteFallback {
-                let bytes = Array(String(String.UnicodeScalarView(unknownRun)).utf8)
+                let bytes = Array(makeString(unknownRun).utf8)
                 if bytes.allSatisfy({ fb[Int($0)] >= 0 }) {
                     for b in bytes { ids.append(Int(fb[Int(b)])) }
                     unknownRun.removeAll()

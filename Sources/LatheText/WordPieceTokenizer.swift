@@ -79,7 +79,7 @@ public struct WordPieceTokenizer: Tokenizer {
             var end = chars.count
             var match: Int32?
             while start < end {
-                var s = String(String.UnicodeScalarView(chars[start..<end]))
+                var s = makeString(chars[start..<end])
                 if start > 0 { s = prefix + s }
                 if let id = vocabulary.ids[s] { match = id; break }
                 end -= 1

@@ -80,25 +80,35 @@ final class RealVocabularyTests: XCTestCase {
             print("SmolLM2 (GGUF) vs llama.cpp on the whole text: \(got == e ? "identical" : "differs at token \(prefix)"), \(got.count) vs \(e.count) tokens")
             XCTAssertEqual(got, e)
         }
-        if let per = cases["llama_cpp_lines"]?.arrayValue {
-            let same = agreement("SmolLM2 (GGUF) vs llama.cpp", t, lines, per.map { ints($0) }, addSpecialTokens: false)
+        if let per = cases["llama_cpp_lines"]?.arrayValue, let texts = cases["llama_cpp_texts"]?.arrayValue {
+            let same = agreement("SmolLM2 (GGUF) vs llama.cpp", t, texts.map { $0.stringValue! }, per.map { ints($0) }, addSpecialTokens: false)
             XCTAssertEqual(same, per.count)
         }
         measure("SmolLM2", t)
     }
 
     func testLlamaCppVocabularies() throws {
-        for name in ["gpt-2", "llama-bpe", "qwen2", "starcoder", "refact", "command-r", "llama-spm", "mpt"] {
-            guard let file = try json("llamacpp-\(name).json") else { continue }
+        let others = (try? FileManager.default.contentsOfDirectory(atPath: folder.path))?
+            .filter { $0.hasPrefix("gguf-") && $0.hasSuffix(".json") }.sorted() ?? []
+        for name in ["gpt-2", "llama-bpe", "qwen2", "starcoder", "refact", "command-r", "llama-spm", "mpt"].map({ "llamacpp-\($0).json" }) + others {
+            guard let file = try json(name) else { continue }
             let t: BPETokenizer
-            do { t = try gguf(file["arrays"]!, source: "ggml-vocab-\(name).gguf") } catch {
+            do { t = try gguf(file["arrays"]!, source: name) } catch {
                 print("llama.cpp \(name): \(error)")
                 continue
             }
             let cases = file["cases"]!.arrayValue!
             let texts = cases.map { $0["text"]!.stringValue! }
-            let same = agreement("llama.cpp ggml-vocab-\(name)", t, texts, cases.map { ints($0["ids"]) }, addSpecialTokens: false)
-            XCTAssertEqual(same, texts.count, name)
+            if !cases.isEmpty {
+                let same = agreement("\(name) vs its .inp/.out cases", t, texts, cases.map { ints($0["ids"]) }, addSpecialTokens: false)
+                XCTAssertEqual(same, texts.count, name)
+            }
+            if let ref = file["llama_cpp"]?.arrayValue {
+                let lines = ref.map { $0["text"]!.stringValue! }
+                let n = agreement("\(name) vs llama.cpp on Shakespeare lines", t, lines, ref.map { ints($0["ids"]) }, addSpecialTokens: false)
+                XCTAssertEqual(n, lines.count, name)
+                measure(name, t)
+            }
         }
     }
 

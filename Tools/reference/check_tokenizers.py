@@ -45,6 +45,12 @@ def gguf_arrays(path):
     return out
 
 
+def llama_tokenize(binary, model, text):
+    r = subprocess.run([binary, "-m", model, "-p", text, "--ids", "--log-disable", "--no-bos"],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out", nargs="?", default="/tmp/lathe-tokenizer-check")
@@ -52,6 +58,7 @@ def main():
     ap.add_argument("--smollm2")
     ap.add_argument("--llama-cpp", help="llama.cpp source folder (models/ggml-vocab-*.gguf)")
     ap.add_argument("--llama-tokenize", help="llama.cpp's llama-tokenize binary")
+    ap.add_argument("--gguf", nargs="*", help="other GGUF files to check against llama.cpp")
     ap.add_argument("--lines", type=int, default=4000)
     ap.add_argument("--llama-lines", type=int, default=1000, help="lines given to llama-tokenize one by one")
     a = ap.parse_args()
@@ -71,6 +78,17 @@ def main():
         tok.no_truncation()
         write(os.path.join(a.out, "minilm.cases.json"), [tok.encode(l).ids for l in lines])
         print("minilm: %d lines" % len(lines))
+
+    if a.gguf:
+        # Any other GGUF file (e.g. Gemma 3): its arrays and llama.cpp's ids for some lines.
+        for path in a.gguf:
+            name = os.path.basename(path).split(".")[0]
+            texts = [l for l in lines[:a.llama_lines // 4] if l] + lines[-3:]
+            obj = {"arrays": gguf_arrays(path), "cases": []}
+            if a.llama_tokenize:
+                obj["llama_cpp"] = [{"text": t, "ids": llama_tokenize(a.llama_tokenize, path, t)} for t in texts]
+            write(os.path.join(a.out, "gguf-%s.json" % name), obj)
+            print("%s: %d tokens" % (name, len(obj["arrays"]["tokens"])))
 
     if a.smollm2:
         arrays = gguf_arrays(a.smollm2)
@@ -112,7 +130,12 @@ def main():
             if inp and inp[-1].endswith("\n__ggml_vocab_test__"):
                 inp[-1] = inp[-1][: -len("\n__ggml_vocab_test__")]
             cases = [{"text": t, "ids": [int(x) for x in o.split()]} for t, o in zip(inp, out)]
-            write(os.path.join(a.out, "llamacpp-%s.json" % name), {"arrays": arrays, "cases": cases})
+            obj = {"arrays": arrays, "cases": cases}
+            if a.llama_tokenize:
+                # llama.cpp itself on Shakespeare lines (the vocabulary-only file is enough).
+                texts = [l for l in lines[:a.llama_lines // 4] if l] + lines[-3:]
+                obj["llama_cpp"] = [{"text": t, "ids": llama_tokenize(a.llama_tokenize, g, t)} for t in texts]
+            write(os.path.join(a.out, "llamacpp-%s.json" % name), obj)
             print("llama.cpp %s: %d tokens, %d cases" % (name, len(arrays["tokens"]), len(cases)))
 
 
