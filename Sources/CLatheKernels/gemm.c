@@ -6,13 +6,19 @@
 //       pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels [KC][NR]
 //       for ic in rows, step MC:                  A block  [MC, KC] packed (L2)
 //         pack op(A)[ic:ic+MC, pc:pc+KC] into MR-tall panels [KC][MR]
-//         for jr step NR:                         B micro-panel [KC][NR], reused MC/MR times
-//           for ir step MR:                       A micro-panel streams from L2
-//             micro-kernel: C tile [MR,NR] (+)= Ap * Bp
+//         for jg step NG*NR:                      group of NG B micro-panels [KC][NR] (L2)
+//           for ir step MR:                       A micro-panel, reused NG times
+//             for jr in the group, step NR:       B micro-panel, reused MC/MR times
+//               micro-kernel: C tile [MR,NR] (+)= Ap * Bp
 // Packing does the transposes and zero-pads edge panels, so the micro-kernel sees one layout.
-// AVX-512 (Zen 5 tuned): MR x NR = 14 x 32, KC = 512, MC = 112, NC = 2048. A large KC halves
-// the read-modify-write passes over C, which cost more than the B micro-panel (64 KB) spilling
-// from L1 to L2 (Zen's L2 easily feeds one 128-byte B row per 14 FMA cycles).
+// AVX-512 (Zen 5 tuned): MR x NR = 14 x 32, KC = 512, MC = 112, NC = 2048, NG = 6. A large KC
+// halves the read-modify-write passes over C, which cost more than the B micro-panel (64 KB)
+// spilling from L1 to L2 (Zen's L2 easily feeds one 128-byte B row per 14 FMA cycles).
+// The B groups (NG > 1) matter once C no longer fits in cache (n >= ~1500): with one B
+// micro-panel at a time, each call updates C rows other than the previous call's (MC rows =
+// 112 pages when a row is >= 4 KB), C lines arrive late and the C read + write costs ~10% of
+// the time at n = 2048 (about nothing with 2 MB pages). Walking NG tiles along the same MR
+// rows keeps their pages in the TLB, and the next tile is prefetched into L2 one call ahead.
 //
 // Threads: C is cut into a grid of task tiles (chosen from the thread count and the shape);
 // each task packs what it needs into its thread's own buffers (allocated once, grown on
@@ -263,11 +269,19 @@ static void add_bias(const gemm_job *j, long ic, long mc, long jc, long nc) {
     }
 }
 
+/// Asks for the C tile [mr, nr] (row stride ldc) to be brought into L2.
+static inline void prefetch_tile(const float *c, long ldc, long mr, long nr) {
+    for (long i = 0; i < mr; i++, c += ldc) {
+        for (long q = 0; q < nr; q += 16) __builtin_prefetch(c + q, 0, 2);
+        __builtin_prefetch(c + nr - 1, 0, 2);
+    }
+}
+
 /// Computes the C tile [m0:m1, n0:n1] completely (all of K).
 static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
     const lathe_gemm_kernel *kd = j->kd;
     const int MR = kd->mr, NR = kd->nr;
-    const long MC = kd->mc, NC = kd->nc, KC = j->kc;
+    const long MC = kd->mc, NC = kd->nc, KC = j->kc, NG = kd->ng > 1 ? kd->ng : 1;
     pack_buffers *bufs = &t_bufs;
 
     long mc_max = m1 - m0 < MC ? m1 - m0 : MC;
@@ -291,6 +305,7 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
         for (long pc = 0; pc < j->K; pc += KC) {
             const long kc = j->K - pc < KC ? j->K - pc : KC;
             const float beta = pc == 0 ? j->beta : 1.0f;
+            const int c_read = beta != 0.0f;  // the micro-kernel reads C (else only writes it)
             if (!j->direct_b)
                 pack_b(kd, j->transB, j->B, j->ldb, pc, jc, kc, nc, bp);
             else if (n_full < nc)
@@ -299,17 +314,28 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
             for (long ic = m0; ic < m1; ic += MC) {
                 const long mc = m1 - ic < MC ? m1 - ic : MC;
                 pack_a(kd, j->transA, j->A, j->lda, ic, pc, mc, kc, ap);
-                for (long jr = 0; jr < nc; jr += NR) {
-                    const long nr = nc - jr < NR ? nc - jr : NR;
-                    const float *b;
-                    long ldb;
-                    if (!j->direct_b) { b = bp + jr * kc; ldb = NR; }
-                    else if (jr < n_full) { b = j->B + pc * j->ldb + jc + jr; ldb = j->ldb; }
-                    else { b = bp; ldb = NR; }
+                // Groups of NG B micro-panels: the A micro-panels sweep over a group (held in
+                // L2) before the next one, so consecutive micro-kernel calls update C tiles in
+                // the same MR rows (few pages, prefetchable: the next tile is warmed into L2
+                // while the current one computes).
+                for (long jg = 0; jg < nc; jg += NG * NR) {
+                    const long jg_end = nc - jg < NG * NR ? nc : jg + NG * NR;
                     for (long ir = 0; ir < mc; ir += MR) {
                         const long mr = mc - ir < MR ? mc - ir : MR;
-                        kd->ukr(kc, ap + ir * kc, b, ldb, j->C + (ic + ir) * j->ldc + jc + jr,
-                                j->ldc, mr, nr, j->alpha, beta);
+                        for (long jr = jg; jr < jg_end; jr += NR) {
+                            const long nr = nc - jr < NR ? nc - jr : NR;
+                            const float *b;
+                            long ldb;
+                            if (!j->direct_b) { b = bp + jr * kc; ldb = NR; }
+                            else if (jr < n_full) { b = j->B + pc * j->ldb + jc + jr; ldb = j->ldb; }
+                            else { b = bp; ldb = NR; }
+                            float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
+                            if (NG > 1 && jr + NR < jg_end && c_read) {
+                                const long nr2 = nc - jr - NR < NR ? nc - jr - NR : NR;
+                                prefetch_tile(ct + NR, j->ldc, mr, nr2);
+                            }
+                            kd->ukr(kc, ap + ir * kc, b, ldb, ct, j->ldc, mr, nr, j->alpha, beta);
+                        }
                     }
                 }
                 if (j->bias && pc + kc >= j->K) add_bias(j, ic, mc, jc, nc);

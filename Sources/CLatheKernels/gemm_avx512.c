@@ -69,26 +69,37 @@ LATHE_AVX512 static void ukr_avx512_14x32(long kc, const float *a, const float *
     __m512 c12_0 = _mm512_setzero_ps(), c12_1 = _mm512_setzero_ps();
     __m512 c13_0 = _mm512_setzero_ps(), c13_1 = _mm512_setzero_ps();
 
-    // Warm the C tile while the FMAs run (it is read/written once at the end).
+    // The C tile is read/written once, at the end. Ask for it in L2 now (the driver usually
+    // has done so one call ahead; in L1 it would be evicted by the A and B streams), and in
+    // L1 near the end of the loop (C_PF_K steps, ~900 cycles, before it is used).
+    enum { C_PF_K = 64 };
     for (long i = 0; i < mr; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T1);
     }
 
     long k = 0;
     // Unrolled by 4; prefetch the A stream (56 floats = 3.5 lines per step) ahead.
-    for (; k + 4 <= kc; k += 4) {
-        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(a + 8 * MR + 16), _MM_HINT_T0);
-        _mm_prefetch((const char *)(a + 8 * MR + 32), _MM_HINT_T0);
-        _mm_prefetch((const char *)(a + 8 * MR + 48), _MM_HINT_T0);
-        K_STEP(0, 0);
-        K_STEP(MR, ldb);
-        K_STEP(2 * MR, 2 * ldb);
-        K_STEP(3 * MR, 3 * ldb);
-        a += 4 * MR;
-        b += 4 * ldb;
+#define K_LOOP4(kend)                                                             \
+    for (; k + 4 <= (kend); k += 4) {                                             \
+        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);                    \
+        _mm_prefetch((const char *)(a + 8 * MR + 16), _MM_HINT_T0);               \
+        _mm_prefetch((const char *)(a + 8 * MR + 32), _MM_HINT_T0);               \
+        _mm_prefetch((const char *)(a + 8 * MR + 48), _MM_HINT_T0);               \
+        K_STEP(0, 0);                                                             \
+        K_STEP(MR, ldb);                                                          \
+        K_STEP(2 * MR, 2 * ldb);                                                  \
+        K_STEP(3 * MR, 3 * ldb);                                                  \
+        a += 4 * MR;                                                              \
+        b += 4 * ldb;                                                             \
     }
+    K_LOOP4(kc - C_PF_K)
+    for (long i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+    }
+    K_LOOP4(kc)
+#undef K_LOOP4
     for (; k < kc; k++) {
         K_STEP(0, 0);
         a += MR;
@@ -182,14 +193,22 @@ LATHE_AVX512 static void pack_a_avx512(int transA, const float *A, long lda, lon
 LATHE_AVX512 static void pack_b_avx512(int transB, const float *B, long ldb, long k0, long j0,
                                        long kc, long nc, float *dst) {
     if (!transB) {
-        // Rows of B are contiguous along n: walk them in order, scatter over the panels.
-        for (long k = 0; k < kc; k++) {
-            const float *src = B + (k0 + k) * ldb + j0;
-            float *d = dst + k * NR;
-            for (long q = 0; q < nc; q += NR, d += kc * NR) {
+        // Rows of B are contiguous along n. Blocks of PB_K rows, panel by panel: each panel
+        // receives PB_K * 128 contiguous bytes at a time (rather than 128 bytes to every panel
+        // in turn for each row, which keeps nc/32 write streams open and costs twice as much).
+        enum { PB_K = 16 };
+        for (long kb = 0; kb < kc; kb += PB_K) {
+            const long ke = kc - kb < PB_K ? kc : kb + PB_K;
+            float *dq = dst;
+            for (long q = 0; q < nc; q += NR, dq += kc * NR) {
                 const long nr = nc - q < NR ? nc - q : NR;
-                _mm512_store_ps(d, _mm512_maskz_loadu_ps(first_lanes(nr), src + q));
-                _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(first_lanes(nr - 16), src + q + 16));
+                const __mmask16 mq0 = first_lanes(nr), mq1 = first_lanes(nr - 16);
+                const float *src = B + (k0 + kb) * ldb + j0 + q;
+                float *d = dq + kb * NR;
+                for (long k = kb; k < ke; k++, src += ldb, d += NR) {
+                    _mm512_store_ps(d, _mm512_maskz_loadu_ps(mq0, src));
+                    _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(mq1, src + 16));
+                }
             }
         }
         return;
@@ -217,7 +236,7 @@ LATHE_AVX512 static void pack_b_avx512(int transB, const float *B, long ldb, lon
 }
 
 const lathe_gemm_kernel lathe_gemm_kernel_avx512 = {
-    .mr = MR, .nr = NR, .kc = 512, .mc = 14 * 8, .nc = 2048,
+    .mr = MR, .nr = NR, .kc = 512, .mc = 14 * 8, .nc = 2048, .ng = 6,
     .ukr = ukr_avx512_14x32, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512,
     .name = "avx512-14x32",
 };

@@ -30,6 +30,8 @@ typedef void (*lathe_pack_b_fn)(int transB, const float *B, long ldb, long k0, l
 typedef struct {
     int mr, nr;          // register tile (rows of A, cols of B)
     long kc, mc, nc;     // K block (L1), rows of packed A block (L2), cols of packed B block (L3)
+    int ng;              // B micro-panels swept together by the A micro-panels (held in L2 with
+                         // the A block); 0 or 1: one B micro-panel at a time
     lathe_ukr_fn ukr;
     lathe_pack_a_fn pack_a;  // may be NULL
     lathe_pack_b_fn pack_b;  // may be NULL
