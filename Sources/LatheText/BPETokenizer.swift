@@ -32,10 +32,13 @@ public struct BPETokenizer: Tokenizer {
     let ignoreMerges: Bool
     let pipeline: Pipeline
 
-    public let bos: Int?
-    public let eos: Int?
-    public let pad: Int?
-    public let unk: Int?
+    /// Beginning/end of sequence and padding ids. `tokenizer.json` does not say which tokens
+    /// these are (`tokenizer_config.json` does): they are taken from the post-processor or
+    /// well-known names, and can be set.
+    public var bos: Int?
+    public var eos: Int?
+    public var pad: Int?
+    public var unk: Int? { unknownID.map(Int.init) }
     public var addedTokens: [AddedToken] { pipeline.added.tokens }
     public var vocabularySize: Int { vocabulary.count }
 
@@ -67,7 +70,6 @@ public struct BPETokenizer: Tokenizer {
         self.bos = bos
         self.eos = eos
         self.pad = pad
-        self.unk = unknown
     }
 
     public func token(for id: Int) -> String? { vocabulary.token(for: id) }

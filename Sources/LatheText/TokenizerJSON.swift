@@ -4,15 +4,59 @@ import LatheIO
 /// Loads a Hugging Face `tokenizer.json`, choosing the tokenizer type from `model.type`
 /// (`BPE`, `WordPiece` or `Unigram`).
 ///
-/// Truncation and padding settings in the file are not applied (`encode` returns the ids of
-/// the whole text). Unknown or unsupported stages are errors naming the file and JSON path.
+/// `url` is the file or a model folder holding it. In a folder, a `tokenizer_config.json`
+/// beside it names the BOS, EOS, padding and unknown tokens (`bos_token`, …), which
+/// `tokenizer.json` itself does not; without one they are guessed from the post-processor and
+/// well-known names. Truncation and padding settings are not applied (`encode` returns the ids
+/// of the whole text). Unknown or unsupported stages are errors naming the file and JSON path.
 public func loadTokenizer(contentsOf url: URL) throws(TokenizerError) -> any Tokenizer {
-    let file = try TokenizerJSON(url: url)
+    var isDirectory: ObjCBool = false
+    let folder = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+    let file = try TokenizerJSON(url: folder ? url.appendingPathComponent("tokenizer.json") : url)
+    var config: TokenizerConfig?
+    let configURL = folder ? url.appendingPathComponent("tokenizer_config.json")
+                           : url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
+    if FileManager.default.fileExists(atPath: configURL.path) { config = try TokenizerConfig(url: configURL) }
     switch try file.modelType() {
-    case "BPE": return try BPETokenizer(file)
-    case "WordPiece": return try WordPieceTokenizer(file)
-    case "Unigram": return try UnigramTokenizer(file)
+    case "BPE":
+        var t = try BPETokenizer(file)
+        config?.apply(to: t.vocabulary, bos: &t.bos, eos: &t.eos, pad: &t.pad)
+        return t
+    case "WordPiece":
+        var t = try WordPieceTokenizer(file)
+        config?.apply(to: t.vocabulary, bos: &t.bos, eos: &t.eos, pad: &t.pad)
+        return t
+    case "Unigram":
+        var t = try UnigramTokenizer(file)
+        config?.apply(to: t.vocabulary, bos: &t.bos, eos: &t.eos, pad: &t.pad)
+        return t
     case let other: throw file.error("model.type", "unsupported model type \"\(other)\" (supported: BPE, WordPiece, Unigram)")
+    }
+}
+
+/// The token names of a `tokenizer_config.json` (each a string or `{"content": …}`).
+struct TokenizerConfig {
+    var bos: String?, eos: String?, pad: String?
+
+    init(url: URL) throws(TokenizerError) {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw TokenizerError(file: url.path, path: "", "cannot read the file: \(error.localizedDescription)")
+        }
+        let root: JSONValue
+        do { root = try JSONParser.parse([UInt8](data)) } catch {
+            throw TokenizerError(file: url.path, path: "", "not valid JSON: \(error)")
+        }
+        func name(_ key: String) -> String? { root[key]?.stringValue ?? root[key]?["content"]?.stringValue }
+        bos = name("bos_token")
+        eos = name("eos_token")
+        pad = name("pad_token")
+    }
+
+    func apply(to vocabulary: Vocabulary, bos: inout Int?, eos: inout Int?, pad: inout Int?) {
+        if let b = self.bos.flatMap(vocabulary.id(for:)) { bos = b }
+        if let e = self.eos.flatMap(vocabulary.id(for:)) { eos = e }
+        if let p = self.pad.flatMap(vocabulary.id(for:)) { pad = p }
     }
 }
 

@@ -88,3 +88,20 @@ extension PreTokenizerTests {
         XCTAssertThrowsError(try BPETokenizer(vocabulary: bytes, merges: [("a", "b")]))
     }
 }
+
+extension PreTokenizerTests {
+    /// One 200,000-character piece (no pre-tokenizer split helps): the heap merge loop keeps
+    /// it O(n log n).
+    func testLongPiece() throws {
+        let t = try BPETokenizer(tokenizerJSON: textFixtures.appendingPathComponent("bpe-gpt2.json"))
+        for text in [String(repeating: "a", count: 200_000), String(repeating: " ", count: 200_000) + "x"] {
+            let start = Date()
+            let ids = t.encode(text, addSpecialTokens: false)
+            let seconds = Date().timeIntervalSince(start)
+            XCTAssertEqual(t.decode(ids), text)
+            #if !DEBUG
+            XCTAssertLessThan(seconds, 1)
+            #endif
+        }
+    }
+}

@@ -92,3 +92,23 @@ extension TokenizerJSONTests {
         checkCases(t, try loadCases("bpe-smollm-prefix-space"), "add_prefix_space", minimum: 5)
     }
 }
+
+extension TokenizerJSONTests {
+    /// A model folder: tokenizer_config.json names the special tokens.
+    func testFolderWithConfig() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-text-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.copyItem(at: textFixtures.appendingPathComponent("bpe-gpt2.json"), to: dir.appendingPathComponent("tokenizer.json"))
+        try Data(#"{"bos_token": {"content": "<|im_start|>"}, "eos_token": "<|im_end|>", "pad_token": null}"#.utf8)
+            .write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        let t = try loadTokenizer(contentsOf: dir)
+        XCTAssertEqual(t.bos, t.id(for: "<|im_start|>"))
+        XCTAssertEqual(t.eos, t.id(for: "<|im_end|>"))
+        XCTAssertNil(t.pad)
+        XCTAssertEqual(try loadTokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json")).eos, t.eos)
+        XCTAssertThrowsError(try loadTokenizer(contentsOf: dir.appendingPathComponent("missing"))) { e in
+            XCTAssertTrue("\(e)".contains("missing: cannot read the file"), "\(e)")
+        }
+    }
+}

@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--smollm2")
     ap.add_argument("--llama-cpp", help="llama.cpp source folder (models/ggml-vocab-*.gguf)")
     ap.add_argument("--llama-tokenize", help="llama.cpp's llama-tokenize binary")
-    ap.add_argument("--gguf", nargs="*", help="other GGUF files to check against llama.cpp")
+    ap.add_argument("--gguf", action="append", help="another GGUF file to check against llama.cpp (repeatable)")
     ap.add_argument("--lines", type=int, default=4000)
     ap.add_argument("--llama-lines", type=int, default=1000, help="lines given to llama-tokenize one by one")
     a = ap.parse_args()
@@ -68,6 +68,10 @@ def main():
     # Lines as they come (blank and indented ones too), a few made harder.
     lines = text.split("\n")[:a.lines]
     lines += ["\n\n  ", "  x\n\n  y", "I'm 12345 3.14 café 日本語 😀👍🏽 <|im_start|>user\nhi<|im_end|>"]
+    # The unit tests' tricky strings, for llama-tokenize (which cannot take an empty prompt).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_tokenizer_fixtures import CASES, SPECIAL_CASES
+    tricky = [t for t in CASES + SPECIAL_CASES if t]
     write(os.path.join(a.out, "lines.json"), lines)
 
     if a.minilm:
@@ -83,7 +87,7 @@ def main():
         # Any other GGUF file (e.g. Gemma 3): its arrays and llama.cpp's ids for some lines.
         for path in a.gguf:
             name = os.path.basename(path).split(".")[0]
-            texts = [l for l in lines[:a.llama_lines // 4] if l] + lines[-3:]
+            texts = [l for l in lines[:a.llama_lines // 4] if l] + lines[-3:] + tricky
             obj = {"arrays": gguf_arrays(path), "cases": []}
             if a.llama_tokenize:
                 obj["llama_cpp"] = [{"text": t, "ids": llama_tokenize(a.llama_tokenize, path, t)} for t in texts]
@@ -105,7 +109,7 @@ def main():
             cases["llama_cpp_whole"] = json.loads(res.stdout.strip().splitlines()[-1])
             # Line by line too (llama-tokenize loads the vocabulary each time: ~0.07 s a line).
             per = []
-            for l in lines[:a.llama_lines] + lines[-3:]:
+            for l in lines[:a.llama_lines] + lines[-3:] + tricky:
                 if not l:
                     per.append([])
                     continue
@@ -113,7 +117,7 @@ def main():
                                    capture_output=True, text=True, check=True)
                 per.append(json.loads(r.stdout.strip().splitlines()[-1]))
             cases["llama_cpp_lines"] = per
-            cases["llama_cpp_texts"] = lines[:a.llama_lines] + lines[-3:]
+            cases["llama_cpp_texts"] = lines[:a.llama_lines] + lines[-3:] + tricky
         write(os.path.join(a.out, "smollm2.cases.json"), cases)
         print("smollm2: %d tokens, pre=%s" % (len(arrays["tokens"]), arrays.get("pre")))
 
@@ -133,7 +137,7 @@ def main():
             obj = {"arrays": arrays, "cases": cases}
             if a.llama_tokenize:
                 # llama.cpp itself on Shakespeare lines (the vocabulary-only file is enough).
-                texts = [l for l in lines[:a.llama_lines // 4] if l] + lines[-3:]
+                texts = [l for l in lines[:a.llama_lines // 4] if l] + lines[-3:] + tricky
                 obj["llama_cpp"] = [{"text": t, "ids": llama_tokenize(a.llama_tokenize, g, t)} for t in texts]
             write(os.path.join(a.out, "llamacpp-%s.json" % name), obj)
             print("llama.cpp %s: %d tokens, %d cases" % (name, len(arrays["tokens"]), len(cases)))
