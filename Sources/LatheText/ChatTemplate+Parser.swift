@@ -23,7 +23,81 @@ struct JinjaParser {
         var parser = JinjaParser(source: source, tokens: try JinjaLexer.tokenize(source))
         let (nodes, end) = try parser.parseBody(until: [])
         precondition(end == nil)
+        try parser.checkNames(nodes, soft: false)
         return nodes
+    }
+
+    // MARK: - Filter and test names
+
+    /// jinja2 refuses an unknown filter or test when compiling, except inside `if` bodies and
+    /// tests and inline `… if … else …` (its "soft" frames), where the error waits until the
+    /// filter is applied (a DeepSeek template uses a `from_json` filter only in an `if` that
+    /// transformers' own conversations never take). Loops, macros and block sets start a frame of
+    /// their own that is not soft.
+    private func checkNames(_ nodes: [JinjaNode], soft: Bool) throws(ChatTemplateError) {
+        for node in nodes {
+            switch node {
+            case .text, .loopControl: break
+            case .output(let e): try checkNames(e, soft: soft)
+            case .conditional(let branches, let otherwise):
+                for (test, body) in branches {
+                    try checkNames(test, soft: true)
+                    try checkNames(body, soft: true)
+                }
+                try checkNames(otherwise ?? [], soft: true)
+            case .forLoop(let loop):
+                try checkNames(loop.iterable, soft: soft)
+                if let c = loop.condition { try checkNames(c, soft: false) }
+                try checkNames(loop.body, soft: false)
+                try checkNames(loop.otherwise ?? [], soft: false)
+            case .set(_, let e, _): try checkNames(e, soft: soft)
+            case .setBlock(_, let filters, let body, _):
+                try checkFilters(filters)
+                try checkNames(body, soft: false)
+            case .macro(let m):
+                for p in m.parameters { if let d = p.defaultValue { try checkNames(d, soft: false) } }
+                try checkNames(m.body, soft: false)
+            case .scoped(let assignments, let body):
+                for a in assignments { try checkNames(a.value, soft: soft) }
+                try checkNames(body, soft: false)
+            case .filterBlock(let filters, let body):
+                try checkFilters(filters)
+                try checkNames(body, soft: false)
+            case .generation(let body): try checkNames(body, soft: false)
+            }
+        }
+    }
+
+    private func checkFilters(_ filters: [JinjaFilterCall]) throws(ChatTemplateError) {
+        for f in filters where !JinjaBuiltins.filterNames.contains(f.name) {
+            throw error("no filter named '\(f.name)'", at: f.pos, kind: .unsupported)
+        }
+    }
+
+    private func checkNames(_ e: JinjaExpr, soft: Bool) throws(ChatTemplateError) {
+        func all(_ es: [JinjaExpr], _ soft: Bool) throws(ChatTemplateError) { for x in es { try checkNames(x, soft: soft) } }
+        func arguments(_ a: JinjaArguments) throws(ChatTemplateError) { try all(a.positional + a.keyword.map(\.value), soft) }
+        switch e.kind {
+        case .constant, .name: break
+        case .list(let es), .tuple(let es), .concat(let es): try all(es, soft)
+        case .dict(let pairs): try all(pairs.flatMap { [$0.key, $0.value] }, soft)
+        case .attribute(let x, _), .not(let x), .negate(let x), .plus(let x): try checkNames(x, soft: soft)
+        case .item(let a, let b), .binary(_, let a, let b), .and(let a, let b), .or(let a, let b): try all([a, b], soft)
+        case .slice(let x, let a, let b, let c): try all([x] + [a, b, c].compactMap { $0 }, soft)
+        case .call(let x, let args):
+            try checkNames(x, soft: soft)
+            try arguments(args)
+        case .filter(let x, let name, let args):
+            if !soft && !JinjaBuiltins.filterNames.contains(name) { throw error("no filter named '\(name)'", at: e.pos, kind: .unsupported) }
+            try checkNames(x, soft: soft)
+            try arguments(args)
+        case .test(let x, let name, let args):
+            if !soft && !JinjaBuiltins.testNames.contains(name) { throw error("no test named '\(name)'", at: e.pos, kind: .unsupported) }
+            try checkNames(x, soft: soft)
+            try arguments(args)
+        case .compare(let x, let ops): try all([x] + ops.map(\.operand), soft)
+        case .conditional(let test, let then, let otherwise): try all([test, then] + (otherwise.map { [$0] } ?? []), true)
+        }
     }
 
     // MARK: - Tokens
@@ -290,12 +364,8 @@ struct JinjaParser {
     }
 
     private mutating func parseFilterName() throws(ChatTemplateError) -> String {
-        let pos = current.pos
         var name = try expectName()
         while skipOp(".") { name += "." + (try expectName()) }
-        guard JinjaBuiltins.filterNames.contains(name) else {
-            throw error("no filter named '\(name)'", at: pos, kind: .unsupported)
-        }
         return name
     }
 
@@ -600,10 +670,8 @@ struct JinjaParser {
             } else if isName("is") {
                 advance()
                 let negated = skipName("not")
-                let namePos = current.pos
                 var name = try expectName()
                 while skipOp(".") { name += "." + (try expectName()) }
-                guard JinjaBuiltins.testNames.contains(name) else { throw error("no test named '\(name)'", at: namePos, kind: .unsupported) }
                 var args = JinjaArguments()
                 if isOp("(") {
                     args = try parseCallArguments()

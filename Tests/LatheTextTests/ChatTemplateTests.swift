@@ -119,9 +119,68 @@ final class ChatTemplateTests: XCTestCase {
         }
     }
 
+    /// By hand: the templates of a folder (llama.cpp's `models/templates`) against transformers,
+    /// prepared by Tools/reference/check_chat_templates.py; skipped unless
+    /// LATHE_CHAT_TEMPLATE_CHECK names its output. A template transformers renders must render
+    /// the same bytes here; one it fails on must fail here too.
+    func testManyRealTemplates() throws {
+        guard let path = ProcessInfo.processInfo.environment["LATHE_CHAT_TEMPLATE_CHECK"] else {
+            throw XCTSkip("set LATHE_CHAT_TEMPLATE_CHECK to a file made by Tools/reference/check_chat_templates.py")
+        }
+        let root = try JSONParser.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: path))))
+        var parsed: [String: Result<ChatTemplate, ChatTemplateError>] = [:]
+        for (name, source) in root["templates"]?.objectMembers ?? [] {
+            parsed[name] = Result { () throws(ChatTemplateError) in pinned(try ChatTemplate(source: source.stringValue ?? "")) }
+        }
+        var same = 0, bothFail = 0, sameMessage = 0, differ = 0, unparsed: Set<String> = []
+        for c in root["cases"]?.arrayValue ?? [] {
+            let name = "\(c["template"]?.stringValue ?? "?") \(c["conversation"]?.stringValue ?? "?") \(c["add_generation_prompt"]?.boolValue ?? false)"
+            let messages = (c["messages"]?.arrayValue ?? []).map { m in
+                ChatMessage(role: m["role"]?.stringValue ?? "", content: JinjaValue(json: m["content"] ?? .null),
+                            extra: Dictionary(uniqueKeysWithValues: (m.objectMembers ?? []).filter { $0.key != "role" && $0.key != "content" }
+                                .map { ($0.key, JinjaValue(json: $0.value)) }))
+            }
+            let tools = c["tools"].flatMap { $0.isNull ? nil : JinjaValue(json: $0) }
+            let rendered: Result<String, ChatTemplateError>
+            switch parsed[c["template"]?.stringValue ?? ""] {
+            case .success(let t)?:
+                rendered = Result { () throws(ChatTemplateError) in
+                    try t.render(messages: messages, addGenerationPrompt: c["add_generation_prompt"]?.boolValue ?? false,
+                                 bosToken: "<s>", eosToken: "</s>", extra: tools.map { ["tools": $0] } ?? [:])
+                }
+            case .failure(let e)?:
+                rendered = .failure(e)
+                unparsed.insert("\(c["template"]?.stringValue ?? "?"): \(e)")
+            case nil:
+                XCTFail("\(name): no template")
+                continue
+            }
+            switch (rendered, c["expected"]?.stringValue) {
+            case (.success(let out), let expected?) where out == expected: same += 1
+            case (.failure(let e), nil):
+                bothFail += 1
+                // transformers' error as "Kind: message".
+                let theirs = c["error"]?.stringValue ?? ""
+                if theirs.hasSuffix(": " + e.message) { sameMessage += 1 } else { print("  \(name): \(theirs) | \(e.message)") }
+            case (.success(let out), let expected?):
+                differ += 1
+                XCTFail("\(name):\n got      \(visible(String(out.prefix(400))))\n expected \(visible(String(expected.prefix(400))))")
+            case (.success, nil):
+                differ += 1
+                XCTFail("\(name): transformers fails (\(c["error"]?.stringValue ?? "?")), Lathe renders")
+            case (.failure(let e), _):
+                differ += 1
+                XCTFail("\(name): transformers renders, Lathe fails: \(e)")
+            }
+        }
+        print("chat templates: \(parsed.count) templates; \(same) renderings the same, \(bothFail) failing in both "
+              + "(\(sameMessage) with the same message), \(differ) different")
+        for u in unparsed.sorted() { print("  not parsed: \(u)") }
+    }
+
     // MARK: - Errors
 
-    func testUnknownTagNamesItsPlace() {
+    func testUnknownTagNamesItsPlace() throws {
         let e = failure("Hello\n  {% frobnicate x %}")
         XCTAssertEqual(e?.kind, .unsupported)
         XCTAssertEqual(e?.line, 2)
@@ -131,6 +190,11 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(failure("{% include 'x.jinja' %}")?.kind, .unsupported)
         XCTAssertTrue(failure("{{ x | frobnicate }}")?.message.contains("no filter named 'frobnicate'") ?? false)
         XCTAssertTrue(failure("{{ x is frobnicated }}")?.message.contains("no test named 'frobnicated'") ?? false)
+        // As in jinja2, inside an if an unknown filter only fails when it is applied.
+        let t = try template("{% if x is string %}{{ x | from_json }}{% endif %}ok")
+        XCTAssertEqual(try t.render(context: ["x": 1]), "ok")
+        XCTAssertThrowsError(try t.render(context: ["x": "{}"])) { XCTAssertEqual(($0 as? ChatTemplateError)?.kind, .unsupported) }
+        XCTAssertEqual(failure("{% for x in [1] %}{% if x %}{{ x | from_json }}{% endif %}{% endfor %}", [:])?.kind, .unsupported)
     }
 
     func testUnclosedAndStrayBlocks() {
@@ -232,6 +296,11 @@ final class ChatTemplateTests: XCTestCase {
         let out = try t.render(messages: [ChatMessage(role: "user", content: "hi", extra: ["name": "ann"]), ChatMessage(role: "assistant", content: .none)],
                                addGenerationPrompt: false, bosToken: nil, eosToken: "</s>")
         XCTAssertEqual(out, "user=hiann;assistant=None;TrueFalse")
+        // The README's example: tools as nested literals.
+        let tools = try template("{% for t in tools %}{{ t.function.name }}{{ t | tojson }}{% endfor %}")
+        XCTAssertEqual(try tools.render(messages: [], addGenerationPrompt: true, bosToken: nil, eosToken: nil,
+                                        extra: ["tools": [["type": "function", "function": ["name": "get_time"]]]]),
+                       "get_time{\"type\": \"function\", \"function\": {\"name\": \"get_time\"}}")
         XCTAssertEqual(ChatMessage(role: "tool", content: "x", extra: ["b": 1, "a": 2]).templateValue,
                        ["role": "tool", "content": "x", "a": 2, "b": 1])
     }
