@@ -32,8 +32,10 @@ public func runLathe(_ arguments: [String], in directory: URL? = nil, environmen
     return LatheRun(status: process.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
 }
 
-/// Starts `lathe` with pipes for stdout and stderr, without waiting.
-public func startLathe(_ arguments: [String], in directory: URL? = nil, environment: [String: String]? = nil) throws -> Process {
+/// Starts `lathe` with pipes for stdout and stderr (and stdin with `withInput`: write to
+/// `(process.standardInput as! Pipe).fileHandleForWriting`, then close it), without waiting.
+public func startLathe(_ arguments: [String], in directory: URL? = nil, environment: [String: String]? = nil,
+                       withInput: Bool = false) throws -> Process {
     let process = Process()
     process.executableURL = try latheExecutable()
     process.arguments = arguments
@@ -41,6 +43,7 @@ public func startLathe(_ arguments: [String], in directory: URL? = nil, environm
     if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.standardOutput = Pipe()
     process.standardError = Pipe()
+    if withInput { process.standardInput = Pipe() }
     try process.run()
     return process
 }

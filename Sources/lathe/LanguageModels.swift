@@ -12,18 +12,8 @@ func loadPretrained(_ path: String, quiet: Bool = false) throws -> PretrainedMod
     return m
 }
 
-struct Generate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Continue a prompt with a pretrained language model (GGUF file or Hugging Face folder).",
-        discussion: """
-        Streams the text as it is generated, then prints prompt and generation speed. Temperature 0 is greedy; \
-        the model's end-of-sequence token stops the generation.
-        Example: lathe generate ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --prompt "The capital of France is" --temperature 0
-        """
-    )
-
-    @Argument(help: "A .gguf file or a Hugging Face folder (config.json, model.safetensors, tokenizer.json).") var model: String
-    @Option(help: "The text to continue.") var prompt: String
+/// Sampling options shared by `generate` and `chat`.
+struct SamplingFlags: ParsableArguments {
     @Option(name: .customLong("max-tokens"), help: "Tokens to generate at most.") var maxTokens: Int = 128
     @Option(help: "Softmax temperature; 0 is greedy.") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "Sample from the K most likely tokens.") var topK: Int = 40
@@ -32,7 +22,6 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("repeat-penalty"), help: "Divide the logits of the last 64 tokens by R (1: off).") var repeatPenalty: Float = 1
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(name: .customLong("stop"), help: "Stop when the text ends with this string (repeatable).") var stops: [String] = []
-    @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be at least 0") }
@@ -41,32 +30,124 @@ struct Generate: ParsableCommand {
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard minP >= 0, minP <= 1 else { throw ValidationError("--min-p must be in [0, 1]") }
         guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be positive") }
-        guard !prompt.isEmpty else { throw ValidationError("--prompt must not be empty") }
     }
 
-    func run() throws {
-        try threadOptions.apply()
-        let loaded = try loadPretrained(model)
-        let decoder = try loaded.decoder()
-        let ids = loaded.tokenizer.encode(prompt, addSpecialTokens: true)
-        guard ids.count < decoder.maxPositions else { throw CLIError("the prompt has \(ids.count) tokens; the model takes \(decoder.maxPositions)") }
-        let options = GenerationOptions(maxTokens: maxTokens, sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, minP: minP),
-                                        repetitionPenalty: repeatPenalty, seed: seed)
-        var stream = StreamingDecoder(loaded.tokenizer)
+    /// The generation options; `stopTokens` nil stops at the model's end-of-sequence tokens.
+    func options(stopTokens: Set<Int>? = nil) -> GenerationOptions {
+        GenerationOptions(maxTokens: maxTokens, sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, minP: minP),
+                          repetitionPenalty: repeatPenalty, stopTokens: stopTokens, seed: seed)
+    }
+
+    /// Generates from `ids`, printing the text as it comes; returns the text (without a stop
+    /// string that ended it) and what the generation did.
+    func stream(_ decoder: DecoderModel, _ tokenizer: any Tokenizer, prompt ids: [Int], stopTokens: Set<Int>? = nil) -> (String, GenerationResult) {
+        var stream = StreamingDecoder(tokenizer)
         var text = ""
-        print(prompt, terminator: "")
-        let r = generate(decoder, prompt: ids, options: options) { id in
+        let r = generate(decoder, prompt: ids, options: options(stopTokens: stopTokens)) { id in
             let piece = stream.next(id)
             text += piece
             print(piece, terminator: "")
             fflush(nil)
             return !stops.contains { text.hasSuffix($0) }
         }
-        print(stream.finish())
-        FileHandle.standardError.write(Data(String(
-            format: "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s (%@)\n", r.promptTokens,
-            Double(r.promptTokens) / max(r.promptSeconds, 1e-9), r.tokens.count, Double(max(r.tokens.count - 1, 0)) / max(r.generationSeconds, 1e-9),
-            String(describing: r.stop)).utf8))
+        let tail = stream.finish()
+        print(tail)
+        text += tail
+        if r.stop == .callback, let stop = stops.first(where: { text.hasSuffix($0) }) { text.removeLast(stop.count) }
+        return (text, r)
+    }
+}
+
+/// Prompt and generation speed on standard error, as `generate` prints it.
+func reportSpeed(_ r: GenerationResult) {
+    FileHandle.standardError.write(Data(String(
+        format: "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s (%@)\n", r.promptTokens,
+        Double(r.promptTokens) / max(r.promptSeconds, 1e-9), r.tokens.count, Double(max(r.tokens.count - 1, 0)) / max(r.generationSeconds, 1e-9),
+        String(describing: r.stop)).utf8))
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue a prompt with a pretrained language model (GGUF file or Hugging Face folder).",
+        discussion: """
+        Streams the text as it is generated, then prints prompt and generation speed. Temperature 0 is greedy; \
+        the model's end-of-sequence token stops the generation. With --chat the prompt is one user message (after \
+        --system, if given) rendered with the model's chat template, and only the reply is printed.
+        Example: lathe generate ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --prompt "The capital of France is" --temperature 0
+        """
+    )
+
+    @Argument(help: "A .gguf file or a Hugging Face folder (config.json, model.safetensors, tokenizer.json).") var model: String
+    @Option(help: "The text to continue (with --chat: the user's message).") var prompt: String
+    @Flag(help: "Render the prompt as a user message with the model's chat template, with the assistant's turn opened.") var chat = false
+    @Option(help: "A system message before the prompt (with --chat).") var system: String?
+    @OptionGroup var sampling: SamplingFlags
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard !prompt.isEmpty else { throw ValidationError("--prompt must not be empty") }
+        guard system == nil || chat else { throw ValidationError("--system needs --chat") }
+    }
+
+    func run() throws {
+        try threadOptions.apply()
+        let loaded = try loadPretrained(model)
+        let decoder = try loaded.decoder()
+        let ids: [Int]
+        var stopTokens: Set<Int>?
+        if chat {
+            let template = try loaded.parsedChatTemplate()
+            let messages = (system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: prompt)]
+            ids = loaded.chatPromptIDs(try loaded.renderChat(template, messages: messages))
+            stopTokens = loaded.chatStopTokens
+        } else {
+            ids = loaded.tokenizer.encode(prompt, addSpecialTokens: true)
+            print(prompt, terminator: "")
+        }
+        guard ids.count < decoder.maxPositions else { throw CLIError("the prompt has \(ids.count) tokens; the model takes \(decoder.maxPositions)") }
+        let (_, r) = sampling.stream(decoder, loaded.tokenizer, prompt: ids, stopTokens: stopTokens)
+        reportSpeed(r)
+    }
+}
+
+struct Chat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Chat with an instruction-tuned model: each line of standard input is a user turn.",
+        discussion: """
+        The whole conversation is rendered with the model's chat template (as transformers' apply_chat_template \
+        renders it) for every turn, and the reply is streamed until the model ends its turn; the reply ends with a \
+        newline, and prompt and generation speed go to standard error. Empty lines are skipped; the end of the input \
+        ends the chat. A model without a chat template is an error.
+        Example: lathe chat ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --system "Answer in one sentence." --temperature 0
+        """
+    )
+
+    @Argument(help: "A .gguf file or a Hugging Face folder with a chat template.") var model: String
+    @Option(help: "A system message that opens the conversation.") var system: String?
+    @OptionGroup var sampling: SamplingFlags
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func run() throws {
+        try threadOptions.apply()
+        let loaded = try loadPretrained(model)
+        let decoder = try loaded.decoder()
+        let template = try loaded.parsedChatTemplate()
+        let stopTokens = loaded.chatStopTokens
+        var messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+        let interactive = isatty(STDIN_FILENO) != 0
+        while true {
+            if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
+            guard let line = readLine() else { break }
+            guard !line.allSatisfy(\.isWhitespace) else { continue }
+            messages.append(ChatMessage(role: "user", content: line))
+            let ids = loaded.chatPromptIDs(try loaded.renderChat(template, messages: messages))
+            guard ids.count < decoder.maxPositions else {
+                throw CLIError("the conversation has \(ids.count) tokens; the model takes \(decoder.maxPositions)")
+            }
+            let (reply, r) = sampling.stream(decoder, loaded.tokenizer, prompt: ids, stopTokens: stopTokens)
+            messages.append(ChatMessage(role: "assistant", content: reply))
+            reportSpeed(r)
+        }
     }
 }
 

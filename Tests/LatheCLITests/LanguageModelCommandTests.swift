@@ -49,3 +49,52 @@ final class LanguageModelCommandTests: XCTestCase {
         XCTAssertTrue(decoder.err.contains("embed needs an encoder"), decoder.err)
     }
 }
+
+/// `lathe chat` and `lathe generate --chat` on SmolLM2-135M-Instruct, whose GGUF file carries its
+/// chat template.
+final class ChatCommandTests: XCTestCase {
+    func testChatAnswersEachTurn() throws {
+        let smol = try fetchedModel("SmolLM2-135M-Instruct.Q4_1.gguf").path
+        let process = try startLathe(["chat", smol, "--temperature", "0", "--max-tokens", "16", "--threads", "2"], withInput: true)
+        let input = (process.standardInput as! Pipe).fileHandleForWriting
+        input.write(Data("What is the capital of France?\n\nAnd what is the capital of Japan?\n".utf8))
+        try input.close()
+        let out = String(decoding: (process.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, err)
+        // One speed line per turn (the empty line is skipped), each with a non-empty reply.
+        let turns = err.split(separator: "\n").filter { $0.hasPrefix("prompt: ") }
+        XCTAssertEqual(turns.count, 2, err)
+        for t in turns { XCTAssertFalse(t.contains("generated: 0 tokens"), err) }
+        // The second prompt holds the whole conversation, so it is longer than the first.
+        let promptTokens = turns.compactMap { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } }
+        XCTAssertEqual(promptTokens.count, 2, err)
+        XCTAssertGreaterThan(promptTokens.last ?? 0, (promptTokens.first ?? 0) + 10, err)
+        let replies = out.split(separator: "\n", omittingEmptySubsequences: true)
+        XCTAssertGreaterThanOrEqual(replies.count, 2, out)
+        XCTAssertTrue(out.contains("Paris"), out)
+    }
+
+    func testGenerateChatAndModelsWithoutTemplate() throws {
+        let smol = try fetchedModel("SmolLM2-135M-Instruct.Q4_1.gguf").path
+        let g = try runLathe(["generate", smol, "--chat", "--system", "Answer in one short sentence.", "--prompt", "What is the capital of France?",
+                              "--temperature", "0", "--max-tokens", "16", "--threads", "2"])
+        XCTAssertEqual(g.status, 0, g.err)
+        XCTAssertTrue(g.out.contains("Paris"), g.out)
+        XCTAssertFalse(g.out.contains("What is the capital"), "the chat prompt is not echoed: \(g.out)")
+        XCTAssertTrue(g.err.contains("stopToken"), "the reply ends at the end-of-turn token: \(g.err)")
+
+        let noChat = try runLathe(["generate", smol, "--prompt", "x", "--system", "y"])
+        XCTAssertNotEqual(noChat.status, 0)
+        XCTAssertTrue(noChat.err.contains("--system needs --chat"), noChat.err)
+
+        let gemma = try fetchedModel("gemma-3-270m-q4_k_m.gguf").path
+        let process = try startLathe(["chat", gemma, "--max-tokens", "2"], withInput: true)
+        try (process.standardInput as! Pipe).fileHandleForWriting.close()
+        let err = String(decoding: (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, err)
+        XCTAssertTrue(err.contains("has no chat template"), err)
+    }
+}

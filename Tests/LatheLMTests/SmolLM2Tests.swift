@@ -42,3 +42,20 @@ extension SmolLM2Tests {
         print(String(format: "SmolLM2 perplexity, 4 chunks of 512: %.4f (llama.cpp 37.2067), %.0f tokens/s", r.perplexity, r.tokensPerSecond))
     }
 }
+
+extension SmolLM2Tests {
+    /// The GGUF file's chat template, rendered and tokenized, gives the ids transformers'
+    /// `apply_chat_template(…, add_generation_prompt=True, tokenize=True)` gives with the
+    /// tokenizer it builds from the same file.
+    func testChatPromptIDsAreTransformers() throws {
+        let pretrained = try PretrainedModel.load(try fetchedModel(Self.file).path)
+        let template = try pretrained.parsedChatTemplate()
+        let text = try pretrained.renderChat(template, messages: [ChatMessage(role: "user", content: "What is the capital of France?")])
+        XCTAssertTrue(text.hasPrefix("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"), text)
+        XCTAssertEqual(pretrained.chatPromptIDs(text), [
+            1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2, 198,
+            1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+        ])
+        XCTAssertTrue(pretrained.chatStopTokens.contains(2), "<|im_end|> ends a turn")
+    }
+}
