@@ -177,14 +177,16 @@ enum JinjaBuiltins {
             if case .list = base, unsafeListMethods.contains(name) { return .undefined("access to attribute '\(name)' of 'list' object is unsafe.") }
             switch name {
             case "count":
-                return bound { _, args throws(JinjaRuntimeError) in
+                return bound { interpreter, args throws(JinjaRuntimeError) in
+                    try interpreter.step(a.count)
                     let x = try bind(args, ["value"], "count")[0] ?? .none
                     var n = 0
                     for y in a where try y.pythonEquals(x) { n += 1 }
                     return .int(n)
                 }
             case "index":
-                return bound { _, args throws(JinjaRuntimeError) in
+                return bound { interpreter, args throws(JinjaRuntimeError) in
+                    try interpreter.step(a.count)
                     let x = try bind(args, ["value"], "index")[0] ?? .none
                     for (i, y) in a.enumerated() where try y.pythonEquals(x) { return .int(i) }
                     throw .type("\((try? x.pythonRepr()) ?? "?") is not in list")
@@ -300,7 +302,9 @@ enum JinjaBuiltins {
                 return .string(s)
             }
         case "format":
-            return .function(JinjaFunction(name) { _, args throws(JinjaRuntimeError) in .string(try pythonFormat(s, args)) })
+            return .function(JinjaFunction(name) { interpreter, args throws(JinjaRuntimeError) in
+                .string(try pythonFormat(s, args, limit: interpreter.limits.outputBytes))
+            })
         case "isdigit": return predicate { $0.allSatisfy { $0.properties.numericType == .decimal || $0.properties.numericType == .digit } }
         case "isalpha": return predicate { $0.allSatisfy { $0.properties.isAlphabetic && $0.properties.generalCategory.isLetter } }
         case "isalnum": return predicate { $0.allSatisfy { $0.properties.generalCategory.isLetter || $0.properties.numericType != nil } }

@@ -33,7 +33,8 @@ extension JinjaBuiltins {
             return .string(pythonCapitalize(try v.pythonString()))
         case "center":
             let a = try bind(args, ["width"], name)
-            return .string(try interpreter.checkSize(pythonCenter(try text(v), try int(a[0], "center() width") ?? 80, " ")))
+            let width = try interpreter.checkWidth(try int(a[0], "center() width") ?? 80)
+            return .string(try interpreter.checkSize(pythonCenter(try text(v), width, " ")))
         case "count", "length":
             _ = try bind(args, [], name)
             return .int(try length(v))
@@ -52,7 +53,7 @@ extension JinjaBuiltins {
             }
             let caseSensitive = a[0]?.isTruthy ?? false
             let pairs = d.items.map { Value.tuple([$0.key, $0.value]) }
-            let sorted = try sortValues(pairs, reverse: a[2]?.isTruthy ?? false) { p throws(JinjaRuntimeError) in
+            let sorted = try sortValues(pairs, reverse: a[2]?.isTruthy ?? false, interpreter) { p throws(JinjaRuntimeError) in
                 let x = p.sequence![byValue ? 1 : 0]
                 return caseSensitive ? x : ignoreCase(x)
             }
@@ -80,9 +81,13 @@ extension JinjaBuiltins {
             let indentation: String
             switch a[0] {
             case .string(let s)?: indentation = s
-            default: indentation = String(repeating: " ", count: max(0, try int(a[0], "indent() width") ?? 4))
+            default: indentation = String(repeating: " ", count: try interpreter.checkWidth(try int(a[0], "indent() width") ?? 4))
             }
             var lines = pythonSplitlines(try v.pythonString() + "\n")
+            let (size, overflow) = lines.count.multipliedReportingOverflow(by: indentation.utf8.count)
+            if overflow || size > interpreter.limits.outputBytes {
+                throw .limit("a string of more than \(interpreter.limits.outputBytes) bytes (ChatTemplate.Limits.outputBytes)")
+            }
             var out: String
             if a[2]?.isTruthy ?? false {
                 out = lines.joined(separator: "\n" + indentation)
@@ -105,8 +110,14 @@ extension JinjaBuiltins {
             if let attribute = a[1], !attribute.isNone { items = try items.map { x throws(JinjaRuntimeError) in try getPath(x, attribute, interpreter) } }
             let separator = try (a[0] ?? .string("")).pythonString()
             var parts: [String] = []
-            for x in items { parts.append(try x.pythonString()) }
-            return .string(try interpreter.checkSize(parts.joined(separator: separator)))
+            var size = 0
+            for x in items {
+                let p = try x.pythonString()
+                size += p.utf8.count + (parts.isEmpty ? 0 : separator.utf8.count)
+                if size > interpreter.limits.outputBytes { throw .limit("a string of more than \(interpreter.limits.outputBytes) bytes (ChatTemplate.Limits.outputBytes)") }
+                parts.append(p)
+            }
+            return .string(parts.joined(separator: separator))
         case "list":
             _ = try bind(args, [], name)
             return .list(try interpreter.iterate(v))
@@ -193,7 +204,7 @@ extension JinjaBuiltins {
             let a = try bind(args, ["reverse", "case_sensitive", "attribute"], name)
             let caseSensitive = a[1]?.isTruthy ?? false
             let attribute = a[2].flatMap { $0.isNone ? nil : $0 }
-            return .list(try sortValues(try interpreter.iterate(v), reverse: a[0]?.isTruthy ?? false) { x throws(JinjaRuntimeError) in
+            return .list(try sortValues(try interpreter.iterate(v), reverse: a[0]?.isTruthy ?? false, interpreter) { x throws(JinjaRuntimeError) in
                 let k = try attribute.map { p throws(JinjaRuntimeError) in try getPath(x, p, interpreter) } ?? x
                 return caseSensitive ? k : ignoreCase(k)
             })
@@ -224,7 +235,7 @@ extension JinjaBuiltins {
             switch a[1] {
             case nil, .none?: indent = nil
             case .string(let s)?: indent = s
-            case let x?: indent = String(repeating: " ", count: max(0, try int(x, "tojson() indent") ?? 0))
+            case let x?: indent = String(repeating: " ", count: try interpreter.checkWidth(try int(x, "tojson() indent") ?? 0))
             }
             var separators: (String, String)?
             if let s = a[2], !s.isNone {
@@ -247,8 +258,10 @@ extension JinjaBuiltins {
                 var k = a[1].map { !$0.isNone } == true ? try getPath(x, a[1]!, interpreter) : x
                 if !caseSensitive { k = ignoreCase(k) }
                 var found = false
-                for s in seen where try s.pythonEquals(k) { found = true; break }
-                try interpreter.step()
+                for s in seen {
+                    try interpreter.step()
+                    if try s.pythonEquals(k) { found = true; break }
+                }
                 if !found { seen.append(k); out.append(x) }
             }
             return .iterator(JinjaIterator(generator: out))
@@ -291,7 +304,10 @@ extension JinjaBuiltins {
     }
 
     /// A stable sort by key, as Python's `sorted(key=…, reverse=…)`.
-    private static func sortValues(_ items: [Value], reverse: Bool, key: (Value) throws(JinjaRuntimeError) -> Value) throws(JinjaRuntimeError) -> [Value] {
+    private static func sortValues(_ items: [Value], reverse: Bool, _ interpreter: JinjaInterpreter,
+                                   key: (Value) throws(JinjaRuntimeError) -> Value) throws(JinjaRuntimeError) -> [Value] {
+        // n log n comparisons.
+        try interpreter.step(items.count * (Int.bitWidth - max(1, items.count).leadingZeroBitCount))
         var keyed: [(key: Value, value: Value, index: Int)] = []
         for (i, x) in items.enumerated() { keyed.append((try key(x), x, i)) }
         // Merge sort so that comparisons may throw.

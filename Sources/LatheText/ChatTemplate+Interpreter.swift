@@ -91,6 +91,31 @@ final class JinjaInterpreter {
         return s
     }
 
+    /// The work of going through `v` once, in steps: one per element of a list, tuple, dict or
+    /// iterator, one per 16 bytes of text.
+    static func cost(_ v: Value) -> Int {
+        switch v {
+        case .string(let s), .markup(let s): s.utf8.count / 16
+        case .list(let a), .tuple(let a): a.count
+        case .dict(let d): d.count
+        case .iterator(let it): it.items.count
+        default: 0
+        }
+    }
+
+    /// Counts the work of going through `v` once.
+    func charge(_ v: Value) throws(JinjaRuntimeError) {
+        let n = Self.cost(v)
+        if n > 0 { try step(n) }
+    }
+
+    /// A width (`indent`, `center`, `tojson(indent=…)`): 0 for negative ones, an error beyond
+    /// the output limit.
+    func checkWidth(_ w: Int) throws(JinjaRuntimeError) -> Int {
+        if w > limits.outputBytes { throw .limit("a width of more than \(limits.outputBytes) (ChatTemplate.Limits.outputBytes)") }
+        return max(0, w)
+    }
+
     func checkCount(_ n: Int) throws(JinjaRuntimeError) {
         if n > JinjaLimits.listElements { throw .limit("a list of more than \(JinjaLimits.listElements) elements") }
     }
@@ -143,7 +168,11 @@ final class JinjaInterpreter {
                 try append(s, to: &out)
             case .output(let e):
                 let v = try eval(e, scope)
-                do { try append(try v.pythonString(), to: &out) } catch { throw locate(error, e.pos) }
+                do {
+                    let text = try v.pythonString()
+                    try step(text.utf8.count / 16)
+                    try append(text, to: &out)
+                } catch { throw locate(error, e.pos) }
             case .conditional(let branches, let otherwise):
                 var taken = false
                 for (test, body) in branches {
@@ -230,7 +259,9 @@ final class JinjaInterpreter {
     func iterate(_ v: Value) throws(JinjaRuntimeError) -> [Value] {
         switch v.plain {
         case .list(let a), .tuple(let a): return a
-        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
+        case .string(let s):
+            try step(s.utf8.count / 16)
+            return s.unicodeScalars.map { .string(String($0)) }
         case .dict(let d): return d.keys
         case .iterator(let it): return it.drain()
         case .undefined: return []
@@ -353,7 +384,11 @@ final class JinjaInterpreter {
             let f = try eval(callee, scope)
             let args = try evalArguments(arguments, scope)
             switch f {
-            case .function(let fn): return try fn.call(self, args)
+            case .function(let fn):
+                for a in args.positional { try charge(a) }
+                let result = try fn.call(self, args)
+                try charge(result)
+                return result
             case .undefined(let message): throw .undefined(message)
             default: throw .type("'\(f.typeName)' object is not callable")
             }
@@ -387,8 +422,13 @@ final class JinjaInterpreter {
             return try binary(op, x, try eval(b, scope))
         case .concat(let es):
             var s = ""
-            for x in es { s += try eval(x, scope).pythonString() }
-            return .string(try checkSize(s))
+            for x in es {
+                let piece = try eval(x, scope).pythonString()
+                try step(piece.utf8.count / 16)
+                s += piece
+                _ = try checkSize(s)
+            }
+            return .string(s)
         case .and(let a, let b):
             let x = try eval(a, scope)
             return x.isTruthy ? try eval(b, scope) : x
@@ -419,7 +459,13 @@ final class JinjaInterpreter {
 
     func applyFilter(_ name: String, _ v: Value, _ arguments: JinjaArguments, _ scope: JinjaScope, at pos: Int) throws(JinjaRuntimeError) -> Value {
         let args = try evalArguments(arguments, scope)
-        do { return try JinjaBuiltins.filter(name, v, args, self) } catch { throw locate(error, pos) }
+        do {
+            // Filters that only look at the first or last element, or the size, cost nothing more.
+            if !["length", "count", "first", "last", "default", "d", "attr", "string", "safe"].contains(name) { try charge(v) }
+            let result = try JinjaBuiltins.filter(name, v, args, self)
+            try charge(result)
+            return result
+        } catch { throw locate(error, pos) }
     }
 
     // MARK: - Access
@@ -428,6 +474,8 @@ final class JinjaInterpreter {
     /// `getattr`); missing ones are undefined.
     func attribute(_ value: Value, _ name: String) throws(JinjaRuntimeError) -> Value {
         let base = value.plain
+        // String methods see the text as an array of code points.
+        if case .string(let s) = base { try step(s.utf8.count / 16) }
         switch base {
         case .undefined(let message):
             throw .undefined(message)
@@ -476,6 +524,7 @@ final class JinjaInterpreter {
             if case .string(let k) = key { return try attribute(base, k) }
             return Self.missingElement(base, key)
         case (.string(let s), _):
+            try step(s.utf8.count / 16)
             if let i = Self.index(key) {
                 let scalars = Array(s.unicodeScalars)
                 if let v = Self.element(scalars, i) { return .string(String(v)) }
@@ -503,10 +552,10 @@ final class JinjaInterpreter {
     }
 
     /// Python's slicing of lists, tuples and strings.
-    func slice(_ value: Value, _ start: Int?, _ stop: Int?, _ step: Int?) throws(JinjaRuntimeError) -> Value {
+    func slice(_ value: Value, _ start: Int?, _ stop: Int?, _ stride: Int?) throws(JinjaRuntimeError) -> Value {
         let base = value.plain
         func indices(_ n: Int) throws(JinjaRuntimeError) -> [Int] {
-            let st = step ?? 1
+            let st = stride ?? 1
             guard st != 0 else { throw .type("slice step cannot be zero") }
             func adjust(_ v: Int?, _ dflt: Int) -> Int {
                 guard var v else { return dflt }
@@ -519,12 +568,17 @@ final class JinjaInterpreter {
                 return v
             }
             let a = adjust(start, st < 0 ? n - 1 : 0), b = adjust(stop, st < 0 ? -1 : n)
-            return Array(stride(from: a, to: b, by: st))
+            return Array(Swift.stride(from: a, to: b, by: st))
         }
         switch base {
-        case .list(let xs): return .list(try indices(xs.count).map { xs[$0] })
-        case .tuple(let xs): return .tuple(try indices(xs.count).map { xs[$0] })
+        case .list(let xs):
+            try step(xs.count)
+            return .list(try indices(xs.count).map { xs[$0] })
+        case .tuple(let xs):
+            try step(xs.count)
+            return .tuple(try indices(xs.count).map { xs[$0] })
         case .string(let s):
+            try step(s.utf8.count / 16)
             let scalars = Array(s.unicodeScalars)
             var out = String.UnicodeScalarView()
             for i in try indices(scalars.count) { out.append(scalars[i]) }

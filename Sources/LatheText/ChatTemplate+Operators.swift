@@ -8,6 +8,12 @@ extension JinjaInterpreter {
     func binary(_ op: JinjaBinaryOperator, _ a: Value, _ b: Value) throws(JinjaRuntimeError) -> Value {
         if case .undefined(let m) = a { throw .undefined(m) }
         if case .undefined(let m) = b { throw .undefined(m) }
+        let result = try binaryUncharged(op, a, b)
+        try charge(result)
+        return result
+    }
+
+    private func binaryUncharged(_ op: JinjaBinaryOperator, _ a: Value, _ b: Value) throws(JinjaRuntimeError) -> Value {
         func unsupported() -> JinjaRuntimeError {
             .type("unsupported operand type(s) for \(op.rawValue): '\(a.typeName)' and '\(b.typeName)'")
         }
@@ -143,6 +149,7 @@ extension JinjaInterpreter {
     }
 
     func compare(_ op: JinjaCompareOperator, _ a: Value, _ b: Value) throws(JinjaRuntimeError) -> Bool {
+        try step(min(Self.cost(a), Self.cost(b)))
         switch op {
         case .equal: return try a.pythonEquals(b)
         case .notEqual: return !(try a.pythonEquals(b))
@@ -171,6 +178,7 @@ extension JinjaInterpreter {
     /// Python's `needle in haystack`.
     func contains(_ container: Value, _ item: Value) throws(JinjaRuntimeError) -> Bool {
         let haystack = container.plain, needle = item.plain
+        try charge(haystack)
         switch haystack {
         case .iterator(let it):
             if it.isView { return try contains(.list(it.items), needle) }
@@ -181,7 +189,7 @@ extension JinjaInterpreter {
                 if case .undefined(let m) = needle { throw .undefined(m) }
                 throw .type("'in <string>' requires string as left operand, not \(needle.typeName)")
             }
-            return n.isEmpty || s.utf8.firstRange(of: n.utf8) != nil
+            return textContains(s, n)
         case .list(let a), .tuple(let a):
             for x in a where try x.pythonEquals(needle) { return true }
             return false

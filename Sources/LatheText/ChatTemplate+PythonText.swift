@@ -83,7 +83,7 @@ extension JinjaBuiltins {
 
     /// Python's `str.format` for plain fields: `{}`, `{0}`, `{name}`, `{{`, `}}` (no format
     /// specifications, conversions or attribute access).
-    static func pythonFormat(_ s: String, _ args: JinjaCallArguments) throws(JinjaRuntimeError) -> String {
+    static func pythonFormat(_ s: String, _ args: JinjaCallArguments, limit: Int) throws(JinjaRuntimeError) -> String {
         var out = ""
         var chars = Array(s.unicodeScalars)[...]
         var auto = 0
@@ -116,6 +116,7 @@ extension JinjaBuiltins {
                 value = v
             }
             out += try value.pythonString()
+            if out.utf8.count > limit { throw .limit("a string of more than \(limit) bytes (ChatTemplate.Limits.outputBytes)") }
         }
         return out
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 // Values inside the interpreter, with Python's semantics where templates can see them: `str()`
 // and `repr()` formatting (`None`, `True`, `[1, 'a']`, `1e-05`), truthiness, equality across
 // int/float/bool, ordering, and `json.dumps` as transformers' `tojson` calls it.
@@ -302,52 +304,105 @@ private func isPythonPrintable(_ s: Unicode.Scalar) -> Bool {
     }
 }
 
+/// Runs `body` over the UTF-8 bytes of `s` (already contiguous for native strings).
+@inline(__always) func withUTF8Bytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+    var s = s
+    return try s.withUTF8(body)
+}
+
+/// The scalar whose UTF-8 encoding starts at `b[i]` (valid UTF-8), and its length.
+@inline(__always) func decodeScalar(_ b: UnsafeBufferPointer<UInt8>, _ i: Int) -> (Unicode.Scalar, Int) {
+    let c = UInt32(b[i])
+    if c < 0x80 { return (Unicode.Scalar(c)!, 1) }
+    if c < 0xE0 { return (Unicode.Scalar((c & 0x1F) << 6 | UInt32(b[i + 1] & 0x3F))!, 2) }
+    if c < 0xF0 { return (Unicode.Scalar((c & 0x0F) << 12 | UInt32(b[i + 1] & 0x3F) << 6 | UInt32(b[i + 2] & 0x3F))!, 3) }
+    return (Unicode.Scalar((c & 0x07) << 18 | UInt32(b[i + 1] & 0x3F) << 12 | UInt32(b[i + 2] & 0x3F) << 6 | UInt32(b[i + 3] & 0x3F))!, 4)
+}
+
+private let hexDigits = Array("0123456789abcdef".utf8)
+
+/// Appends `\` + `prefix` + `v` in `width` lowercase hex digits.
+@inline(__always) func appendEscape(_ out: inout [UInt8], _ prefix: UInt8, _ v: UInt32, _ width: Int) {
+    out.append(UInt8(ascii: "\\"))
+    out.append(prefix)
+    for k in stride(from: width - 1, through: 0, by: -1) { out.append(hexDigits[Int((v >> (4 * UInt32(k))) & 0xF)]) }
+}
+
 /// Python's `repr(str)`.
 func pythonStringRepr(_ s: String) -> String {
-    let quote: Unicode.Scalar = s.unicodeScalars.contains("'") && !s.unicodeScalars.contains("\"") ? "\"" : "'"
-    var out = String.UnicodeScalarView()
-    out.append(quote)
-    func hex(_ v: UInt32, _ width: Int) -> String {
-        let h = String(v, radix: 16)
-        return String(repeating: "0", count: max(0, width - h.count)) + h
-    }
-    for c in s.unicodeScalars {
-        switch c {
-        case quote, "\\": out.append("\\"); out.append(c)
-        case "\t": out.append(contentsOf: "\\t".unicodeScalars)
-        case "\n": out.append(contentsOf: "\\n".unicodeScalars)
-        case "\r": out.append(contentsOf: "\\r".unicodeScalars)
-        default:
-            if c.value < 0x20 || c.value == 0x7F {
-                out.append(contentsOf: ("\\x" + hex(c.value, 2)).unicodeScalars)
-            } else if c.value < 0x7F || isPythonPrintable(c) {
-                out.append(c)
-            } else if c.value <= 0xFF {
-                out.append(contentsOf: ("\\x" + hex(c.value, 2)).unicodeScalars)
-            } else if c.value <= 0xFFFF {
-                out.append(contentsOf: ("\\u" + hex(c.value, 4)).unicodeScalars)
-            } else {
-                out.append(contentsOf: ("\\U" + hex(c.value, 8)).unicodeScalars)
-            }
+    withUTF8Bytes(s) { b in
+        var hasSingle = false, hasDouble = false
+        for c in b {
+            if c == UInt8(ascii: "'") { hasSingle = true } else if c == UInt8(ascii: "\"") { hasDouble = true }
         }
+        let quote = hasSingle && !hasDouble ? UInt8(ascii: "\"") : UInt8(ascii: "'")
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count + 2)
+        out.append(quote)
+        var i = 0
+        while i < b.count {
+            let c = b[i]
+            guard c >= 0x80 else {
+                switch c {
+                case quote, UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(c)
+                case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+                case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+                default:
+                    if c < 0x20 || c == 0x7F { appendEscape(&out, UInt8(ascii: "x"), UInt32(c), 2) } else { out.append(c) }
+                }
+                i += 1
+                continue
+            }
+            let (scalar, n) = decodeScalar(b, i)
+            if isPythonPrintable(scalar) {
+                out.append(contentsOf: b[i..<(i + n)])
+            } else if scalar.value <= 0xFF {
+                appendEscape(&out, UInt8(ascii: "x"), scalar.value, 2)
+            } else if scalar.value <= 0xFFFF {
+                appendEscape(&out, UInt8(ascii: "u"), scalar.value, 4)
+            } else {
+                appendEscape(&out, UInt8(ascii: "U"), scalar.value, 8)
+            }
+            i += n
+        }
+        out.append(quote)
+        return String(decoding: out, as: UTF8.self)
     }
-    out.append(quote)
-    return String(out)
+}
+
+/// Bytes left for printing or serialising one value: a list holding the same long string a
+/// million times is small in memory but not when printed.
+final class TextBudget {
+    private var remaining: Int
+    init(_ bytes: Int = JinjaLimits.textBytes) { remaining = bytes }
+
+    func spend(_ bytes: Int) throws(JinjaRuntimeError) {
+        remaining -= bytes
+        if remaining < 0 { throw .limit("a printed or serialised value of more than \(JinjaLimits.textBytes) bytes") }
+    }
 }
 
 extension Value {
     /// Python's `str()`, as `{{ value }}` prints it (undefined prints nothing).
-    func pythonString(depth: Int = 0) throws(JinjaRuntimeError) -> String {
+    func pythonString(depth: Int = 0, budget: TextBudget? = nil) throws(JinjaRuntimeError) -> String {
         switch self {
         case .undefined: return ""
         case .string(let s), .markup(let s): return s
-        default: return try pythonRepr(depth: depth)
+        default: return try pythonRepr(depth: depth, budget: budget)
         }
     }
 
     /// Python's `repr()`.
-    func pythonRepr(depth: Int = 0) throws(JinjaRuntimeError) -> String {
+    func pythonRepr(depth: Int = 0, budget: TextBudget? = nil) throws(JinjaRuntimeError) -> String {
         guard depth < JinjaLimits.valueNesting else { throw JinjaRuntimeError.limit("a value nested more than \(JinjaLimits.valueNesting) deep") }
+        let budget = budget ?? TextBudget()
+        let text = try reprUnbudgeted(depth: depth, budget: budget)
+        try budget.spend(text.utf8.count)
+        return text
+    }
+
+    private func reprUnbudgeted(depth: Int, budget: TextBudget) throws(JinjaRuntimeError) -> String {
         switch self {
         case .undefined: return "Undefined"
         case .none: return "None"
@@ -358,21 +413,23 @@ extension Value {
         case .markup(let s): return "Markup(" + pythonStringRepr(s) + ")"
         case .list(let a):
             var parts: [String] = []
-            for v in a { parts.append(try v.pythonRepr(depth: depth + 1)) }
+            for v in a { parts.append(try v.pythonRepr(depth: depth + 1, budget: budget)) }
             return "[" + parts.joined(separator: ", ") + "]"
         case .tuple(let a):
             var parts: [String] = []
-            for v in a { parts.append(try v.pythonRepr(depth: depth + 1)) }
+            for v in a { parts.append(try v.pythonRepr(depth: depth + 1, budget: budget)) }
             return "(" + parts.joined(separator: ", ") + (a.count == 1 ? ",)" : ")")
         case .dict(let d):
             var parts: [String] = []
-            for (k, v) in d.items { parts.append((try k.pythonRepr(depth: depth + 1)) + ": " + (try v.pythonRepr(depth: depth + 1))) }
+            for (k, v) in d.items {
+                parts.append((try k.pythonRepr(depth: depth + 1, budget: budget)) + ": " + (try v.pythonRepr(depth: depth + 1, budget: budget)))
+            }
             return "{" + parts.joined(separator: ", ") + "}"
         case .iterator(let it):
             guard it.isView else { return "<generator object>" }
-            return it.typeName + "(" + (try Value.list(it.items).pythonRepr(depth: depth + 1)) + ")"
+            return it.typeName + "(" + (try Value.list(it.items).pythonRepr(depth: depth + 1, budget: budget)) + ")"
         case .namespace(let ns):
-            return "<Namespace " + (try Value.dict(ns.attributes).pythonRepr(depth: depth + 1)) + ">"
+            return "<Namespace " + (try Value.dict(ns.attributes).pythonRepr(depth: depth + 1, budget: budget)) + ">"
         case .function(let f):
             return f.isMacro ? "<Macro '\(f.name)'>" : "<function \(f.name)>"
         case .loop(let l):
@@ -384,7 +441,36 @@ extension Value {
 // MARK: - Equality and order
 
 /// UTF-8 equality: Python compares code points, never canonical equivalents as Swift's `==` does.
-@inline(__always) func sameText(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+func sameText(_ a: String, _ b: String) -> Bool {
+    withUTF8Bytes(a) { x in
+        withUTF8Bytes(b) { y in x.count == y.count && (x.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
+    }
+}
+
+/// Python's `needle in haystack` for strings: a linear-time (Knuth-Morris-Pratt) byte search;
+/// UTF-8 matches always fall on whole characters.
+func textContains(_ haystack: String, _ needle: String) -> Bool {
+    if needle.isEmpty { return true }
+    return withUTF8Bytes(haystack) { h in
+        withUTF8Bytes(needle) { n in
+            guard h.count >= n.count else { return false }
+            var fail = [Int](repeating: 0, count: n.count)
+            var k = 0
+            for i in 1..<n.count {
+                while k > 0 && n[i] != n[k] { k = fail[k - 1] }
+                if n[i] == n[k] { k += 1 }
+                fail[i] = k
+            }
+            k = 0
+            for c in h {
+                while k > 0 && c != n[k] { k = fail[k - 1] }
+                if c == n[k] { k += 1 }
+                if k == n.count { return true }
+            }
+            return false
+        }
+    }
+}
 
 extension Value {
     /// Python's `==` (1 == 1.0 == True; lists and dicts element by element).
@@ -469,6 +555,7 @@ struct PythonJSONDumper {
     var itemSeparator: String
     var keySeparator: String
     var sortKeys: Bool
+    let budget = TextBudget()
 
     init(indent: String? = nil, separators: (String, String)? = nil, sortKeys: Bool = false) {
         self.indent = indent
@@ -479,41 +566,54 @@ struct PythonJSONDumper {
     var ensureASCII = false
 
     static func quoted(_ s: String, ensureASCII: Bool = false) -> String {
-        var out = String.UnicodeScalarView()
-        func u(_ v: UInt32) {
-            let h = String(v, radix: 16)
-            out.append(contentsOf: ("\\u" + String(repeating: "0", count: 4 - h.count) + h).unicodeScalars)
-        }
-        out.append("\"")
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out.append(contentsOf: "\\\"".unicodeScalars)
-            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
-            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
-            case "\r": out.append(contentsOf: "\\r".unicodeScalars)
-            case "\t": out.append(contentsOf: "\\t".unicodeScalars)
-            case "\u{08}": out.append(contentsOf: "\\b".unicodeScalars)
-            case "\u{0C}": out.append(contentsOf: "\\f".unicodeScalars)
-            default:
-                if c.value < 0x20 || (ensureASCII && c.value > 0x7E) {
-                    if c.value > 0xFFFF {
-                        let v = c.value - 0x10000
-                        u(0xD800 + (v >> 10))
-                        u(0xDC00 + (v & 0x3FF))
+        withUTF8Bytes(s) { b in
+            var out: [UInt8] = []
+            out.reserveCapacity(b.count + 2)
+            out.append(UInt8(ascii: "\""))
+            var i = 0
+            while i < b.count {
+                let c = b[i]
+                if c >= 0x80 {
+                    let (scalar, n) = decodeScalar(b, i)
+                    if ensureASCII {
+                        if scalar.value > 0xFFFF {
+                            let v = scalar.value - 0x10000
+                            appendEscape(&out, UInt8(ascii: "u"), 0xD800 + (v >> 10), 4)
+                            appendEscape(&out, UInt8(ascii: "u"), 0xDC00 + (v & 0x3FF), 4)
+                        } else {
+                            appendEscape(&out, UInt8(ascii: "u"), scalar.value, 4)
+                        }
                     } else {
-                        u(c.value)
+                        out.append(contentsOf: b[i..<(i + n)])
                     }
-                } else {
-                    out.append(c)
+                    i += n
+                    continue
                 }
+                switch c {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(c)
+                case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+                case 0x08: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "b"))
+                case 0x0C: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "f"))
+                default:
+                    if c < 0x20 || (ensureASCII && c == 0x7F) { appendEscape(&out, UInt8(ascii: "u"), UInt32(c), 4) } else { out.append(c) }
+                }
+                i += 1
             }
+            out.append(UInt8(ascii: "\""))
+            return String(decoding: out, as: UTF8.self)
         }
-        out.append("\"")
-        return String(out)
     }
 
     func dump(_ v: Value, level: Int = 0) throws(JinjaRuntimeError) -> String {
         guard level < JinjaLimits.valueNesting else { throw JinjaRuntimeError.limit("a value nested more than \(JinjaLimits.valueNesting) deep") }
+        let text = try dumpUnbudgeted(v, level: level)
+        try budget.spend(text.utf8.count + (indent?.utf8.count ?? 0) * (level + 1))
+        return text
+    }
+
+    private func dumpUnbudgeted(_ v: Value, level: Int) throws(JinjaRuntimeError) -> String {
         switch v {
         case .none: return "null"
         case .bool(let b): return b ? "true" : "false"

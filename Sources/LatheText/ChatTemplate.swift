@@ -34,9 +34,10 @@ public struct ChatTemplate: Sendable {
     public struct Limits: Sendable {
         /// Bytes of text a rendering may produce, counting every string it builds on the way.
         public var outputBytes = 10_000_000
-        /// Template nodes and expressions evaluated (a loop over `range(100000)` twice nested
-        /// stops here instead of running for hours).
-        public var steps = 5_000_000
+        /// Work: template nodes and expressions evaluated, plus elements and bytes (in 16s) that
+        /// filters, comparisons and printing go through (a loop over `range(100000)` twice
+        /// nested stops here instead of running for hours).
+        public var steps = 10_000_000
         /// Nesting of evaluation: blocks, expressions and macro calls inside one another.
         public var depth = 256
         public init() {}
@@ -202,6 +203,8 @@ enum JinjaLimits {
     static let maxRange = 100_000
     /// Elements a list built by the template may have.
     static let listElements = 1_000_000
+    /// Bytes one printed or serialised value may take.
+    static let textBytes = 64_000_000
 }
 
 extension Tokenizer {

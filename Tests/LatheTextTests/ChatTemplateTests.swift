@@ -207,6 +207,25 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(failure("{{ 1" + String(repeating: " + 1", count: 5000) + " }}")?.kind, .limit)
         XCTAssertEqual(failure(String(repeating: "{% if true %}", count: 5000))?.kind, .limit)
         XCTAssertEqual(failure("{{ " + String(repeating: "-", count: 5000) + "1 }}")?.kind, .limit)
+        // Work hidden in filters, membership tests and printing counts too.
+        let hidden = [
+            "{% set big = range(100000) | list %}{% for i in range(100000) %}{% if i in big %}{% endif %}{% endfor %}",
+            "{% set s = 'x' * 9000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}",
+            "{{ range(100000) | unique | list | length }}",
+            "{% set s = 'x' * 9000000 %}{% for i in range(100000) %}{{ s | length }}{% set t = s | upper %}{% endfor %}",
+        ]
+        for source in hidden {
+            let e = failure(source)
+            XCTAssertEqual(e?.kind, .limit, source)
+            XCTAssertTrue(e?.message.contains("evaluation steps") ?? false, "\(source): \(String(describing: e))")
+        }
+        // Values that are small in memory but huge when printed or joined.
+        for source in ["{% set s = 'x' * 9000000 %}{{ [s] * 100000 }}", "{% set s = 'x' * 9000000 %}{{ ([s] * 100000) | tojson }}",
+                       "{{ range(100000) | join('x' * 9000000) }}", "{{ 'x' | indent(100000000) }}", "{{ [1] | tojson(indent=100000000) }}",
+                       "{{ ('x\\n' * 4000000) | indent(8) }}",
+                       "{{ ('{}' * 1000).format(" + Array(repeating: "'x' * 100000", count: 1000).joined(separator: ", ") + ") }}"] {
+            XCTAssertEqual(failure(source)?.kind, .limit, String(source.prefix(80)))
+        }
         // Values that contain themselves or nest without end.
         XCTAssertEqual(failure("{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}")?.kind, .limit)
         XCTAssertEqual(failure("{% set ns = namespace(x=1) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}")?.kind, .limit)
