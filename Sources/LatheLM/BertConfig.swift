@@ -9,6 +9,14 @@ public struct BertConfig: Sendable, Equatable {
     /// `gelu` (erf) or `gelu_new`/`gelu_pytorch_tanh` (tanh approximation).
     public var tanhGELU: Bool
 
+    /// The number of weights the config describes (embeddings, and per layer the attention and
+    /// MLP matrices, biases and norms); a `Double`, so absurd sizes cannot overflow.
+    public var parameterCount: Double {
+        let d = Double(hiddenSize), i = Double(intermediateSize)
+        let layer = 4 * d * d + 4 * d + 2 * d * i + i + d + 4 * d
+        return (Double(vocabularySize) + Double(maxPositions) + Double(typeVocabularySize)) * d + 2 * d + Double(layers) * layer
+    }
+
     public static func huggingFace(_ json: JSONValue, file: String) throws -> BertConfig {
         func bad(_ m: String) -> ModelFileError { ModelFileError(file: file, message: m) }
         guard json["model_type"]?.stringValue == "bert" else {
@@ -28,6 +36,11 @@ public struct BertConfig: Sendable, Equatable {
                            maxPositions: try int("max_position_embeddings"), typeVocabularySize: try int("type_vocab_size"),
                            layerNormEps: Float(json["layer_norm_eps"]?.doubleValue ?? 1e-12), tanhGELU: act != "gelu")
         guard c.hiddenSize % c.heads == 0 else { throw bad("hidden_size \(c.hiddenSize) is not a multiple of num_attention_heads \(c.heads)") }
+        guard c.layerNormEps > 0, c.layerNormEps.isFinite else { throw bad("layer_norm_eps must be positive, got \(c.layerNormEps)") }
+        guard c.parameterCount <= Double(DecoderConfig.maxParameters) else {
+            throw bad("the sizes describe \(String(format: "%.3g", c.parameterCount)) parameters, more than the limit of "
+                + "\(String(format: "%.3g", Double(DecoderConfig.maxParameters))) (2^36)")
+        }
         return c
     }
 }
