@@ -225,7 +225,13 @@ public struct JSONParser {
             return p.i - s
         }
         if peek == UInt8(ascii: "-") { i += 1 }
-        guard digits(&self) > 0 else { throw error("invalid number") }
+        let integerStart = i
+        let integerDigits = digits(&self)
+        guard integerDigits > 0 else { throw error("invalid number") }
+        // JSON has no leading zeros ("07" is not a number; "0", "-0" and "0.7" are).
+        guard integerDigits == 1 || bytes[integerStart] != UInt8(ascii: "0") else {
+            throw JSONParseError(message: "leading zero in a number", offset: integerStart)
+        }
         if peek == UInt8(ascii: ".") {
             i += 1
             guard digits(&self) > 0 else { throw error("invalid number") }

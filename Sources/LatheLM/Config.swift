@@ -88,19 +88,59 @@ public struct DecoderConfig: Sendable, Equatable {
         localLayers?[i] == true ? (localRopeTheta ?? ropeTheta) : ropeTheta
     }
 
-    /// Checks the sizes fit together; throws a ``ModelFileError`` naming `file` otherwise.
+    /// The most parameters a config may describe: 2^36 (69 billion, 275 GB as the float32
+    /// weights Lathe computes with). Larger sizes are mistakes or damage, and would overflow
+    /// the sizes of buffers computed from them.
+    public static let maxParameters = 1 << 36
+
+    /// The number of weights the config describes: embeddings, the output projection unless tied,
+    /// and per layer the attention and MLP matrices, biases and norms. A `Double`, so that sizes
+    /// that are not validated yet cannot overflow.
+    public var parameterCount: Double {
+        let d = Double(hiddenSize), v = Double(vocabularySize), q = Double(heads) * Double(headDim)
+        let kv = Double(kvHeads) * Double(headDim)
+        var layer = d * q + 2 * d * kv + q * d + 3 * d * Double(intermediateSize) + (sandwichNorms ? 4 : 2) * d
+        if attentionBias { layer += q + 2 * kv }
+        if qkNorm { layer += 2 * Double(headDim) }
+        return v * d * (tieWordEmbeddings ? 1 : 2) + Double(layers) * layer + d
+    }
+
+    /// Checks the sizes fit together and the numbers are usable; throws a ``ModelFileError``
+    /// naming `file` otherwise.
     public func validate(file: String) throws {
         func bad(_ m: String) -> ModelFileError { ModelFileError(file: file, message: m) }
         for (name, v) in [("vocab_size", vocabularySize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                          ("num_hidden_layers", layers), ("num_attention_heads", heads), ("num_key_value_heads", kvHeads), ("head_dim", headDim)] {
-            guard v >= 1, v <= 1 << 24 else { throw bad("\(name) is \(v); expected a positive size") }
+                          ("num_hidden_layers", layers), ("num_attention_heads", heads), ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                          ("max_position_embeddings", maxPositions)] {
+            guard v >= 1, v <= 1 << 24 else { throw bad("\(name) is \(v); expected a positive size up to 2^24") }
+        }
+        guard parameterCount <= Double(DecoderConfig.maxParameters) else {
+            throw bad("the sizes describe \(String(format: "%.3g", parameterCount)) parameters, more than the limit of "
+                + "\(String(format: "%.3g", Double(DecoderConfig.maxParameters))) (2^36)")
         }
         guard heads % kvHeads == 0 else { throw bad("num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)") }
         guard headDim % 2 == 0 else { throw bad("head_dim \(headDim) must be even for rotary embeddings") }
         guard rmsNormEps > 0, rmsNormEps.isFinite else { throw bad("rms_norm_eps must be positive, got \(rmsNormEps)") }
         guard ropeTheta > 0, ropeTheta.isFinite else { throw bad("rope_theta must be positive, got \(ropeTheta)") }
+        switch ropeScaling {
+        case nil: break
+        case .linear(let factor)?:
+            guard factor > 0, factor.isFinite else { throw bad("rope scaling factor must be positive, got \(factor)") }
+        case let .llama3(factor, low, high, original)?:
+            guard [factor, low, high, original].allSatisfy({ $0 > 0 && $0.isFinite }), low < high else {
+                throw bad("llama3 rope scaling needs positive factor, low_freq_factor < high_freq_factor and original_max_position_embeddings, "
+                    + "got \(factor), \(low), \(high), \(original)")
+            }
+        }
         if let w = slidingWindow, w < 1 { throw bad("sliding_window must be positive, got \(w)") }
         if let l = localLayers, l.count != layers { throw bad("layer_types has \(l.count) entries for \(layers) layers") }
+        if let t = localRopeTheta, !(t > 0 && t.isFinite) { throw bad("the local layers' rope_theta must be positive, got \(t)") }
+        if let s = queryScale, !(s > 0 && s.isFinite) { throw bad("the query scale must be positive, got \(s) (query_pre_attn_scalar)") }
+        if let s = embeddingScale, !(s > 0 && s.isFinite) { throw bad("the embedding scale must be positive, got \(s)") }
+        if let cap = finalLogitSoftcap, !(cap > 0 && cap.isFinite) { throw bad("final_logit_softcapping must be positive, got \(cap)") }
+        for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", Optional($0)) }) {
+            if let id, id < 0 || id >= vocabularySize { throw bad("\(name) \(id) is outside the vocabulary (\(vocabularySize) tokens)") }
+        }
     }
 
     /// Reads a Hugging Face `config.json` (both the `rope_theta`/`rope_scaling` keys and
@@ -159,12 +199,15 @@ public struct DecoderConfig: Sendable, Equatable {
             bosTokenID: try optionalInt("bos_token_id"), eosTokenIDs: eos)
         var c = config
         if type == "gemma3_text" {
+            try c.validate(file: file)  // the sizes, before arrays are made from them
             c.embeddingScale = Float(Double(hidden).squareRoot())
             (c.normOffset, c.qkNorm, c.sandwichNorms) = (1, true, true)
             let act = json["hidden_activation"]?.stringValue ?? json["hidden_act"]?.stringValue ?? "gelu_pytorch_tanh"
             guard act == "gelu_pytorch_tanh" || act == "gelu" else { throw bad("hidden_activation '\(act)' is not supported") }
             c.geluGate = true
-            c.queryScale = Float(1 / (json["query_pre_attn_scalar"]?.doubleValue ?? Double(c.headDim)).squareRoot())
+            let scalar = json["query_pre_attn_scalar"]?.doubleValue ?? Double(c.headDim)
+            guard scalar > 0, scalar.isFinite else { throw bad("query_pre_attn_scalar must be positive, got \(scalar)") }
+            c.queryScale = Float(1 / scalar.squareRoot())
             c.slidingWindow = try optionalInt("sliding_window")
             if let types = json["layer_types"]?.arrayValue {
                 c.localLayers = try types.map { t in
@@ -176,6 +219,7 @@ public struct DecoderConfig: Sendable, Equatable {
                 }
             } else {
                 let pattern = try optionalInt("sliding_window_pattern") ?? 6
+                guard pattern >= 1 else { throw bad("sliding_window_pattern must be positive, got \(pattern)") }
                 c.localLayers = (0..<c.layers).map { ($0 + 1) % pattern != 0 }
             }
             c.localRopeTheta = ropeRoot?["sliding_attention"]?["rope_theta"]?.doubleValue ?? json["rope_local_base_freq"]?.doubleValue ?? 10_000

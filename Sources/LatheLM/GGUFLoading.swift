@@ -50,6 +50,7 @@ extension DecoderConfig {
             slidingWindow: try optionalInt("attention.sliding_window"),
             bosTokenID: try file.int("tokenizer.ggml.bos_token_id"), eosTokenIDs: eos)
         if arch == "gemma3" {
+            try c.validate(file: path)  // the sizes, before arrays are made from them
             c.embeddingScale = Float(Double(hidden).squareRoot())
             (c.qkNorm, c.sandwichNorms, c.geluGate) = (true, true, true)
             c.normOffset = 0  // the converter bakes the +1 into the norm weights

@@ -8,6 +8,15 @@ public indirect enum PostProcessor: Sendable {
     case none
     case sequence([PostProcessor])
 
+    /// Every id the post-processor adds.
+    var ids: [Int] {
+        switch self {
+        case .template(let before, let after): before + after
+        case .none: []
+        case .sequence(let list): list.flatMap(\.ids)
+        }
+    }
+
     func apply(_ ids: [Int]) -> [Int] {
         switch self {
         case .template(let before, let after): before + ids + after

@@ -66,9 +66,12 @@ public indirect enum TokenDecoder: Sendable {
         case .strip(let content, let start, let stop):
             let c = Array(String(content).utf8)
             return tokens.map { t in
-                var lo = 0, hi = t.count
-                for _ in 0..<start where hi - lo >= c.count && Array(t[lo..<(lo + c.count)]) == c { lo += c.count }
-                for _ in 0..<stop where hi - lo >= c.count && Array(t[(hi - c.count)..<hi]) == c { hi -= c.count }
+                // Stops at the first character that is not `content` (not after `start` steps,
+                // which a file may set to anything).
+                var lo = 0, hi = t.count, k = 0
+                while k < start, hi - lo >= c.count, t[lo..<(lo + c.count)].elementsEqual(c) { lo += c.count; k += 1 }
+                k = 0
+                while k < stop, hi - lo >= c.count, t[(hi - c.count)..<hi].elementsEqual(c) { hi -= c.count; k += 1 }
                 return Array(t[lo..<hi])
             }
         case .replace(let pattern, let content):
@@ -129,9 +132,12 @@ func isValidUTF8(_ bytes: [UInt8]) -> Bool {
 
 func replacingBytes(_ t: [UInt8], _ pattern: [UInt8], _ content: [UInt8]) -> [UInt8] {
     guard !pattern.isEmpty, t.count >= pattern.count else { return t }
-    var out: [UInt8] = []
-    out.reserveCapacity(t.count)
+    // Most tokens hold no match: find the first before copying anything.
     var i = 0
+    while i + pattern.count <= t.count, !(t[i] == pattern[0] && t[i..<(i + pattern.count)].elementsEqual(pattern)) { i += 1 }
+    guard i + pattern.count <= t.count else { return t }
+    var out = Array(t[..<i])
+    out.reserveCapacity(t.count)
     while i < t.count {
         if i + pattern.count <= t.count, t[i] == pattern[0], t[i..<(i + pattern.count)].elementsEqual(pattern) {
             out.append(contentsOf: content)
@@ -147,9 +153,10 @@ func replacingBytes(_ t: [UInt8], _ pattern: [UInt8], _ content: [UInt8]) -> [UI
 /// HF's `clean_up_tokenization`: no space before `.`, `?`, `!`, `,`, contractions.
 func wordPieceCleanup(_ t: [UInt8]) -> [UInt8] {
     var t = t
-    for (a, b) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                   (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-        t = replacingBytes(t, Array(a.utf8), Array(b.utf8))
-    }
+    for (a, b) in wordPieceCleanups { t = replacingBytes(t, a, b) }
     return t
 }
+
+private let wordPieceCleanups: [([UInt8], [UInt8])] =
+    [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+     (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")].map { (Array($0.utf8), Array($1.utf8)) }

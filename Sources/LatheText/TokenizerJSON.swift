@@ -17,6 +17,15 @@ public func loadTokenizer(contentsOf url: URL) throws(TokenizerError) -> any Tok
     let configURL = folder ? url.appendingPathComponent("tokenizer_config.json")
                            : url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
     if FileManager.default.fileExists(atPath: configURL.path) { config = try TokenizerConfig(url: configURL) }
+    return try loadTokenizer(file, config: config)
+}
+
+/// ``loadTokenizer(contentsOf:)`` from the text of a `tokenizer.json`; `source` names it in errors.
+public func loadTokenizer(bytes: [UInt8], source: String = "tokenizer.json") throws(TokenizerError) -> any Tokenizer {
+    try loadTokenizer(TokenizerJSON(bytes: bytes, source: source), config: nil)
+}
+
+func loadTokenizer(_ file: TokenizerJSON, config: TokenizerConfig?) throws(TokenizerError) -> any Tokenizer {
     switch try file.modelType() {
     case "BPE":
         var t = try BPETokenizer(file)
@@ -109,7 +118,7 @@ extension BPETokenizer {
             let name = try file.string(u, "model.unk_token")
             unknown = ids[name].map(Int.init)
         }
-        let pipeline = try file.pipeline()
+        let pipeline = try file.pipeline(modelVocabulary: tokens.count)
         let byteLevel = pipeline.preTokenizer?.isByteLevel ?? false
         let added = pipeline.added.tokens
         self.init(tokens: tokens, rule: .ranks(merges), byteLevel: byteLevel,
@@ -176,6 +185,15 @@ struct TokenizerJSON {
         return i
     }
 
+    func nonNegativeInt(_ v: JSONValue?, _ path: String) throws(TokenizerError) -> Int {
+        guard let v else { throw error(path, "missing") }
+        guard let i = v.nonNegativeInt else {
+            if case .number(let text) = v { throw error(path, "expected a non-negative integer, found \(text)") }
+            throw error(path, "expected a non-negative integer, found \(v.kindName)")
+        }
+        return i
+    }
+
     func array(_ v: JSONValue?, _ path: String) throws(TokenizerError) -> [JSONValue] {
         guard let v else { throw error(path, "missing") }
         guard let a = v.arrayValue else { throw error(path, "expected an array, found \(v.kindName)") }
@@ -209,12 +227,18 @@ struct TokenizerJSON {
         return (tokens, ids)
     }
 
-    func addedTokens() throws(TokenizerError) -> [AddedToken] {
+    /// The added tokens. Their ids may lie past the model's `count` ids (the vocabulary grows to
+    /// hold them), but no sparser than `vocabulary` allows model ids to be.
+    func addedTokens(modelVocabulary count: Int) throws(TokenizerError) -> [AddedToken] {
         guard let list = root["added_tokens"], !list.isNull else { return [] }
         var out: [AddedToken] = []
-        for (i, t) in try array(list, "added_tokens").enumerated() {
+        let items = try array(list, "added_tokens")
+        for (i, t) in items.enumerated() {
             let p = "added_tokens[\(i)]"
             guard let id = t["id"]?.nonNegativeInt else { throw error("\(p).id", "missing or not a non-negative integer") }
+            guard id < 16 * (count + items.count + 1024) else {
+                throw error("\(p).id", "id \(id) is far past the \(count) ids of the model's vocabulary")
+            }
             let content = try string(t["content"], "\(p).content")
             guard !content.isEmpty else { throw error("\(p).content", "empty") }
             out.append(AddedToken(
@@ -228,11 +252,21 @@ struct TokenizerJSON {
         return out
     }
 
-    func pipeline() throws(TokenizerError) -> Pipeline {
+    /// The stages around a model of `count` ids. The ids the file gives outside `model.vocab`
+    /// (the post-processor's, `padding.pad_id`) must be ids of the vocabulary, added tokens included.
+    func pipeline(modelVocabulary count: Int) throws(TokenizerError) -> Pipeline {
         let normalizer = try parseNormalizer(root["normalizer"], "normalizer")
         let pre = try parsePreTokenizer(root["pre_tokenizer"], "pre_tokenizer")
-        return Pipeline(normalizer: normalizer, preTokenizer: pre, addedTokens: try addedTokens(),
-                        postProcessor: try parsePostProcessor(root["post_processor"], "post_processor"),
+        let added = try addedTokens(modelVocabulary: count)
+        let size = max(count, (added.map(\.id).max() ?? -1) + 1)
+        let post = try parsePostProcessor(root["post_processor"], "post_processor")
+        for id in post?.ids ?? [] where id < 0 || id >= size {
+            throw error("post_processor", "special token id \(id) is not an id of the vocabulary (\(size) ids)")
+        }
+        if let pad = padID(), pad >= size {
+            throw error("padding.pad_id", "\(pad) is not an id of the vocabulary (\(size) ids)")
+        }
+        return Pipeline(normalizer: normalizer, preTokenizer: pre, addedTokens: added, postProcessor: post,
                         decoder: try parseDecoder(root["decoder"], "decoder"))
     }
 
@@ -395,7 +429,7 @@ struct TokenizerJSON {
         case "Fuse": return .fuse
         case "Strip":
             return .strip(content: try scalar(v["content"], "\(path).content"),
-                          start: try int(v["start"], "\(path).start"), stop: try int(v["stop"], "\(path).stop"))
+                          start: try nonNegativeInt(v["start"], "\(path).start"), stop: try nonNegativeInt(v["stop"], "\(path).stop"))
         case "Replace":
             let (p, isRegex) = try pattern(v["pattern"], "\(path).pattern")
             guard !isRegex else { throw error("\(path).pattern.Regex", "regex replacement is not supported") }

@@ -42,7 +42,7 @@ public struct UnigramTokenizer: Tokenizer {
             let p = "model.vocab[\(i)]"
             guard let pair = entry.arrayValue, pair.count == 2 else { throw file.error(p, "expected [piece, score]") }
             let piece = try file.string(pair[0], "\(p)[0]")
-            guard let score = pair[1].doubleValue else { throw file.error("\(p)[1]", "expected a number") }
+            guard let score = pair[1].doubleValue, score.isFinite else { throw file.error("\(p)[1]", "expected a finite number") }
             tokens.append(piece)
             scores.append(score)
             if ids[piece] == nil { ids[piece] = Int32(i) }
@@ -52,7 +52,7 @@ public struct UnigramTokenizer: Tokenizer {
             guard let id = u.nonNegativeInt, id < list.count else { throw file.error("model.unk_id", "not an id of model.vocab") }
             unknown = id
         }
-        let pipeline = try file.pipeline()
+        let pipeline = try file.pipeline(modelVocabulary: tokens.count)
         let byteFallback = try file.bool(model["byte_fallback"], "model.byte_fallback", default: false)
         self.init(tokens: tokens, scores: scores, ids: ids, unknown: unknown, byteFallback: byteFallback, pipeline: pipeline)
         bos = file.guessBOS(pipeline.added.tokens, pipeline)
@@ -95,7 +95,8 @@ public struct UnigramTokenizer: Tokenizer {
     }
 
     /// Viterbi over the piece: `best[i]` is the best score of `piece[..<i]`, reached by a token
-    /// starting at `from[i]`. Ties keep the first candidate (the shorter token).
+    /// starting at `from[i]`. Ties keep the first candidate (the shorter token). Every position
+    /// is reached (by a token or the unknown one), even when sums of scores overflow to -inf.
     func tokenize(_ piece: ArraySlice<Unicode.Scalar>, into ids: inout [Int]) {
         let s = Array(piece)
         let n = s.count
@@ -104,12 +105,12 @@ public struct UnigramTokenizer: Tokenizer {
         var from = [Int](repeating: -1, count: n + 1)
         var tokenAt = [Int32](repeating: -1, count: n + 1)
         best[0] = 0
-        for i in 0..<n where best[i] > -.infinity {
+        for i in 0..<n where i == 0 || from[i] >= 0 {
             var coveredOne = false
             trie.forEachPrefix(of: s, from: i) { end, id in
                 if end == i + 1 { coveredOne = true }
                 let score = best[i] + scores[Int(id)]
-                if score > best[end] {
+                if score > best[end] || from[end] < 0 {
                     best[end] = score
                     from[end] = i
                     tokenAt[end] = id
@@ -117,7 +118,7 @@ public struct UnigramTokenizer: Tokenizer {
             }
             if !coveredOne {
                 let score = best[i] + unknownScore
-                if score > best[i + 1] {
+                if score > best[i + 1] || from[i + 1] < 0 {
                     best[i + 1] = score
                     from[i + 1] = i
                     tokenAt[i + 1] = -1

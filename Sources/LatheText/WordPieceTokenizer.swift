@@ -13,6 +13,8 @@ public struct WordPieceTokenizer: Tokenizer {
     let unknownID: Int
     let prefix: String
     let maxInputCharsPerWord: Int
+    /// The most scalars of a vocabulary entry: no longer piece is looked up.
+    let longestToken: Int
     let pipeline: Pipeline
 
     public var bos: Int?
@@ -40,11 +42,12 @@ public struct WordPieceTokenizer: Tokenizer {
         let unkName = model["unk_token"]?.stringValue ?? "[UNK]"
         guard let u = ids[unkName] else { throw file.error("model.unk_token", "\"\(unkName)\" is not in model.vocab") }
         let maxChars = model["max_input_chars_per_word"]?.nonNegativeInt ?? 100
-        let pipeline = try file.pipeline()
+        let pipeline = try file.pipeline(modelVocabulary: tokens.count)
         vocabulary = Vocabulary(tokens: tokens, ids: ids, added: pipeline.added.tokens)
         unknownID = Int(u)
         prefix = model["continuing_subword_prefix"]?.stringValue ?? "##"
         maxInputCharsPerWord = maxChars
+        longestToken = tokens.reduce(0) { max($0, $1?.unicodeScalars.count ?? 0) }
         self.pipeline = pipeline
         if case .template(let before, let after)? = pipeline.postProcessor {
             bos = before.first
@@ -75,13 +78,27 @@ public struct WordPieceTokenizer: Tokenizer {
         let chars = Array(word)
         var found: [Int] = []
         var start = 0
+        // The UTF-8 of the candidates: the prefix (after the first piece), then the scalars from
+        // `start`; `ends[k]` is where the candidate of k + 1 scalars ends.
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
         while start < chars.count {
-            var end = chars.count
+            // Longest first; a piece longer than every entry cannot match (this keeps a long
+            // word, as `max_input_chars_per_word` may allow, from costing cubic time).
+            var end = min(chars.count, start + longestToken)
+            bytes.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
+            if start > 0 { bytes.append(contentsOf: prefix.utf8) }
+            for c in chars[start..<end] {
+                forEachUTF8Byte(c) { bytes.append($0) }
+                ends.append(bytes.count)
+            }
             var match: Int32?
             while start < end {
-                var s = makeString(chars[start..<end])
-                if start > 0 { s = prefix + s }
-                if let id = vocabulary.ids[s] { match = id; break }
+                if let id = vocabulary.ids[String(decoding: bytes[..<ends[end - start - 1]], as: UTF8.self)] {
+                    match = id
+                    break
+                }
                 end -= 1
             }
             guard let match else { ids.append(unknownID); return }
