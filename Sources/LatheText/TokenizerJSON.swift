@@ -215,6 +215,8 @@ struct TokenizerJSON {
         for (i, t) in try array(list, "added_tokens").enumerated() {
             let p = "added_tokens[\(i)]"
             guard let id = t["id"]?.nonNegativeInt else { throw error("\(p).id", "missing or not a non-negative integer") }
+            // Ids index a table: refuse absurd ones rather than allocate for them.
+            guard id < 1 << 24 else { throw error("\(p).id", "\(id) is too large for a token id") }
             let content = try string(t["content"], "\(p).content")
             guard !content.isEmpty else { throw error("\(p).content", "empty") }
             out.append(AddedToken(
