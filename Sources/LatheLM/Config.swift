@@ -121,20 +121,22 @@ public struct DecoderConfig: Sendable, Equatable {
         guard heads % kvHeads == 0 else { throw bad("num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)") }
         guard headDim % 2 == 0 else { throw bad("head_dim \(headDim) must be even for rotary embeddings") }
         guard rmsNormEps > 0, rmsNormEps.isFinite else { throw bad("rms_norm_eps must be positive, got \(rmsNormEps)") }
-        guard ropeTheta > 0, ropeTheta.isFinite else { throw bad("rope_theta must be positive, got \(ropeTheta)") }
+        // A base or a scaling factor below 1 makes rotary frequencies above 1 (up to float
+        // infinity: NaN angles); Hugging Face warns about factors below 1 too.
+        guard ropeTheta >= 1, ropeTheta.isFinite else { throw bad("rope_theta must be at least 1, got \(ropeTheta)") }
         switch ropeScaling {
         case nil: break
         case .linear(let factor)?:
-            guard factor > 0, factor.isFinite else { throw bad("rope scaling factor must be positive, got \(factor)") }
+            guard factor >= 1, factor.isFinite else { throw bad("rope scaling factor must be at least 1, got \(factor)") }
         case let .llama3(factor, low, high, original)?:
-            guard [factor, low, high, original].allSatisfy({ $0 > 0 && $0.isFinite }), low < high else {
-                throw bad("llama3 rope scaling needs positive factor, low_freq_factor < high_freq_factor and original_max_position_embeddings, "
-                    + "got \(factor), \(low), \(high), \(original)")
+            guard factor >= 1, [factor, low, high, original].allSatisfy({ $0 > 0 && $0.isFinite }), low < high else {
+                throw bad("llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and "
+                    + "original_max_position_embeddings > 0, got \(factor), \(low), \(high), \(original)")
             }
         }
         if let w = slidingWindow, w < 1 { throw bad("sliding_window must be positive, got \(w)") }
         if let l = localLayers, l.count != layers { throw bad("layer_types has \(l.count) entries for \(layers) layers") }
-        if let t = localRopeTheta, !(t > 0 && t.isFinite) { throw bad("the local layers' rope_theta must be positive, got \(t)") }
+        if let t = localRopeTheta, !(t >= 1 && t.isFinite) { throw bad("the local layers' rope_theta must be at least 1, got \(t)") }
         if let s = queryScale, !(s > 0 && s.isFinite) { throw bad("the query scale must be positive, got \(s) (query_pre_attn_scalar)") }
         if let s = embeddingScale, !(s > 0 && s.isFinite) { throw bad("the embedding scale must be positive, got \(s)") }
         if let cap = finalLogitSoftcap, !(cap > 0 && cap.isFinite) { throw bad("final_logit_softcapping must be positive, got \(cap)") }

@@ -88,14 +88,18 @@ final class ConfigValidationTests: XCTestCase {
             (["max_position_embeddings": "-64"], "max_position_embeddings is -64; expected a positive size up to 2^24"),
             (["bos_token_id": "96"], "bos_token_id 96 is outside the vocabulary (96 tokens)"),
             (["eos_token_id": "[2, -1]"], "eos_token_id -1 is outside the vocabulary (96 tokens)"),
-            (["rope_scaling": #"{"type": "linear", "factor": 0}"#], "rope scaling factor must be positive, got 0.0"),
+            (["rope_scaling": #"{"type": "linear", "factor": 0}"#], "rope scaling factor must be at least 1, got 0.0"),
             (["rope_scaling": #"{"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 4, "original_max_position_embeddings": 16}"#],
-             "llama3 rope scaling needs positive factor, low_freq_factor < high_freq_factor and original_max_position_embeddings, got 8.0, 4.0, 4.0, 16.0"),
+             "llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0, got 8.0, 4.0, 4.0, 16.0"),
+            // The fuzzer's: a factor of 32.1e-60 divided frequencies into float infinity.
+            (["rope_scaling": #"{"rope_type": "llama3", "factor": 32.1e-60, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}"#],
+             "llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0, got 3.21e-59, 1.0, 4.0, 8192.0"),
+            (["rope_theta": "1e-300"], "rope_theta must be at least 1, got 1e-300"),
             (["model_type": "\"gemma3_text\"", "query_pre_attn_scalar": "0"], "query_pre_attn_scalar must be positive, got 0.0"),
             (["model_type": "\"gemma3_text\"", "query_pre_attn_scalar": "-4"], "query_pre_attn_scalar must be positive, got -4.0"),
             (["model_type": "\"gemma3_text\"", "query_pre_attn_scalar": "1e-320"], "the query scale must be positive, got inf (query_pre_attn_scalar)"),
             (["model_type": "\"gemma3_text\"", "final_logit_softcapping": "0"], "final_logit_softcapping must be positive, got 0.0"),
-            (["model_type": "\"gemma3_text\"", "rope_local_base_freq": "-1"], "the local layers' rope_theta must be positive, got -1.0"),
+            (["model_type": "\"gemma3_text\"", "rope_local_base_freq": "-1"], "the local layers' rope_theta must be at least 1, got -1.0"),
         ] as [([String: String?], String)] {
             XCTAssertEqual(try decoderError(changes), "config.json: " + message)
         }
