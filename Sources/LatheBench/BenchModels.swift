@@ -87,16 +87,16 @@ public struct InferVariant: Sendable {
     public let name: String
     /// Turns a fresh fp32 model (in eval mode) into the one to time; gets a sample input
     /// for calibration.
-    public let prepare: @Sendable (Module, Tensor) -> Module
+    public let prepare: @Sendable (Module, Tensor) throws -> Module
 
-    public init(name: String, prepare: @escaping @Sendable (Module, Tensor) -> Module) { (self.name, self.prepare) = (name, prepare) }
+    public init(name: String, prepare: @escaping @Sendable (Module, Tensor) throws -> Module) { (self.name, self.prepare) = (name, prepare) }
 
     /// Folds batch norms and quantizes every layer in place, as `lathe quantize` does,
     /// and returns the model.
-    public static func quantized(_ config: QuantizationConfig) -> @Sendable (Module, Tensor) -> Module {
+    public static func quantized(_ config: QuantizationConfig) -> @Sendable (Module, Tensor) throws -> Module {
         { model, x in
-            BatchNormFolding.fold(model)
-            quantize(model: model, config: config, calibrationBatches: [x])
+            try BatchNormFolding.fold(model)
+            try quantize(model: model, config: config, calibrationBatches: [x])
             return model
         }
     }
@@ -104,7 +104,7 @@ public struct InferVariant: Sendable {
     public static let all: [InferVariant] = [
         InferVariant(name: "fp32") { m, _ in m },
         // fp32 with the batch norms folded, as the quantized variants have them.
-        InferVariant(name: "fp32-folded") { m, _ in BatchNormFolding.fold(m); return m },
+        InferVariant(name: "fp32-folded") { m, _ in try BatchNormFolding.fold(m); return m },
         InferVariant(name: "int8", prepare: quantized(QuantizationConfig(scheme: .staticInt8))),
         InferVariant(name: "int8-dynamic", prepare: quantized(QuantizationConfig(scheme: .dynamicInt8))),
         InferVariant(name: "int4-weight", prepare: quantized(QuantizationConfig(scheme: .weightOnly(GroupwiseScheme(bits: 4, groupSize: 32))))),

@@ -85,7 +85,7 @@ public enum Benchmarks {
         // A fresh (identically seeded) model per variant: quantization works in place.
         let base = try BenchModel.make(name, batch: batch)
         base.model.eval()
-        let model = variant.prepare(base.model, base.input)
+        let model = try variant.prepare(base.model, base.input)
         let x = base.input
         return Timing.measure(repeats: repeats, minTime: minTime, warmup: 2) { _ = noGrad { model(x) } }
     }

@@ -17,8 +17,8 @@ public struct FoldedPair: Sendable, Equatable, Codable {
 /// layer less, which quantization needs (the int8 layer's requantisation absorbs the norm) and
 /// which makes the file smaller.
 ///
-/// Layers are changed through ``Module/replacement``: the weight layer's replacement holds the
-/// folded weights and a bias (created if it had none), the norm's is a ``FoldedNorm`` (an identity). Training
+/// Layers are changed with ``Module/setModule(_:at:)``: the weight layer's place holds the
+/// folded weights and a bias (a new layer if it had none), the norm's a ``FoldedNorm`` (an identity). Training
 /// the folded model trains the folded weights; the norm's statistics are frozen into them.
 public enum BatchNormFolding {
     /// The (layer, norm) pairs of `model` that can be folded: a norm that directly follows a
@@ -34,8 +34,7 @@ public enum BatchNormFolding {
             case is SmallResNet:
                 out.append(FoldedPair(layer: p + "conv1", norm: p + "bn1"))
             case let s as Sequential:
-                for i in s.layers.indices.dropLast() where (s.layers[i].effectiveModule is Conv2d || s.layers[i].effectiveModule is Linear)
-                    && s.layers[i + 1].effectiveModule is BatchNorm {
+                for i in s.layers.indices.dropLast() where (s.layers[i] is Conv2d || s.layers[i] is Linear) && s.layers[i + 1] is BatchNorm {
                     out.append(FoldedPair(layer: p + "\(i)", norm: p + "\(i + 1)"))
                 }
             default: break
@@ -48,7 +47,7 @@ public enum BatchNormFolding {
 
     /// Folds `pairs` (default: all of ``pairs(in:)``) and returns the ones folded.
     @discardableResult
-    public static func fold(_ model: Module, pairs: [FoldedPair]? = nil) -> [FoldedPair] {
+    public static func fold(_ model: Module, pairs: [FoldedPair]? = nil) throws(ModuleSurgeryError) -> [FoldedPair] {
         let todo = pairs ?? Self.pairs(in: model)
         let modules = Dictionary(model.namedModules, uniquingKeysWith: { a, _ in a })
         for pair in todo {
@@ -67,8 +66,8 @@ public enum BatchNormFolding {
                 w.value = (w.value * a.reshaped(shape)).contiguous()
                 b.value = (a * (b.value - bn.runningMean.value) + beta).contiguous()
             }
-            if folded !== layer { layer.replacement = folded }
-            bn.replacement = FoldedNorm(pair)
+            try model.setModule(folded, at: pair.layer)
+            try model.setModule(FoldedNorm(pair), at: pair.norm)
         }
         return todo
     }
@@ -81,9 +80,12 @@ public enum BatchNormFolding {
             guard let layer = modules[pair.layer], layer is Conv2d || layer is Linear, modules[pair.norm] is BatchNorm else {
                 throw FoldingError(message: "the model has no Conv2d/Linear '\(pair.layer)' followed by a BatchNorm '\(pair.norm)' to fold")
             }
-            let biased = withBias(layer)
-            if biased !== layer { layer.replacement = biased }
-            modules[pair.norm]!.replacement = FoldedNorm(pair)
+            do {
+                try model.setModule(withBias(layer), at: pair.layer)
+                try model.setModule(FoldedNorm(pair), at: pair.norm)
+            } catch {
+                throw FoldingError(message: error.description)
+            }
         }
     }
 

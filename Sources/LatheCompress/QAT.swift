@@ -144,16 +144,16 @@ public enum QAT {
     /// Replaces the layers `filter` accepts and returns their names.
     @discardableResult
     public static func prepare(_ model: Module, calibrationBatches: [Tensor], learning: RangeLearning = .ema,
-                               observer: ObserverKind = .minMax, filter: (String, Module) -> Bool = { _, _ in true }) -> [String] {
+                               observer: ObserverKind = .minMax, filter: (String, Module) -> Bool = { _, _ in true }) throws(ModuleSurgeryError) -> [String] {
         precondition(!calibrationBatches.isEmpty, "QAT.prepare: the initial ranges need calibration batches")
         let targets = Quantizer.quantizableLayers(in: model, filter: filter)
-        let ranges = Quantizer.calibrate(model, layers: targets.map(\.0), batches: calibrationBatches, observer: observer)
+        let ranges = try Quantizer.calibrate(model, layers: targets.map(\.0), batches: calibrationBatches, observer: observer)
         for (name, m) in targets {
             let r = ranges[name]!
             let fq = FakeQuantize(low: Swift.min(r.min, 0), high: Swift.max(r.max, 0), learning: learning)
             switch m {
-            case let l as Linear: m.replacement = QATLinear(l, inputQuant: fq)
-            case let c as Conv2d: m.replacement = QATConv2d(c, inputQuant: fq)
+            case let l as Linear: try model.setModule(QATLinear(l, inputQuant: fq), at: name)
+            case let c as Conv2d: try model.setModule(QATConv2d(c, inputQuant: fq), at: name)
             default: continue
             }
         }
@@ -162,12 +162,12 @@ public enum QAT {
 
     /// Swaps every fake-quantized layer for its int8 form and returns their names.
     @discardableResult
-    public static func convert(_ model: Module) -> [String] {
+    public static func convert(_ model: Module) throws(ModuleSurgeryError) -> [String] {
         var done: [String] = []
         for (name, m) in model.namedModules {
             switch m {
-            case let l as QATLinear: l.replacement = l.converted()
-            case let c as QATConv2d: c.replacement = c.converted()
+            case let l as QATLinear: try model.setModule(l.converted(), at: name)
+            case let c as QATConv2d: try model.setModule(c.converted(), at: name)
             default: continue
             }
             done.append(name)

@@ -124,7 +124,7 @@ public enum QuantizedModelFile {
     }
 
     /// Loads a quantized file into `model`, a freshly built float model of the same
-    /// architecture: each listed layer is replaced by its quantized form (``Module/replacement``)
+    /// architecture: each listed layer is replaced by its quantized form (``Module/setModule(_:at:)``)
     /// and the remaining float weights are loaded strictly.
     public static func load(into model: Module, from url: URL) throws {
         let file = try SafeTensors.read(contentsOf: url)
@@ -139,8 +139,8 @@ public enum QuantizedModelFile {
             throw QuantizedFileError.badManifest(path: path, reason: "format '\(manifest.format)' version \(manifest.version) is not lathe-quantized "
                                                  + "version \(QuantizationManifest.currentVersion)" + hint)
         }
-        // On any error the model is left as it was: every module that runs now gets no replacement back.
-        let running = model.namedModules.map(\.1)
+        // On any error the model is left as it was: every module surgery changed is put back.
+        let before = model.snapshot()
         do {
             if let folded = manifest.folded {
                 do { try BatchNormFolding.prepareFolded(model, pairs: folded) } catch {
@@ -149,20 +149,24 @@ public enum QuantizedModelFile {
             }
             let modules = Dictionary(model.namedModules, uniquingKeysWith: { a, _ in a })
             var remaining = file.tensors
-            var built: [(Module, Module)] = []
+            var built: [(String, Module)] = []
             for (layer, e) in manifest.layers.sorted(by: { $0.key < $1.key }) {
                 guard let target = modules[layer] else { throw QuantizedFileError.unknownLayer(path: path, layer: layer, reason: "the model has no module of that name") }
                 let r = TensorReader(path: path, prefix: layer, tensors: file.tensors)
                 let q = try r.build(e, replacing: target)
                 for name in r.used { remaining[name] = nil }
-                built.append((target, q))
+                built.append((layer, q))
             }
-            for (target, q) in built { target.replacement = q }
+            for (layer, q) in built {
+                do { try model.setModule(q, at: layer) } catch {
+                    throw QuantizedFileError.unknownLayer(path: path, layer: layer, reason: error.description)
+                }
+            }
             do { try model.loadStateDict(remaining, strict: true) } catch {
                 throw QuantizedFileError.stateDict(path: path, reason: error.description)
             }
         } catch {
-            for m in running { m.replacement = nil }
+            model.restore(before)
             throw error
         }
     }

@@ -25,7 +25,7 @@ public struct QuantizationConfig: Sendable {
     }
 }
 
-/// Runs a wrapped layer and records its input (calibration).
+/// Runs a wrapped layer (its child `target`) and records its input (calibration).
 final class ObservingModule: Module {
     let target: Module
     let observer: RangeObserver
@@ -35,16 +35,15 @@ final class ObservingModule: Module {
     }
     override func forward(_ x: Tensor) -> Tensor {
         observer.observe(x)
-        return target.forward(x)
+        return target(x)
     }
-    override var namedChildren: [(String, Module)] { [] }
 }
 
 /// Model surgery: swaps `Linear` and `Conv2d` layers of a model for quantized ones.
 ///
-/// Layers are found by dotted name (`namedModules`) and replaced in place through
-/// ``Module/replacement`` (parents hold their children in `let` properties; the replacement
-/// is what runs and what the state dict shows). `filter(name, module)` chooses the layers,
+/// Layers are found by dotted name (`namedModules`) and replaced in place with
+/// ``Module/setModule(_:at:)``: their parents must hold them in ``Child`` slots (or be a
+/// ``Sequential``), else the surgery error names the layer. `filter(name, module)` chooses the layers,
 /// e.g. keep the first and last fp32 with `{ name, _ in name != "0" && name != "4" }`.
 public enum Quantizer {
     /// `Linear` and `Conv2d` (groups = 1) layers of `model` that `filter` accepts, by name.
@@ -60,34 +59,35 @@ public enum Quantizer {
     /// Runs `batches` through `model` (evaluation mode, no gradients) with observers on the
     /// inputs of `layers`, and returns each layer's observed range.
     public static func calibrate(_ model: Module, layers: [String], batches: [Tensor], observer: ObserverKind = .minMax,
-                                 symmetric: Bool = false) -> [String: (min: Float, max: Float)] {
+                                 symmetric: Bool = false) throws(ModuleSurgeryError) -> [String: (min: Float, max: Float)] {
         let modules = Dictionary(model.namedModules, uniquingKeysWith: { a, _ in a })
-        var wrapped: [(String, Module, RangeObserver)] = []
+        let before = model.snapshot()
+        defer { model.restore(before) }
+        var wrapped: [(String, RangeObserver)] = []
         for name in layers {
-            guard let m = modules[name] else { preconditionFailure("calibrate: the model has no layer '\(name)'") }
+            guard let m = modules[name] else { throw ModuleSurgeryError(path: name, message: "calibrate: the model has no such layer") }
             let obs = observer.makeObserver(symmetric: symmetric)
-            m.replacement = ObservingModule(m, obs)
-            wrapped.append((name, m, obs))
+            try model.setModule(ObservingModule(m, obs), at: name)
+            wrapped.append((name, obs))
         }
-        defer { for (_, m, _) in wrapped { m.replacement = nil } }
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         noGrad { for b in batches { _ = model(b) } }
-        return Dictionary(uniqueKeysWithValues: wrapped.map { ($0.0, $0.2.range) })
+        return Dictionary(uniqueKeysWithValues: wrapped.map { ($0.0, $0.1.range) })
     }
 
     /// Quantizes the layers `filter` selects in place and returns their names. Static int8
     /// calibrates on `calibrationBatches` first.
     @discardableResult
     public static func quantize(model: Module, config: QuantizationConfig, calibrationBatches: [Tensor] = [],
-                                filter: (String, Module) -> Bool = { _, _ in true }) -> [String] {
+                                filter: (String, Module) -> Bool = { _, _ in true }) throws(ModuleSurgeryError) -> [String] {
         var targets = quantizableLayers(in: model, filter: filter)
         if case .weightOnly = config.scheme { targets = targets.filter { $0.1 is Linear } }
         var ranges: [String: (min: Float, max: Float)] = [:]
         if config.scheme == .staticInt8 {
             precondition(!calibrationBatches.isEmpty, "quantize: static int8 needs calibration batches")
-            ranges = calibrate(model, layers: targets.map(\.0), batches: calibrationBatches, observer: config.observer,
+            ranges = try calibrate(model, layers: targets.map(\.0), batches: calibrationBatches, observer: config.observer,
                                symmetric: config.symmetricActivations)
         }
         for (name, m) in targets {
@@ -101,7 +101,7 @@ public enum Quantizer {
             case (.dynamicInt8, let c as Conv2d): q = QuantizedConv2d(c, inputParams: nil)
             default: continue
             }
-            m.replacement = q
+            try model.setModule(q, at: name)
         }
         return targets.map(\.0)
     }
@@ -110,6 +110,6 @@ public enum Quantizer {
 /// Quantizes `model` in place (see ``Quantizer/quantize(model:config:calibrationBatches:filter:)``).
 @discardableResult
 public func quantize(model: Module, config: QuantizationConfig, calibrationBatches: [Tensor] = [],
-                     filter: (String, Module) -> Bool = { _, _ in true }) -> [String] {
-    Quantizer.quantize(model: model, config: config, calibrationBatches: calibrationBatches, filter: filter)
+                     filter: (String, Module) -> Bool = { _, _ in true }) throws(ModuleSurgeryError) -> [String] {
+    try Quantizer.quantize(model: model, config: config, calibrationBatches: calibrationBatches, filter: filter)
 }

@@ -44,8 +44,8 @@ public struct RotaryEmbedding {
 /// `qkv` projects `[B, T, d]` to queries, keys and values (`[3d, d]`, PyTorch layout), heads
 /// attend with `softmax(q k^T / sqrt(d/h) + causal mask) v`, and `proj` mixes the heads.
 public final class CausalSelfAttention: Module {
-    public let qkv: Linear
-    public let proj: Linear
+    @Child public var qkv: Linear
+    @Child public var proj: Linear
     public let heads: Int
     public let rotary: RotaryEmbedding?
 
@@ -62,7 +62,7 @@ public final class CausalSelfAttention: Module {
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.rank == 3, "CausalSelfAttention: expected [B, T, d], got \(x.shape)")
         let (_, c, s) = constants(length: x.shape[1])
-        return proj(qkv(x).causalSelfAttention(heads: heads, cos: c, sin: s))
+        return $proj($qkv(x).causalSelfAttention(heads: heads, cos: c, sin: s))
     }
 
     /// The same computation from primitive ops (split, permute, rotate, matmul, mask,
@@ -71,7 +71,7 @@ public final class CausalSelfAttention: Module {
         precondition(x.rank == 3, "CausalSelfAttention: expected [B, T, d], got \(x.shape)")
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2])
         let hd = d / heads
-        let parts = qkv(x).split(size: d, dim: -1)
+        let parts = $qkv(x).split(size: d, dim: -1)
         let h = heads
         func splitHeads(_ y: Tensor) -> Tensor { y.reshaped([b, t, h, hd]).permuted([0, 2, 1, 3]) }
         var q = splitHeads(parts[0]), k = splitHeads(parts[1])
@@ -84,7 +84,7 @@ public final class CausalSelfAttention: Module {
         let scores = q.matmul(k.transposed(-1, -2)) * (1 / Float(hd).squareRoot())
         let attention = (scores + mask).softmax(dim: -1)
         let y = attention.matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, d])
-        return proj(y)
+        return $proj(y)
     }
 
     /// The causal mask and rotary tables for a sequence length, computed once per length.
@@ -108,8 +108,8 @@ public final class CausalSelfAttention: Module {
 
 /// The feed-forward part of a transformer block: `proj(act(fc(x)))`, hidden `4d` by default.
 public final class FeedForward: Module {
-    public let fc: Linear
-    public let proj: Linear
+    @Child public var fc: Linear
+    @Child public var proj: Linear
     public let activation: Activation.Kind
 
     public init(dModel: Int, hidden: Int? = nil, activation: Activation.Kind = .gelu, generator: inout RandomGenerator) {
@@ -118,7 +118,7 @@ public final class FeedForward: Module {
         self.activation = activation
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { proj(activation.apply(fc(x))) }
+    public override func forward(_ x: Tensor) -> Tensor { $proj(activation.apply($fc(x))) }
 }
 
 /// A pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.

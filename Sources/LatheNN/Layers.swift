@@ -162,10 +162,14 @@ public final class Dropout: Module {
 
 /// Modules applied in order; children are named `0`, `1`, ... as in PyTorch.
 public final class Sequential: Module {
-    public let layers: [Module]
+    public private(set) var layers: [Module]
     public init(_ layers: [Module]) { self.layers = layers }
     public convenience init(_ layers: Module...) { self.init(layers) }
     public override var namedChildren: [(String, Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
+    public override func replaceChild(named name: String, with module: Module, path: String) throws(ModuleSurgeryError) {
+        guard let i = Int(name), layers.indices.contains(i) else { throw ModuleSurgeryError(path: path, message: "Sequential has no layer \(name)") }
+        layers[i] = module
+    }
     public override func forward(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
 }
 

@@ -13,12 +13,12 @@ public enum Models {
 
 /// Two conv-BN-ReLU-pool stages and two linear layers, for 8x8 digits or 28x28 images.
 public final class DigitsCNN: Module {
-    public let conv1: Conv2d
-    public let bn1: BatchNorm
-    public let conv2: Conv2d
-    public let bn2: BatchNorm
-    public let fc1: Linear
-    public let fc2: Linear
+    @Child public var conv1: Conv2d
+    @Child public var bn1: BatchNorm
+    @Child public var conv2: Conv2d
+    @Child public var bn2: BatchNorm
+    @Child public var fc1: Linear
+    @Child public var fc2: Linear
     public let dropout: Dropout
 
     public init(inChannels: Int = 1, classes: Int = 10, image: Int = 8, channels: (Int, Int) = (32, 64), hidden: Int = 128,
@@ -34,19 +34,19 @@ public final class DigitsCNN: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        var h = bn1(conv1(x)).relu().maxPool2d(kernel: (2, 2))
-        h = bn2(conv2(h)).relu().maxPool2d(kernel: (2, 2))
-        return fc2(dropout(fc1(h.flattened(from: 1)).relu()))
+        var h = $bn1($conv1(x)).relu().maxPool2d(kernel: (2, 2))
+        h = $bn2($conv2(h)).relu().maxPool2d(kernel: (2, 2))
+        return $fc2(dropout($fc1(h.flattened(from: 1)).relu()))
     }
 }
 
 /// The ResNet basic block (He et al. 2016): two 3x3 conv-BN layers and a shortcut
 /// (a strided 1x1 conv-BN when the shape changes).
 public final class BasicBlock: Module {
-    public let conv1: Conv2d
-    public let bn1: BatchNorm
-    public let conv2: Conv2d
-    public let bn2: BatchNorm
+    @Child public var conv1: Conv2d
+    @Child public var bn1: BatchNorm
+    @Child public var conv2: Conv2d
+    @Child public var bn2: BatchNorm
     public let downsample: Sequential?
 
     public init(_ inChannels: Int, _ outChannels: Int, stride: Int = 1, generator: inout RandomGenerator) {
@@ -61,7 +61,7 @@ public final class BasicBlock: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        let h = bn2(conv2(bn1(conv1(x)).relu()))
+        let h = $bn2($conv2($bn1($conv1(x)).relu()))
         return (h + (downsample?(x) ?? x)).relu()
     }
 }
@@ -69,11 +69,11 @@ public final class BasicBlock: Module {
 /// A small ResNet: a 3x3 stem, two basic blocks (the second strided), global average
 /// pooling and a linear classifier.
 public final class SmallResNet: Module {
-    public let conv1: Conv2d
-    public let bn1: BatchNorm
+    @Child public var conv1: Conv2d
+    @Child public var bn1: BatchNorm
     public let layer1: BasicBlock
     public let layer2: BasicBlock
-    public let fc: Linear
+    @Child public var fc: Linear
 
     public init(inChannels: Int = 1, classes: Int = 10, widths: (Int, Int) = (16, 32), seed: UInt64 = 0) {
         var g = RandomGenerator(seed: seed)
@@ -85,8 +85,8 @@ public final class SmallResNet: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        let h = layer2(layer1(bn1(conv1(x)).relu()))
-        return fc(h.adaptiveAvgPool2d(outputSize: (1, 1)).flattened(from: 1))
+        let h = layer2(layer1($bn1($conv1(x)).relu()))
+        return $fc(h.adaptiveAvgPool2d(outputSize: (1, 1)).flattened(from: 1))
     }
 }
 
@@ -106,7 +106,7 @@ public final class CharGPT: Module {
     public let posEmb: Embedding?
     public let blocks: [TransformerBlock]
     public let lnF: LayerNorm
-    public let head: Linear
+    @Child public var head: Linear
 
     public init(_ config: Config = Config(), seed: UInt64 = 0) {
         var g = RandomGenerator(seed: seed)
@@ -139,6 +139,6 @@ public final class CharGPT: Module {
         var x = tokEmb(ids)
         if let posEmb { x = x + posEmb(Tensor.arange(ids.shape[1])) }
         for block in blocks { x = block(x) }
-        return head(lnF(x))
+        return $head(lnF(x))
     }
 }

@@ -56,24 +56,7 @@ open class Module {
         preconditionFailure("\(type(of: self)) does not take a single tensor input")
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        if let replacement { return replacement(x) }
-        return forward(x)
-    }
-
-    /// A module that stands in for this one (model surgery, e.g. a quantized layer in place
-    /// of a `Linear` held in a parent's `let` property): calling this module calls the
-    /// replacement, and the module tree (``namedModules``, parameters, buffers, state dict)
-    /// shows the replacement at this module's path. Chains are followed; `nil` restores this
-    /// module. Parents that call a child's `forward` directly bypass it; call the child.
-    public var replacement: Module?
-
-    /// The module that really runs at this module's place (the end of the replacement chain).
-    public var effectiveModule: Module {
-        var m = self
-        while let r = m.replacement { m = r }
-        return m
-    }
+    public func callAsFunction(_ x: Tensor) -> Tensor { forward(x) }
 
     // MARK: - Structure
 
@@ -81,7 +64,7 @@ open class Module {
     private var reflectedProperties: [(String, Any)] {
         var mirrors: [Mirror] = []
         var m: Mirror? = Mirror(reflecting: self)
-        // Module's own stored properties (mode, replacement) are not state or children.
+        // Module's own stored properties (the mode) are not state or children.
         while let current = m, current.subjectType != Module.self { mirrors.append(current); m = current.superclassMirror }
         return mirrors.reversed().flatMap { mirror in
             mirror.children.compactMap { child in child.label.map { (Module.stateName($0), child.value) } }
@@ -101,9 +84,17 @@ open class Module {
     open var namedChildren: [(String, Module)] {
         reflectedProperties.flatMap { name, value -> [(String, Module)] in
             if let m = value as? Module { return [(name, m)] }
+            if let slot = value as? AnyChildSlot { return slot.module.map { [(name, $0)] } ?? [] }
             if let ms = value as? [Module] { return ms.enumerated().map { ("\(name).\($0.offset)", $0.element) } }
             return []
         }
+    }
+
+    /// Replaces the direct child `name` (a name of ``namedChildren``) for ``setModule(_:at:)``.
+    /// The default finds the ``Child`` slot of that name; containers that keep their children
+    /// otherwise (``Sequential``) override it.
+    open func replaceChild(named name: String, with module: Module, path: String) throws(ModuleSurgeryError) {
+        try replaceSlot(named: name, with: module, path: path)
     }
 
     /// This module's own parameters (not its children's).
@@ -119,7 +110,7 @@ open class Module {
     /// Every module in the tree with its dotted path ("" for this one), parents first.
     public var namedModules: [(String, Module)] {
         var out: [(String, Module)] = [("", self)]
-        for (name, child) in namedChildren.map({ ($0.0, $0.1.effectiveModule) }) {
+        for (name, child) in namedChildren {
             out += child.namedModules.map { ($0.0.isEmpty ? name : "\(name).\($0.0)", $0.1) }
         }
         return out

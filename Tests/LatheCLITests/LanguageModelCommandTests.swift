@@ -88,10 +88,14 @@ final class ChatCommandTests: XCTestCase {
         let turns = err.split(separator: "\n").filter { $0.hasPrefix("prompt: ") }
         XCTAssertEqual(turns.count, 2, err)
         for t in turns { XCTAssertFalse(t.contains("generated: 0 tokens"), err) }
-        // The second prompt holds the whole conversation, so it is longer than the first.
+        // The second prompt holds the whole conversation: what the first turn left in the cache
+        // is reused ("(+N cached)"), only the rest is run.
         let promptTokens = turns.compactMap { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } }
         XCTAssertEqual(promptTokens.count, 2, err)
-        XCTAssertGreaterThan(promptTokens.last ?? 0, (promptTokens.first ?? 0) + 10, err)
+        XCTAssertFalse(turns[0].contains("cached"), err)
+        let cached = turns[1].components(separatedBy: "(+").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
+        XCTAssertGreaterThanOrEqual(cached, promptTokens[0], "the first turn's prompt is reused: \(err)")
+        XCTAssertGreaterThan(cached + promptTokens[1], promptTokens[0] + 10, err)
         let replies = out.split(separator: "\n", omittingEmptySubsequences: true)
         XCTAssertGreaterThanOrEqual(replies.count, 2, out)
         XCTAssertTrue(out.contains("Paris"), out)

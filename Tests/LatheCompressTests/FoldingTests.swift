@@ -17,7 +17,7 @@ final class BatchNormFoldingTests: XCTestCase {
         }
     }
 
-    func testFoldingKeepsTheEvalFunctionOfEachModel() {
+    func testFoldingKeepsTheEvalFunctionOfEachModel() throws {
         var g = RandomGenerator(seed: 3)
         let seq = Sequential(Linear(64, 32, bias: false, generator: &g), BatchNorm(32), Activation(.relu), Linear(32, 10, generator: &g))
         let cases: [(Module, Tensor, Int)] = [
@@ -29,7 +29,7 @@ final class BatchNormFoldingTests: XCTestCase {
             randomizeNorms(m, seed: UInt64(60 + i))
             m.eval()
             let before = noGrad { m(x) }
-            let folded = BatchNormFolding.fold(m)
+            let folded = try BatchNormFolding.fold(m)
             XCTAssertEqual(folded.count, pairs, "\(type(of: m))")
             XCTAssertFalse(m.namedModules.contains { $0.1 is BatchNorm }, "\(type(of: m)) still has a batch norm")
             XCTAssertFalse(m.stateDict().keys.contains { $0.contains("running_mean") })
@@ -47,9 +47,9 @@ final class BatchNormFoldingTests: XCTestCase {
         randomizeNorms(m, seed: 70)
         m.eval()
         let x = digitsBatches(2, batch: 4, seed: 53, image: true)
-        BatchNormFolding.fold(m)
+        try BatchNormFolding.fold(m)
         // conv1 stays float (with the bias folding gave it); the rest is int8.
-        quantize(model: m, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: x, filter: { n, _ in n != "conv1" })
+        try quantize(model: m, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: x, filter: { n, _ in n != "conv1" })
         let url = dir.appendingPathComponent("q.safetensors")
         try QuantizedModelFile.save(m, to: url)
         let names = try SafeTensors.readHeader(contentsOf: url).entries.map(\.name)

@@ -44,9 +44,9 @@ final class QATTests: XCTestCase {
     func testPrepareTrainConvertGivesTheFakeQuantizedFunction() throws {
         let m = DigitsCNN(seed: 12)
         m.eval()
-        BatchNormFolding.fold(m)
+        try BatchNormFolding.fold(m)
         let batches = digitsBatches(3, batch: 16, seed: 81, image: true)
-        let names = QAT.prepare(m, calibrationBatches: batches)
+        let names = try QAT.prepare(m, calibrationBatches: batches)
         XCTAssertEqual(names, ["conv1", "conv2", "fc1", "fc2"])
         let keys = Set(m.stateDict().keys)
         XCTAssertTrue(keys.isSuperset(of: ["conv1.weight", "conv1.bias", "fc1.input_quant.low", "fc1.input_quant.high"]), "\(keys.sorted())")
@@ -64,7 +64,7 @@ final class QATTests: XCTestCase {
         m.eval()
         let x = digitsBatches(1, batch: 8, seed: 82, image: true)[0]
         let fake = noGrad { m(x) }
-        XCTAssertEqual(QAT.convert(m), names)
+        XCTAssertEqual(try QAT.convert(m), names)
         XCTAssertTrue(m.namedModules.contains { $0.1 is QuantizedConv2d })
         assertClose(noGrad { m(x) }, fake, rtol: 1e-3, atol: 1e-4)
     }

@@ -89,7 +89,7 @@ func digitsBatches(_ count: Int, batch: Int, seed: UInt64, image: Bool) -> [Tens
 }
 
 final class QuantizedModelTests: XCTestCase {
-    func testDigitsMLPSchemesStayCloseToFloat() {
+    func testDigitsMLPSchemesStayCloseToFloat() throws {
         let calib = digitsBatches(4, batch: 32, seed: 20, image: false), test = digitsBatches(1, batch: 64, seed: 21, image: false)[0]
         let reference = Models.digitsMLP(seed: 3)
         reference.eval()
@@ -105,7 +105,7 @@ final class QuantizedModelTests: XCTestCase {
         for (config, bound) in cases {
             let model = Models.digitsMLP(seed: 3)
             model.eval()
-            let names = quantize(model: model, config: config, calibrationBatches: calib)
+            let names = try quantize(model: model, config: config, calibrationBatches: calib)
             XCTAssertEqual(names, ["0", "2", "4"])
             let err = relativeError(noGrad { model(test) }, expected)
             print("digits MLP \(config.scheme) \(config.observer): relative error \(err)")
@@ -114,12 +114,12 @@ final class QuantizedModelTests: XCTestCase {
         }
     }
 
-    func testDigitsCNNStaticInt8KeepsFirstAndLastFloat() {
+    func testDigitsCNNStaticInt8KeepsFirstAndLastFloat() throws {
         let calib = digitsBatches(4, batch: 32, seed: 22, image: true), test = digitsBatches(1, batch: 64, seed: 23, image: true)[0]
         let model = DigitsCNN(seed: 4)
         model.eval()
         let expected = noGrad { model(test) }
-        let names = quantize(model: model, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: calib,
+        let names = try quantize(model: model, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: calib,
                              filter: { name, _ in name != "conv1" && name != "fc2" })
         XCTAssertEqual(names, ["conv2", "fc1"])
         let types = Dictionary(model.namedModules.map { ($0.0, "\(type(of: $0.1))") }, uniquingKeysWith: { a, _ in a })
@@ -133,7 +133,7 @@ final class QuantizedModelTests: XCTestCase {
 
         let all = DigitsCNN(seed: 4)
         all.eval()
-        quantize(model: all, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: calib)
+        try quantize(model: all, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: calib)
         let errAll = relativeError(noGrad { all(test) }, expected)
         print("DigitsCNN static int8 (all layers): relative error \(errAll)")
         XCTAssertLessThan(errAll, 0.08)
@@ -178,28 +178,28 @@ final class QuantizedFileTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     /// A DigitsCNN with every scheme: static conv1, dynamic conv2, weight-only int4 fc1, fp32 fc2.
-    func mixedModel() -> DigitsCNN {
+    func mixedModel() throws -> DigitsCNN {
         let m = DigitsCNN(seed: 5)
         m.eval()
         let calib = digitsBatches(2, batch: 16, seed: 40, image: true)
-        quantize(model: m, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: calib, filter: { n, _ in n == "conv1" })
-        quantize(model: m, config: QuantizationConfig(scheme: .dynamicInt8), filter: { n, _ in n == "conv2" })
-        quantize(model: m, config: QuantizationConfig(scheme: .weightOnly(GroupwiseScheme(bits: 4, groupSize: 64, symmetric: false))),
+        try quantize(model: m, config: QuantizationConfig(scheme: .staticInt8), calibrationBatches: calib, filter: { n, _ in n == "conv1" })
+        try quantize(model: m, config: QuantizationConfig(scheme: .dynamicInt8), filter: { n, _ in n == "conv2" })
+        try quantize(model: m, config: QuantizationConfig(scheme: .weightOnly(GroupwiseScheme(bits: 4, groupSize: 64, symmetric: false))),
                  filter: { n, _ in n == "fc1" })
         return m
     }
 
-    func testScalesThatAreNotFP16ValuesCannotBeSaved() {
+    func testScalesThatAreNotFP16ValuesCannotBeSaved() throws {
         let m = DigitsCNN(seed: 6)
         let w = PackedInt8Weights(codes: [Int8](repeating: 1, count: 10 * 128), scales: [Float](repeating: 0.1, count: 10), rows: 10, cols: 128)
-        m.fc2.replacement = DynamicQuantizedLinear(weight: w, bias: nil)
+        try m.setModule(DynamicQuantizedLinear(weight: w, bias: nil), at: "fc2")
         XCTAssertThrowsError(try QuantizedModelFile.save(m, to: dir.appendingPathComponent("s.safetensors"))) { error in
             XCTAssertTrue("\(error)".contains("'fc2.weight_scale': scale 0.1 is not an fp16 value"), "\(error)")
         }
     }
 
     func testSaveLoadRoundTripIsBitIdentical() throws {
-        let m = mixedModel()
+        let m = try mixedModel()
         let url = dir.appendingPathComponent("q.safetensors"), url2 = dir.appendingPathComponent("q2.safetensors")
         try QuantizedModelFile.save(m, to: url)
         let header = try SafeTensors.readHeader(contentsOf: url)
@@ -221,7 +221,7 @@ final class QuantizedFileTests: XCTestCase {
 
     func testCorruptFilesGiveClearErrors() throws {
         let url = dir.appendingPathComponent("q.safetensors")
-        try QuantizedModelFile.save(mixedModel(), to: url)
+        try QuantizedModelFile.save(try mixedModel(), to: url)
         let good = try SafeTensors.read(contentsOf: url)
 
         func expectError(_ tensors: [String: Tensor], _ metadata: [String: String], contains text: String, line: UInt = #line) throws {

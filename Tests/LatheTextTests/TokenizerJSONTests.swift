@@ -75,7 +75,7 @@ final class TokenizerJSONTests: XCTestCase {
                        #"t.json: decoder.decoders[0].type: unsupported decoder "CTC" (supported: ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace, WordPiece, BPEDecoder, Sequence)"#)
         XCTAssertEqual(error("{\(model), \"added_tokens\": [{\"id\": 5}]}"), "t.json: added_tokens[0].content: missing")
         XCTAssertEqual(error("{\(model), \"added_tokens\": [{\"id\": 99999999999, \"content\": \"x\"}]}"),
-                       "t.json: added_tokens[0].id: 99999999999 is too large for a token id")
+                       "t.json: added_tokens[0].id: id 99999999999 is far past the 3 ids of the model's vocabulary")
         XCTAssertEqual(error("{\(model), \"normalizer\": {\"type\": \"Lowercase\"}}"), "no error")
         XCTAssertThrowsError(try loadTokenizer(contentsOf: URL(fileURLWithPath: "/nonexistent/tokenizer.json"))) { e in
             XCTAssertTrue("\(e)".hasPrefix("/nonexistent/tokenizer.json: cannot read the file"), "\(e)")

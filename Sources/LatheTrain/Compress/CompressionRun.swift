@@ -129,7 +129,7 @@ public struct CompressionRun {
         let net = t.model
         let fp32 = t.evaluate(.test)
         net.eval()
-        let folded = foldBatchNorms ? BatchNormFolding.fold(net) : []
+        let folded = foldBatchNorms ? try BatchNormFolding.fold(net) : []
         let kind: ObserverKind = switch s.observer {
         case .mse: .mse
         case .percentile: .percentile(99.99)
@@ -163,13 +163,13 @@ public struct CompressionRun {
         let layers: [String]
         var qat: (before: Evaluation, after: Evaluation, summary: TrainSummary)?
         if isQAT {
-            layers = QAT.prepare(net, calibrationBatches: batches, learning: s.ranges == .learned ? .learned : .ema, observer: kind, filter: filter)
+            layers = try QAT.prepare(net, calibrationBatches: batches, learning: s.ranges == .learned ? .learned : .ema, observer: kind, filter: filter)
             let before = t.evaluate(.test)
             let summary = try t.run()
             qat = (before, t.evaluate(.test), summary)
-            QAT.convert(net)
+            try QAT.convert(net)
         } else {
-            layers = LatheCompress.quantize(model: net, config: config, calibrationBatches: batches, filter: filter)
+            layers = try LatheCompress.quantize(model: net, config: config, calibrationBatches: batches, filter: filter)
         }
         description += "; layers \(layers.joined(separator: ", "))" + (folded.isEmpty ? "" : "; batch norms folded")
         return QuantizeOutcome(trainer: t, description: description, layers: layers, folded: folded, fp32: fp32, quantized: t.evaluate(.test), qat: qat)

@@ -1,0 +1,120 @@
+import LatheTensor
+
+/// A child module that model surgery may replace (``Module/setModule(_:at:)``).
+///
+/// Declare replaceable children with it, `@Child public var fc: Linear`, and call them through
+/// the projected value in `forward`, `$fc(x)`: that runs whatever module is in the slot now,
+/// of any type (a quantized layer, a LoRA wrapper, an observer). Reading `fc` gives the module
+/// as its declared type, and stops with a message naming the slot if surgery put a module of
+/// another type there.
+///
+/// A wrapper is an ordinary parent: `LoRALinear(base: fc)` holds the original layer as its own
+/// child, and the slot holds the wrapper. There are no replacement chains to follow.
+@propertyWrapper
+public final class Child<Value>: AnyChildSlot {
+    /// The module in the slot.
+    public private(set) var module: Module?
+
+    public init(wrappedValue: Value) {
+        module = Child.asModule(wrappedValue)
+    }
+
+    /// The module in the slot as the declared type.
+    public var wrappedValue: Value {
+        get {
+            if let v = module as? Value { return v }
+            if module == nil, let none = Optional<Module>.none as? Value { return none }
+            preconditionFailure("the slot declared as \(Value.self) now holds a \(module.map { "\(type(of: $0))" } ?? "nil") (model surgery); "
+                                + "call it through the projected value ($name(x)) or reach it with module(at:)")
+        }
+        set { module = Child.asModule(newValue) }
+    }
+
+    /// The slot itself: call it to run whatever module it holds.
+    public var projectedValue: Child<Value> { self }
+
+    /// Runs the module in the slot (the identity when an optional slot is empty).
+    public func callAsFunction(_ x: Tensor) -> Tensor { module.map { $0(x) } ?? x }
+
+    public var declaredType: Any.Type { Value.self }
+
+    public func place(_ new: Module) { module = new }
+
+    private static func asModule(_ value: Value) -> Module? {
+        if let m = value as? Module { return m }
+        if let optional = value as? Module? { return optional }
+        preconditionFailure("@Child holds modules; \(Value.self) is not a Module type")
+    }
+}
+
+/// What ``Module`` sees of a ``Child`` slot, whatever its declared type.
+public protocol AnyChildSlot: AnyObject {
+    var module: Module? { get }
+    var declaredType: Any.Type { get }
+    func place(_ new: Module)
+}
+
+/// A module tree that cannot be changed as asked.
+public struct ModuleSurgeryError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let message: String
+    public init(path: String, message: String) { (self.path, self.message) = (path, message) }
+    public var description: String { "cannot replace the module at '\(path)': \(message)" }
+}
+
+extension Module {
+    /// The module at a dotted path ("" is this module), as ``namedModules`` names it.
+    public func module(at path: String) -> Module? {
+        namedModules.first { $0.0 == path }?.1
+    }
+
+    /// Puts `module` at `path` in this tree (model surgery): the slot of the parent that holds
+    /// the old module now holds `module`, which runs in its place and shows in ``namedModules``,
+    /// the parameters and the state dict under that path. To wrap a layer, build the wrapper
+    /// around the old module and put the wrapper there. The parent must hold the child in a
+    /// ``Child`` slot (or be a ``Sequential``). A typed slot's declared type is not enforced:
+    /// reading it as that type afterwards stops with a message; `$slot(x)` runs any module.
+    public func setModule(_ module: Module, at path: String) throws(ModuleSurgeryError) {
+        guard !path.isEmpty else { throw ModuleSurgeryError(path: path, message: "the root cannot be replaced; use the new module instead") }
+        for (parentPath, parent) in namedModules {
+            for (name, old) in parent.namedChildren where (parentPath.isEmpty ? name : parentPath + "." + name) == path {
+                if module === old { return }
+                if module.namedModules.contains(where: { $0.1 === parent }) {
+                    throw ModuleSurgeryError(path: path, message: "the new module contains the module that would hold it (a cycle)")
+                }
+                try parent.replaceChild(named: name, with: module, path: path)
+                return
+            }
+        }
+        throw ModuleSurgeryError(path: path, message: "there is no module there (the paths are those of namedModules)")
+    }
+
+    /// The default of ``replaceChild(named:with:path:)``: the ``Child`` slot of that name.
+    func replaceSlot(named name: String, with module: Module, path: String) throws(ModuleSurgeryError) {
+        var mirror: Mirror? = Mirror(reflecting: self)
+        while let m = mirror, m.subjectType != Module.self {
+            for child in m.children {
+                guard let label = child.label, Module.stateName(label) == name else { continue }
+                guard let slot = child.value as? AnyChildSlot else {
+                    throw ModuleSurgeryError(path: path, message: "\(type(of: self)).\(label) is a plain stored property; "
+                                             + "declare it @Child var to let surgery replace it")
+                }
+                slot.place(module)
+                return
+            }
+            mirror = m.superclassMirror
+        }
+        throw ModuleSurgeryError(path: path, message: "\(type(of: self)) has no child slot '\(name)' it can replace")
+    }
+
+    /// Every module of the tree by path, to put back with ``restore(_:)`` after surgery.
+    public func snapshot() -> [(String, Module)] { namedModules }
+
+    /// Puts back the modules of a ``snapshot()`` wherever surgery changed them since (parents
+    /// first, so a restored parent's own children are checked after it).
+    public func restore(_ snapshot: [(String, Module)]) {
+        for (path, m) in snapshot where !path.isEmpty {
+            if let now = module(at: path), now !== m { try? setModule(m, at: path) }
+        }
+    }
+}
