@@ -5,7 +5,9 @@ import LatheText
 /// A pretrained model with its tokenizer, from a GGUF file or a Hugging Face folder.
 public struct PretrainedModel {
     public enum Kind {
+        /// The Llama family (Llama, Mistral, Qwen2, Gemma 3).
         case decoder(DecoderModel)
+        case gpt2(GPT2Model)
         case encoder(BertModel)
     }
     public var kind: Kind
@@ -14,10 +16,22 @@ public struct PretrainedModel {
     public var chatTemplate: String?
     public var path: String
 
-    /// The decoder, or an error saying the model is an encoder.
+    /// The Llama-family decoder, or an error saying what the model is instead.
     public func decoder() throws -> DecoderModel {
-        guard case .decoder(let d) = kind else { throw ModelFileError(file: path, message: "this is an encoder (BERT): it embeds text but does not generate it") }
-        return d
+        switch kind {
+        case .decoder(let d): return d
+        case .gpt2: throw ModelFileError(file: path, message: "this is a GPT-2, not a Llama-family decoder (use languageModel())")
+        case .encoder: throw ModelFileError(file: path, message: "this is an encoder (BERT): it embeds text but does not generate it")
+        }
+    }
+
+    /// The model that generates text (any decoder family), or an error saying the model is an encoder.
+    public func languageModel() throws -> any LanguageModel {
+        switch kind {
+        case .decoder(let d): return d
+        case .gpt2(let g): return g
+        case .encoder: throw ModelFileError(file: path, message: "this is an encoder (BERT): it embeds text but does not generate it")
+        }
     }
 
     public func encoder() throws -> BertModel {
@@ -44,11 +58,14 @@ public struct PretrainedModel {
             if type == "bert" {
                 return PretrainedModel(kind: .encoder(try BertModel.load(huggingFaceFolder: url)), tokenizer: tokenizer, chatTemplate: template, path: path)
             }
+            if type == "gpt2" {
+                return PretrainedModel(kind: .gpt2(try GPT2Model.load(huggingFaceFolder: url)), tokenizer: tokenizer, chatTemplate: template, path: path)
+            }
             return PretrainedModel(kind: .decoder(try DecoderModel.load(huggingFaceFolder: url)), tokenizer: tokenizer, chatTemplate: template, path: path)
         }
         let file = try GGUFFile(contentsOf: url)
-        let model = try DecoderModel.load(gguf: file)
-        return PretrainedModel(kind: .decoder(model), tokenizer: try ggufTokenizer(file), chatTemplate: try file.string("tokenizer.chat_template"), path: path)
+        let kind: Kind = try file.string("general.architecture") == "gpt2" ? .gpt2(try GPT2Model.load(gguf: file)) : .decoder(try DecoderModel.load(gguf: file))
+        return PretrainedModel(kind: kind, tokenizer: try ggufTokenizer(file), chatTemplate: try file.string("tokenizer.chat_template"), path: path)
     }
 
     /// The tokenizer a GGUF file describes in its `tokenizer.ggml.*` keys.

@@ -203,4 +203,40 @@ final class GPT2Tests: XCTestCase {
             }
         }
     }
+
+    /// PretrainedModel loads both files as GPT-2 with their tokenizers (the same ids as Hugging
+    /// Face's tokenizer), and generate and perplexity run on them.
+    func testPretrainedDispatchTokenizersGenerateAndPerplexity() throws {
+        let e = try expected()
+        for path in [folder.path, gguf.path] {
+            let loaded = try PretrainedModel.load(path)
+            guard case .gpt2 = loaded.kind else { return XCTFail("\(path): \(loaded.kind)") }
+            XCTAssertThrowsError(try loaded.decoder()) { XCTAssertTrue("\($0)".contains("this is a GPT-2"), "\($0)") }
+            XCTAssertThrowsError(try loaded.encoder())
+            XCTAssertEqual(loaded.tokenizer.encode(e.text, addSpecialTokens: true), e.textIDs, path)
+            XCTAssertEqual(loaded.tokenizer.decode(e.textIDs, skipSpecialTokens: false), e.text, path)
+            XCTAssertTrue(loaded.chatStopTokens.contains(99))
+            let model = try loaded.languageModel()
+
+            // Greedy generation is the argmax chain of whole-sequence logits.
+            let prompt = Array(e.textIDs.prefix(5))
+            let r = generate(model, prompt: prompt, options: GenerationOptions(maxTokens: 6, stopTokens: []))
+            XCTAssertEqual(r.tokens.count, 6)
+            var seq = prompt
+            for _ in 0..<6 {
+                let rows = model.logits(seq, cache: model.makeCache(capacity: seq.count), lastOnly: true)
+                seq.append(Sampling.argmax(rows.scalars))
+            }
+            XCTAssertEqual(r.tokens, Array(seq.dropFirst(prompt.count)), path)
+            // The learned positions bound the generation: 60 fed, 4 more, the fifth predicted from position 63.
+            let full = generate(model, prompt: Array(repeating: 3, count: 60), options: GenerationOptions(maxTokens: 10, stopTokens: []))
+            XCTAssertEqual(full.tokens.count, 5)
+            XCTAssertEqual(full.stop, .contextFull)
+
+            let p = try Perplexity.evaluate(model, tokens: e.textIDs, context: 16, bos: nil)
+            XCTAssertEqual(p.chunks, 2)
+            XCTAssertTrue(p.perplexity > 1 && p.perplexity.isFinite, "\(p.perplexity)")
+            XCTAssertThrowsError(try Perplexity.evaluate(model, tokens: e.textIDs, context: 65, bos: nil))
+        }
+    }
 }
