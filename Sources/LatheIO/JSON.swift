@@ -363,3 +363,61 @@ public enum JSONWriter {
         "{" + members.map { quoted($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 }
+
+extension JSONWriter {
+    /// `value` as JSON text: keys in the value's order, two-space indentation (as Python's
+    /// `json.dumps(indent=2)` writes config files), or compact when `indent` is nil. Numbers
+    /// are written as their stored text.
+    public static func serialize(_ value: JSONValue, indent: Int? = 2) -> String {
+        var out = ""
+        write(value, indent: indent, level: 0, into: &out)
+        return out
+    }
+
+    private static func write(_ value: JSONValue, indent: Int?, level: Int, into out: inout String) {
+        func newline(_ level: Int) {
+            if let indent { out += "\n" + String(repeating: " ", count: indent * level) }
+        }
+        let separator = indent == nil ? ":" : ": "
+        switch value {
+        case .object(let members):
+            guard !members.isEmpty else { out += "{}"; return }
+            out += "{"
+            for (i, m) in members.enumerated() {
+                if i > 0 { out += "," }
+                newline(level + 1)
+                out += quoted(m.key) + separator
+                write(m.value, indent: indent, level: level + 1, into: &out)
+            }
+            newline(level)
+            out += "}"
+        case .array(let items):
+            guard !items.isEmpty else { out += "[]"; return }
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                newline(level + 1)
+                write(item, indent: indent, level: level + 1, into: &out)
+            }
+            newline(level)
+            out += "]"
+        case .string(let s): out += quoted(s)
+        case .number(let text): out += text
+        case .bool(let b): out += b ? "true" : "false"
+        case .null: out += "null"
+        }
+    }
+}
+
+extension JSONValue {
+    /// A JSON number from an integer.
+    public static func int(_ x: Int) -> JSONValue { .number(String(x)) }
+    /// A JSON number from a double (shortest round-tripping form; `null` when not finite).
+    public static func double(_ x: Double) -> JSONValue { x.isFinite ? .number("\(x)") : .null }
+}
+
+extension JSONValue {
+    /// A JSON number from a float, in the float's own shortest form (`1e-05`, not the double
+    /// `9.999999747378752e-06`), so that it reads back as the same float.
+    public static func float(_ x: Float) -> JSONValue { x.isFinite ? .number("\(x)") : .null }
+}

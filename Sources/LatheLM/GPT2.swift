@@ -56,7 +56,7 @@ public final class GPT2Model: Module, LanguageModel {
         }
         let d = c.hiddenSize
         func norm(_ p: String) throws -> LayerNorm {
-            LayerNorm(weight: try take(p + ".weight", [d]), bias: try take(p + ".bias", [d]), eps: Float(c.layerNormEpsilon))
+            LayerNorm(weight: try take(p + ".weight", [d]), bias: try take(p + ".bias", [d]), eps: c.layerNormEpsilon)
         }
         var blocks: [GPT2Block] = []
         for i in 0..<c.layers {

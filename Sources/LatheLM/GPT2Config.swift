@@ -1,5 +1,6 @@
 import Foundation
 import LatheIO
+import LatheTensor
 
 /// The hyper-parameters of a GPT-2 (Hugging Face `GPT2LMHeadModel`, llama.cpp's arch `gpt2`),
 /// from a Hugging Face `config.json` or GGUF metadata.
@@ -17,7 +18,7 @@ public struct GPT2Config: Sendable, Equatable {
     /// `n_positions`: the learned position embeddings, the longest sequence the model takes.
     public var maxPositions: Int
     /// `layer_norm_epsilon`.
-    public var layerNormEpsilon: Double
+    public var layerNormEpsilon: Float
     /// `activation_function` of the MLP: `gelu_new` (GPT-2's; also `gelu_pytorch_tanh`,
     /// `gelu_fast`: the tanh approximation) or `gelu` (the exact, erf form).
     public var activation: String
@@ -29,7 +30,7 @@ public struct GPT2Config: Sendable, Equatable {
     public var eosTokenIDs: [Int]
 
     public init(vocabularySize: Int, hiddenSize: Int, intermediateSize: Int? = nil, layers: Int, heads: Int, maxPositions: Int,
-                layerNormEpsilon: Double = 1e-5, activation: String = "gelu_new", scaleAttentionWeights: Bool = true,
+                layerNormEpsilon: Float = 1e-5, activation: String = "gelu_new", scaleAttentionWeights: Bool = true,
                 tieWordEmbeddings: Bool = true, bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
         (self.vocabularySize, self.hiddenSize, self.layers, self.heads) = (vocabularySize, hiddenSize, layers, heads)
         self.intermediateSize = intermediateSize ?? 4 * hiddenSize
@@ -67,7 +68,7 @@ public struct GPT2Config: Sendable, Equatable {
                 + "\(String(format: "%.3g", Double(DecoderConfig.maxParameters))) (2^36)")
         }
         guard hiddenSize % heads == 0 else { throw bad("n_embd \(hiddenSize) is not a multiple of n_head \(heads)") }
-        guard layerNormEpsilon > 0, layerNormEpsilon.isFinite, Float(layerNormEpsilon) > 0 else {
+        guard layerNormEpsilon > 0, layerNormEpsilon.isFinite else {
             throw bad("layer_norm_epsilon must be positive, got \(layerNormEpsilon)")
         }
         guard GPT2Config.activations[activation] != nil else {
@@ -105,10 +106,10 @@ public struct GPT2Config: Sendable, Equatable {
         for key in ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"] {
             if try flag(key, false) { throw bad("\(key) is true; Lathe's GPT-2 supports only false") }
         }
-        var epsilon = 1e-5
+        var epsilon: Float = 1e-5
         if let e = json["layer_norm_epsilon"], !e.isNull {
             guard let v = e.doubleValue else { throw bad("layer_norm_epsilon is not a number") }
-            epsilon = v
+            epsilon = Float(v)
         }
         var activation = "gelu_new"
         if let a = json["activation_function"], !a.isNull {
@@ -156,28 +157,35 @@ public struct GPT2Config: Sendable, Equatable {
         let c = GPT2Config(
             vocabularySize: vocab, hiddenSize: hidden, intermediateSize: try file.int("gpt2.feed_forward_length"), layers: try int("block_count"),
             heads: try int("attention.head_count"), maxPositions: try int("context_length"),
-            layerNormEpsilon: Double(try file.float("gpt2.attention.layer_norm_epsilon") ?? 1e-5), activation: "gelu_new",
+            layerNormEpsilon: try file.float("gpt2.attention.layer_norm_epsilon") ?? 1e-5, activation: "gelu_new",
             tieWordEmbeddings: !file.tensors.contains { $0.name == "output.weight" },
             bosTokenID: try file.int("tokenizer.ggml.bos_token_id"), eosTokenIDs: eos)
         try c.validate(file: file.path)
         return c
     }
 
-    /// The config as a Hugging Face `config.json` (`GPT2LMHeadModel`), keys in a fixed order;
-    /// ``huggingFace(_:file:)`` reads it back to this config.
-    public var huggingFaceConfig: JSONValue {
-        func number(_ i: Int) -> JSONValue { .number(String(i)) }
-        var members: [(key: String, value: JSONValue)] = [
+    /// The config as a Hugging Face `config.json` (`GPT2LMHeadModel`, weights in `dtype`), keys
+    /// in a fixed order; ``huggingFace(_:file:)`` reads it back to this config.
+    public func huggingFaceJSON(dtype: DType = .float32) -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = [
             ("architectures", .array([.string("GPT2LMHeadModel")])), ("model_type", .string("gpt2")),
-            ("vocab_size", number(vocabularySize)), ("n_embd", number(hiddenSize)), ("n_layer", number(layers)), ("n_head", number(heads)),
-            ("n_positions", number(maxPositions)), ("n_ctx", number(maxPositions)),
-            ("n_inner", intermediateSize == 4 * hiddenSize ? .null : number(intermediateSize)),
-            ("activation_function", .string(activation)), ("layer_norm_epsilon", .number("\(layerNormEpsilon)")),
+            ("vocab_size", .int(vocabularySize)), ("n_embd", .int(hiddenSize)), ("n_layer", .int(layers)), ("n_head", .int(heads)),
+            ("n_positions", .int(maxPositions)), ("n_ctx", .int(maxPositions)),
+            ("n_inner", intermediateSize == 4 * hiddenSize ? .null : .int(intermediateSize)),
+            ("activation_function", .string(activation)), ("layer_norm_epsilon", .float(layerNormEpsilon)),
             ("scale_attn_weights", .bool(scaleAttentionWeights)), ("scale_attn_by_inverse_layer_idx", .bool(false)),
             ("reorder_and_upcast_attn", .bool(false)), ("tie_word_embeddings", .bool(tieWordEmbeddings)),
-            ("bos_token_id", bosTokenID.map(number) ?? .null),
+            ("dtype", .string(dtype.huggingFaceName)),
         ]
-        members.append(("eos_token_id", eosTokenIDs.count == 1 ? number(eosTokenIDs[0]) : eosTokenIDs.isEmpty ? .null : .array(eosTokenIDs.map(number))))
-        return .object(members)
+        m += generationJSON().objectMembers ?? []
+        return .object(m)
+    }
+
+    /// `generation_config.json`: the BOS and EOS ids.
+    func generationJSON() -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
+        if let bos = bosTokenID { m.append(("bos_token_id", .int(bos))) }
+        if !eosTokenIDs.isEmpty { m.append(("eos_token_id", eosTokenIDs.count == 1 ? .int(eosTokenIDs[0]) : .array(eosTokenIDs.map { .int($0) }))) }
+        return .object(m)
     }
 }

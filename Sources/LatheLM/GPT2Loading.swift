@@ -72,6 +72,6 @@ extension GPT2Model {
         }
     }
 
-    /// The `config.json` of ``huggingFaceTensors()``.
-    public var huggingFaceConfig: JSONValue { config.huggingFaceConfig }
+    /// The `config.json` of ``huggingFaceTensors()`` (float32 weights).
+    public var huggingFaceConfig: JSONValue { config.huggingFaceJSON() }
 }

@@ -42,30 +42,48 @@ public struct PretrainedModel {
     /// Loads `path`: a `.gguf` file, or a folder with `config.json`, the weights and `tokenizer.json`.
     public static func load(_ path: String) throws -> PretrainedModel {
         let url = URL(fileURLWithPath: path)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ModelFileError(file: path, message: "no such file or folder (Tools/fetch-models fetches the public models into ~/.cache/lathe/models)")
-        }
-        if isDirectory.boolValue {
+        if try isFolder(path) {
             let tokenizer = try loadTokenizer(contentsOf: url.appendingPathComponent("tokenizer.json"))
-            let configURL = url.appendingPathComponent("config.json")
-            let type = (try? JSONParser.parse([UInt8](Data(contentsOf: configURL))))?["model_type"]?.stringValue
             var template: String?
             if let data = try? Data(contentsOf: url.appendingPathComponent("tokenizer_config.json")),
                let json = try? JSONParser.parse([UInt8](data)) {
                 template = json["chat_template"]?.stringValue
             }
-            if type == "bert" {
-                return PretrainedModel(kind: .encoder(try BertModel.load(huggingFaceFolder: url)), tokenizer: tokenizer, chatTemplate: template, path: path)
-            }
-            if type == "gpt2" {
-                return PretrainedModel(kind: .gpt2(try GPT2Model.load(huggingFaceFolder: url)), tokenizer: tokenizer, chatTemplate: template, path: path)
-            }
-            return PretrainedModel(kind: .decoder(try DecoderModel.load(huggingFaceFolder: url)), tokenizer: tokenizer, chatTemplate: template, path: path)
+            return PretrainedModel(kind: try loadFolderModel(url), tokenizer: tokenizer, chatTemplate: template, path: path)
         }
         let file = try GGUFFile(contentsOf: url)
-        let kind: Kind = try file.string("general.architecture") == "gpt2" ? .gpt2(try GPT2Model.load(gguf: file)) : .decoder(try DecoderModel.load(gguf: file))
-        return PretrainedModel(kind: kind, tokenizer: try ggufTokenizer(file), chatTemplate: try file.string("tokenizer.chat_template"), path: path)
+        return PretrainedModel(kind: try loadGGUFModel(file), tokenizer: try ggufTokenizer(file), chatTemplate: try file.string("tokenizer.chat_template"), path: path)
+    }
+
+    /// Loads only the network of `path` (a `.gguf` file or a Hugging Face folder, which then
+    /// needs no tokenizer), e.g. to convert it.
+    public static func loadModel(_ path: String) throws -> Kind {
+        if try isFolder(path) { return try loadFolderModel(URL(fileURLWithPath: path)) }
+        return try loadGGUFModel(GGUFFile(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// The model of a GGUF file, by its `general.architecture`.
+    static func loadGGUFModel(_ file: GGUFFile) throws -> Kind {
+        if try file.string("general.architecture") == "gpt2" { return .gpt2(try GPT2Model.load(gguf: file)) }
+        return .decoder(try DecoderModel.load(gguf: file))
+    }
+
+    /// Whether `path` is a folder; an error when nothing is there.
+    static func isFolder(_ path: String) throws -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ModelFileError(file: path, message: "no such file or folder (Tools/fetch-models fetches the public models into ~/.cache/lathe/models)")
+        }
+        return isDirectory.boolValue
+    }
+
+    /// The model of a Hugging Face folder, by its config's `model_type`.
+    static func loadFolderModel(_ url: URL) throws -> Kind {
+        let configURL = url.appendingPathComponent("config.json")
+        let type = (try? JSONParser.parse([UInt8](Data(contentsOf: configURL))))?["model_type"]?.stringValue
+        if type == "bert" { return .encoder(try BertModel.load(huggingFaceFolder: url)) }
+        if type == "gpt2" { return .gpt2(try GPT2Model.load(huggingFaceFolder: url)) }
+        return .decoder(try DecoderModel.load(huggingFaceFolder: url))
     }
 
     /// The tokenizer a GGUF file describes in its `tokenizer.ggml.*` keys.

@@ -35,6 +35,27 @@ final class LanguageModelCommandTests: XCTestCase {
         XCTAssertTrue(notGGUF.err.contains(text.path), notGGUF.err)
     }
 
+    func testConvertWritesAFolderLatheAndTransformersRead() throws {
+        let source = fixturesDirectory.appendingPathComponent("llm/llama3-tiny")
+        let out = try temporaryDirectory().appendingPathComponent("converted")
+        let c = try runLathe(["convert", source.path, "--output", out.path, "--dtype", "bf16"])
+        XCTAssertEqual(c.status, 0, c.err)
+        XCTAssertTrue(c.out.contains("model.safetensors") && c.out.contains("config.json"), c.out)
+        let original = try DecoderModel.load(huggingFaceFolder: source), converted = try DecoderModel.load(huggingFaceFolder: out)
+        XCTAssertEqual(converted.config, original.config)
+        let ids = [5, 9, 33, 2]
+        let gap = zip(converted.logits(ids).scalars, original.logits(ids).scalars).map { abs($0 - $1) }.max()!
+        XCTAssertGreaterThan(gap, 0, "bfloat16 weights round")
+        XCTAssertLessThan(gap, 0.05)
+
+        let gguf = try runLathe(["convert", source.path, "--output", out.path + ".gguf"])
+        XCTAssertEqual(gguf.status, 64)
+        XCTAssertTrue(gguf.err.contains("writing GGUF files is not supported yet"), gguf.err)
+        let missing = try runLathe(["convert", source.path + "-nope", "--output", out.path])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.err.contains("no such file or folder"), missing.err)
+    }
+
     func testEmbedSimilarSentences() throws {
         let minilm = try fetchedModel("all-MiniLM-L6-v2").path
         let e = try runLathe(["embed", minilm, "--text", "A man is playing a guitar.", "--text", "Someone plays an instrument.",

@@ -1,0 +1,281 @@
+import Foundation
+import LatheIO
+import LatheTensor
+
+/// Writes models as Hugging Face folders that `transformers` loads with `from_pretrained`:
+/// `config.json`, `generation_config.json`, the weights as `model.safetensors` (or shards named
+/// `model-00001-of-00003.safetensors` with `model.safetensors.index.json`, as `save_pretrained`
+/// names them), and the tokenizer files of the source folder.
+///
+/// A model read from GGUF is written back in Hugging Face's conventions: Llama's q/k rows,
+/// which llama.cpp's converter permutes for adjacent-pair RoPE, are put back in rotate-half
+/// order, and Gemma's norm weights, into which the converter bakes the `+1`, lose it again.
+public enum HuggingFaceWriter {
+    public struct Options: Sendable {
+        /// The weights' dtype in the files: float32, float16 or bfloat16 (round to nearest even).
+        public var dtype: DType
+        /// The largest shard in bytes (`save_pretrained`'s `max_shard_size`); nil: one file.
+        public var maxShardBytes: Int?
+
+        public init(dtype: DType = .float32, maxShardBytes: Int? = nil) {
+            (self.dtype, self.maxShardBytes) = (dtype, maxShardBytes)
+        }
+    }
+
+    /// Writes `model` into `folder` (created if needed). Tokenizer files (`tokenizer.json`,
+    /// `tokenizer_config.json`, `special_tokens_map.json`, ...) are copied from `tokenizerFolder`
+    /// when given; from a GGUF source only `tokenizer_config.json` with the chat template is
+    /// written. Returns the files written, in order.
+    @discardableResult
+    public static func write(_ model: PretrainedModel, to folder: URL, options: Options = Options()) throws -> [URL] {
+        try write(model.kind, tokenizerSource: URL(fileURLWithPath: model.path), chatTemplate: model.chatTemplate, to: folder, options: options)
+    }
+
+    /// Writes a decoder or encoder; the tokenizer files are copied from `tokenizerSource` when it
+    /// is a folder, else `chatTemplate` (if any) goes into `tokenizer_config.json`.
+    @discardableResult
+    public static func write(_ kind: PretrainedModel.Kind, tokenizerSource: URL? = nil, chatTemplate: String? = nil, to folder: URL,
+                             options: Options = Options()) throws -> [URL] {
+        let exported: (config: JSONValue, tensors: [(String, Tensor)], generation: JSONValue?)
+        switch kind {
+        case .decoder(let d): exported = (d.config.huggingFaceJSON(dtype: options.dtype), d.huggingFaceTensors(), d.config.generationJSON())
+        case .gpt2(let g): exported = (g.config.huggingFaceJSON(dtype: options.dtype), g.huggingFaceTensors(), g.config.generationJSON())
+        case .encoder(let e): exported = (e.config.huggingFaceJSON(dtype: options.dtype), e.huggingFaceTensors(), nil)
+        }
+        try prepare(folder)
+        var written: [URL] = []
+        written.append(try writeJSON(exported.config, to: folder.appendingPathComponent("config.json")))
+        if let generation = exported.generation {
+            written.append(try writeJSON(generation, to: folder.appendingPathComponent("generation_config.json")))
+        }
+        written += try writeWeights(exported.tensors, to: folder, options: options)
+        written += try writeTokenizerFiles(source: tokenizerSource, chatTemplate: chatTemplate, to: folder)
+        return written
+    }
+
+    /// Writes the tensors as one `model.safetensors` or as shards with an index; returns the files.
+    public static func writeWeights(_ tensors: [(String, Tensor)], to folder: URL, options: Options) throws -> [URL] {
+        guard [.float32, .float16, .bfloat16].contains(options.dtype) else {
+            throw ModelFileError(file: folder.path, message: "weights can be written as float32, float16 or bfloat16, not \(options.dtype)")
+        }
+        let converted = tensors.map { ($0.0, $0.1.dtype == options.dtype ? $0.1 : $0.1.to(options.dtype)) }
+        let metadata = ["format": "pt"]  // transformers refuses safetensors files without it
+        var shards: [[(String, Tensor)]] = [[]]
+        var shardBytes = 0
+        for (name, t) in converted {
+            if let limit = options.maxShardBytes, shardBytes > 0, shardBytes + t.byteCount > limit {
+                shards.append([])
+                shardBytes = 0
+            }
+            shards[shards.count - 1].append((name, t))
+            shardBytes += t.byteCount
+        }
+        if shards.count == 1 {
+            let url = folder.appendingPathComponent("model.safetensors")
+            try SafeTensors.write(Dictionary(uniqueKeysWithValues: converted), metadata: metadata, to: url)
+            return [url]
+        }
+        var files: [URL] = [], weightMap: [(key: String, value: JSONValue)] = []
+        func padded(_ n: Int) -> String { String(repeating: "0", count: max(0, 5 - String(n).count)) + String(n) }
+        for (i, shard) in shards.enumerated() {
+            let name = "model-\(padded(i + 1))-of-\(padded(shards.count)).safetensors"
+            let url = folder.appendingPathComponent(name)
+            try SafeTensors.write(Dictionary(uniqueKeysWithValues: shard), metadata: metadata, to: url)
+            files.append(url)
+            weightMap += shard.map { (key: $0.0, value: .string(name)) }
+        }
+        weightMap.sort { $0.key < $1.key }
+        let total = converted.reduce(0) { $0 + $1.1.byteCount }
+        let index = JSONValue.object([("metadata", .object([("total_size", .int(total))])), ("weight_map", .object(weightMap))])
+        files.append(try writeJSON(index, to: folder.appendingPathComponent("model.safetensors.index.json")))
+        return files
+    }
+
+    /// The tokenizer files Hugging Face folders carry next to the weights.
+    static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "tokenizer.model",
+                                 "chat_template.jinja", "added_tokens.json", "merges.txt", "vocab.json"]
+
+    static func writeTokenizerFiles(source: URL?, chatTemplate: String?, to folder: URL) throws -> [URL] {
+        var isDirectory: ObjCBool = false
+        var written: [URL] = []
+        if let source, FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            guard source.standardizedFileURL.path != folder.standardizedFileURL.path else { return [] }
+            for name in tokenizerFiles {
+                let from = source.appendingPathComponent(name), to = folder.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: from.path) else { continue }
+                do {
+                    try? FileManager.default.removeItem(at: to)
+                    try FileManager.default.copyItem(at: from, to: to)
+                } catch {
+                    throw ModelFileError(file: to.path, message: "cannot copy the tokenizer file: \(error.localizedDescription)")
+                }
+                written.append(to)
+            }
+            return written
+        }
+        if let template = chatTemplate {
+            let config = JSONValue.object([("chat_template", .string(template))])
+            written.append(try writeJSON(config, to: folder.appendingPathComponent("tokenizer_config.json")))
+        }
+        return written
+    }
+
+    static func prepare(_ folder: URL) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ModelFileError(file: folder.path, message: "exists and is not a folder") }
+            return
+        }
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw ModelFileError(file: folder.path, message: "cannot create the folder: \(error.localizedDescription)")
+        }
+    }
+
+    static func writeJSON(_ value: JSONValue, to url: URL) throws -> URL {
+        do {
+            try AtomicFile.write(to: url) { try $0.write(contentsOf: Data((JSONWriter.serialize(value) + "\n").utf8)) }
+        } catch let error as AtomicFile.WriteError {
+            throw ModelFileError(file: url.path, message: "cannot write: \(error.reason)")
+        }
+        return url
+    }
+}
+
+extension DecoderConfig {
+    /// The `model_type` Hugging Face uses for this architecture (GGUF's `gemma3` is `gemma3_text`).
+    var huggingFaceModelType: String { architecture == "gemma3" ? "gemma3_text" : architecture }
+
+    /// `config.json` for this configuration, in transformers 5's spelling (`rope_parameters`).
+    public func huggingFaceJSON(dtype: DType = .float32) -> JSONValue {
+        let type = huggingFaceModelType
+        let classes = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"]
+        func rope(_ theta: Double, _ scaling: RopeScaling?) -> JSONValue {
+            switch scaling {
+            case nil: return .object([("rope_theta", .double(theta)), ("rope_type", .string("default"))])
+            case .linear(let factor)?:
+                return .object([("factor", .double(factor)), ("rope_theta", .double(theta)), ("rope_type", .string("linear"))])
+            case let .llama3(factor, low, high, original)?:
+                return .object([("factor", .double(factor)), ("high_freq_factor", .double(high)), ("low_freq_factor", .double(low)),
+                                ("original_max_position_embeddings", .int(Int(original))), ("rope_theta", .double(theta)),
+                                ("rope_type", .string("llama3"))])
+            }
+        }
+        var m: [(key: String, value: JSONValue)] = [
+            ("architectures", .array([.string(classes[type] ?? "LlamaForCausalLM")])),
+            ("model_type", .string(type)),
+            ("vocab_size", .int(vocabularySize)), ("hidden_size", .int(hiddenSize)), ("intermediate_size", .int(intermediateSize)),
+            ("num_hidden_layers", .int(layers)), ("num_attention_heads", .int(heads)), ("num_key_value_heads", .int(kvHeads)),
+            ("head_dim", .int(headDim)), ("rms_norm_eps", .float(rmsNormEps)), ("max_position_embeddings", .int(maxPositions)),
+            ("tie_word_embeddings", .bool(tieWordEmbeddings)), ("dtype", .string(dtype.huggingFaceName)),
+        ]
+        if let bos = bosTokenID { m.append(("bos_token_id", .int(bos))) }
+        if !eosTokenIDs.isEmpty { m.append(("eos_token_id", eosTokenIDs.count == 1 ? .int(eosTokenIDs[0]) : .array(eosTokenIDs.map { .int($0) }))) }
+        if type == "gemma3_text" {
+            m.append(("hidden_activation", .string("gelu_pytorch_tanh")))
+            let scale = queryScale ?? 1 / Float(headDim).squareRoot()
+            // An integer in Gemma's configs (transformers 5 checks the type).
+            let scalar = (1 / (Double(scale) * Double(scale))).rounded(toPlaces: 3)
+            m.append(("query_pre_attn_scalar", scalar == scalar.rounded() ? .int(Int(scalar)) : .double(scalar)))
+            m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null))
+            let local = localLayers ?? Array(repeating: false, count: layers)
+            m.append(("layer_types", .array(local.map { .string($0 ? "sliding_attention" : "full_attention") })))
+            m.append(("rope_parameters", .object([("full_attention", rope(ropeTheta, ropeScaling)),
+                                                  ("sliding_attention", rope(localRopeTheta ?? 10_000, nil))])))
+            m.append(("final_logit_softcapping", finalLogitSoftcap.map { .float($0) } ?? .null))
+            m.append(("attn_logit_softcapping", .null))
+        } else {
+            m.append(("hidden_act", .string(geluGate ? "gelu_pytorch_tanh" : "silu")))
+            m.append(("rope_parameters", rope(ropeTheta, ropeScaling)))
+            if type == "llama" || type == "mistral" { m.append(("attention_bias", .bool(attentionBias))); m.append(("mlp_bias", .bool(false))) }
+            if type == "mistral" || type == "qwen2" { m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null)) }
+            if type == "qwen2" { m.append(("use_sliding_window", .bool(slidingWindow != nil))) }
+        }
+        return .object(m)
+    }
+
+    /// `generation_config.json`: the BOS and EOS ids.
+    func generationJSON() -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
+        if let bos = bosTokenID { m.append(("bos_token_id", .int(bos))) }
+        if !eosTokenIDs.isEmpty { m.append(("eos_token_id", eosTokenIDs.count == 1 ? .int(eosTokenIDs[0]) : .array(eosTokenIDs.map { .int($0) }))) }
+        return .object(m)
+    }
+}
+
+extension DecoderModel {
+    /// The weights under Hugging Face's names and conventions (what `save_pretrained` would
+    /// write): Llama q/k rows in rotate-half order and Gemma norms without the baked `+1` when
+    /// the model came from GGUF; no `lm_head.weight` when it is tied to the embedding.
+    public func huggingFaceTensors() -> [(String, Tensor)] {
+        let c = config
+        let bakedNormOffset: Float = c.architecture == "gemma3" && c.normOffset == 0 ? 1 : 0
+        return namedParameters.map { name, p -> (String, Tensor) in
+            var t = p.value.detached()
+            if c.ropeLayout == .pairs {
+                if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") {
+                    t = Self.pairsToHalves(t, heads: c.heads)
+                } else if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") {
+                    t = Self.pairsToHalves(t, heads: c.kvHeads)
+                }
+            }
+            if bakedNormOffset != 0, name.hasSuffix("norm.weight") { t = t - bakedNormOffset }
+            return (name, t)
+        }
+    }
+
+    /// Reorders the rows of a q or k projection from adjacent-pair RoPE order (row `2i + j` of
+    /// each head is element `j` of pair `i`) to rotate-half order (row `j * headDim/2 + i`),
+    /// undoing llama.cpp's converter's permutation.
+    static func pairsToHalves(_ t: Tensor, heads: Int) -> Tensor {
+        let rows = t.shape[0], headDim = rows / heads, half = headDim / 2
+        let rest = t.rank == 2 ? t.shape[1] : 1
+        let source = t.contiguous().scalars
+        var out = [Float](repeating: 0, count: source.count)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 {
+                    let from = (h * headDim + 2 * i + j) * rest, to = (h * headDim + j * half + i) * rest
+                    for e in 0..<rest { out[to + e] = source[from + e] }
+                }
+            }
+        }
+        return Tensor(out, shape: t.shape)
+    }
+}
+
+extension BertConfig {
+    /// `config.json` of a `BertModel`.
+    public func huggingFaceJSON(dtype: DType = .float32) -> JSONValue {
+        .object([
+            ("architectures", .array([.string("BertModel")])), ("model_type", .string("bert")),
+            ("vocab_size", .int(vocabularySize)), ("hidden_size", .int(hiddenSize)), ("intermediate_size", .int(intermediateSize)),
+            ("num_hidden_layers", .int(layers)), ("num_attention_heads", .int(heads)), ("max_position_embeddings", .int(maxPositions)),
+            ("type_vocab_size", .int(typeVocabularySize)), ("layer_norm_eps", .float(layerNormEps)),
+            ("hidden_act", .string(tanhGELU ? "gelu_new" : "gelu")), ("position_embedding_type", .string("absolute")),
+            ("dtype", .string(dtype.huggingFaceName)),
+        ])
+    }
+}
+
+extension BertModel {
+    /// The weights under `BertModel`'s state-dict names.
+    public func huggingFaceTensors() -> [(String, Tensor)] { namedParameters.map { ($0.0, $0.1.value.detached()) } }
+}
+
+extension DType {
+    /// torch's name for the dtype (`config.json`'s `dtype`).
+    var huggingFaceName: String {
+        switch self {
+        case .float16: "float16"
+        case .bfloat16: "bfloat16"
+        default: "float32"
+        }
+    }
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        let scale = pow(10, Double(places))
+        return (self * scale).rounded() / scale
+    }
+}
