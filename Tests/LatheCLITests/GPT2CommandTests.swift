@@ -3,7 +3,7 @@ import Lathe
 import XCTest
 import _LatheTestSupport
 
-/// `lathe generate`, `perplexity`, `tokenize` and `inspect` on the tiny GPT-2 fixture
+/// `lathe generate`, `perplexity`, `tokenize`, `inspect` and `convert` on the tiny GPT-2 fixture
 /// (Tools/reference/make_llm_fixtures.py), as a Hugging Face folder and as a GGUF file.
 final class GPT2CommandTests: XCTestCase {
     let folder = fixturesDirectory.appendingPathComponent("llm/gpt2-tiny")
@@ -47,6 +47,13 @@ final class GPT2CommandTests: XCTestCase {
         XCTAssertEqual(i.status, 0, i.err)
         XCTAssertTrue(i.out.contains("gpt2.attention.layer_norm_epsilon"), i.out)
         XCTAssertTrue(i.out.contains("blk.1.attn_qkv.weight"), i.out)
+
+        let out = dir.appendingPathComponent("from-gguf")
+        let c = try runLathe(["convert", gguf, "--output", out.path, "--dtype", "bf16"])
+        XCTAssertEqual(c.status, 0, c.err)
+        XCTAssertTrue(c.out.contains("model.safetensors"), c.out)
+        let converted = try GPT2Model.load(huggingFaceFolder: out)
+        XCTAssertEqual(converted.config.vocabularySize, 100)
 
         let embed = try runLathe(["embed", gguf, "--text", "x"])
         XCTAssertEqual(embed.status, 1)

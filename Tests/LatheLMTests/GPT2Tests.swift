@@ -99,6 +99,29 @@ final class GPT2Tests: XCTestCase {
         XCTAssertEqual(again.logits(ids).scalars, model.logits(ids).scalars)
     }
 
+    /// HuggingFaceWriter writes the folder's model, and the GGUF file's, back as the fixture's
+    /// tensors and a config that reads back to the same model.
+    func testHuggingFaceWriterRoundTrips() throws {
+        let file = try SafeTensors.read(contentsOf: folder.appendingPathComponent("model.safetensors")).tensors
+        let ids = try expected().prompt
+        for source in [folder, gguf] {
+            let kind = try PretrainedModel.loadModel(source.path)
+            guard case .gpt2(let original) = kind else { return XCTFail("\(source.path): \(kind)") }
+            let dir = try temporaryDirectory()
+            let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, to: dir)
+            XCTAssertEqual(Array(files.map(\.lastPathComponent).prefix(3)), ["config.json", "generation_config.json", "model.safetensors"])
+            let written = try SafeTensors.read(contentsOf: dir.appendingPathComponent("model.safetensors")).tensors
+            XCTAssertEqual(Set(written.keys), Set(file.keys), source.path)
+            for (k, t) in written { XCTAssertEqual(t.scalars, file[k]?.scalars, "\(source.path) \(k)") }
+            let reloaded = try GPT2Model.load(huggingFaceFolder: dir)
+            XCTAssertEqual(reloaded.config, original.config)
+            XCTAssertEqual(reloaded.logits(ids).scalars, original.logits(ids).scalars)
+            let config = try JSONParser.parse([UInt8](Data(contentsOf: dir.appendingPathComponent("config.json"))))
+            XCTAssertEqual(config["layer_norm_epsilon"], .number("1e-05"))
+            XCTAssertEqual(config["dtype"]?.stringValue, "float32")
+        }
+    }
+
     /// The original `gpt2` file's names (no `transformer.` prefix), its attention-mask buffers
     /// and a stored copy of the tied head load; an untied head is used when the config says so.
     func testOldNamesBuffersAndHeads() throws {
