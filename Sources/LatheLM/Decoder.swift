@@ -34,14 +34,16 @@ public final class DecoderModel: Module, LanguageModel {
 
     /// Builds the model around `weights` (Hugging Face names), without random initialisation.
     /// A missing or misshapen tensor is an error naming it; extra tensors are an error too.
-    public init(config: DecoderConfig, weights: [String: Tensor], file: String = "weights") throws {
+    /// Tensors are taken from `weights` one at a time as float32 (from a mapped file, without
+    /// a copy in the file's dtype).
+    public init(config: DecoderConfig, weights: some TensorSource, file: String = "weights") throws {
         self.config = config
         var used = Set<String>()
         func take(_ key: String, _ shape: [Int]) throws -> Tensor {
-            guard let t = weights[key] else { throw ModelFileError(file: file, message: "missing tensor \(key)") }
-            guard t.shape == shape else { throw ModelFileError(file: file, message: "\(key) has shape \(t.shape), the config implies \(shape)") }
+            guard let found = weights.shape(of: key) else { throw ModelFileError(file: file, message: "missing tensor \(key)") }
+            guard found == shape else { throw ModelFileError(file: file, message: "\(key) has shape \(found), the config implies \(shape)") }
             used.insert(key)
-            return t.dtype == .float32 ? t : t.to(.float32)
+            return try weights.float32Tensor(named: key)
         }
         let c = config, d = c.hiddenSize, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
         func norm(_ key: String, _ size: Int) throws -> DecoderNorm {
@@ -78,7 +80,7 @@ public final class DecoderModel: Module, LanguageModel {
         rotaries = (0..<c.layers).map { Rotary(headDim: c.headDim, base: c.ropeTheta(layer: $0), scaling: c.localLayers?[$0] == true ? nil : c.ropeScaling,
                                                layout: c.ropeLayout) }
         super.init()
-        let extra = Set(weights.keys).subtracting(used).sorted()
+        let extra = Set(weights.tensorNames).subtracting(used).sorted()
         if !extra.isEmpty {
             throw ModelFileError(file: file, message: "\(extra.count) tensor(s) the \(c.architecture) model does not use: "
                                  + extra.prefix(5).joined(separator: ", ") + (extra.count > 5 ? ", ..." : ""))

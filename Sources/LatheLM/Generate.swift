@@ -39,7 +39,10 @@ public struct GenerationResult: Sendable, Equatable {
     /// Seconds spent on the prompt and on the generated tokens.
     public var promptSeconds: Double
     public var generationSeconds: Double
+    /// Prompt tokens run (not counting those reused from a session's cache).
     public var promptTokens: Int
+    /// Prompt tokens whose cached keys and values were reused (``DecodingSession``).
+    public var reusedTokens: Int = 0
 }
 
 /// Continues `prompt` token by token with `model`'s cache: the prompt in one pass, then one
@@ -48,31 +51,59 @@ public struct GenerationResult: Sendable, Equatable {
 @discardableResult
 public func generate(_ model: LanguageModel, prompt: [Int], options: GenerationOptions,
                      onToken: (Int) -> Bool = { _ in true }) -> GenerationResult {
-    precondition(!prompt.isEmpty, "generate: the prompt needs at least one token")
-    let capacity = Swift.min(model.maxPositions, prompt.count + options.maxTokens)
-    precondition(prompt.count <= capacity, "generate: the prompt (\(prompt.count) tokens) is longer than the model's context (\(model.maxPositions))")
-    let stops = options.stopTokens ?? Set(model.eosTokenIDs)
-    let cache = model.makeCache(capacity: Swift.max(capacity, 1))
-    var generator = RandomGenerator(seed: options.seed)
-    var history = prompt, out: [Int] = []
-    let t0 = Timing.now()
-    var logits = model.logits(prompt, cache: cache, lastOnly: true).scalars
-    let t1 = Timing.now()
-    var stop = GenerationResult.Stop.maxTokens
-    while out.count < options.maxTokens {
-        if options.repetitionPenalty != 1 {
-            for id in Set(history.suffix(options.repetitionWindow)) {
-                logits[id] = logits[id] > 0 ? logits[id] / options.repetitionPenalty : logits[id] * options.repetitionPenalty
-            }
-        }
-        let next = Sampling.sample(logits: logits, options: options.sampling, generator: &generator)
-        if stops.contains(next) { stop = .stopToken(next); break }
-        out.append(next)
-        history.append(next)
-        if !onToken(next) { stop = .callback; break }
-        if out.count == options.maxTokens { break }
-        if cache.length >= cache.capacity { stop = .contextFull; break }
-        logits = model.logits([next], cache: cache, lastOnly: true).scalars
+    let session = DecodingSession(model, capacity: Swift.min(model.maxPositions, prompt.count + options.maxTokens))
+    return session.generate(prompt: prompt, options: options, onToken: onToken)
+}
+
+/// A model with a cache that outlives one generation: when the next prompt starts with tokens
+/// the cache already holds (a chat's earlier turns and replies), only the rest is run.
+public final class DecodingSession {
+    public let model: LanguageModel
+    public let cache: KVCache
+    /// The tokens whose keys and values are in ``cache``, in order.
+    public private(set) var tokens: [Int] = []
+
+    /// A session whose cache starts with room for `capacity` positions and grows as needed.
+    public init(_ model: LanguageModel, capacity: Int = 256) {
+        self.model = model
+        cache = model.makeCache(capacity: Swift.max(1, Swift.min(capacity, model.maxPositions)))
     }
-    return GenerationResult(tokens: out, stop: stop, promptSeconds: t1 - t0, generationSeconds: Timing.now() - t1, promptTokens: prompt.count)
+
+    /// ``generate(_:prompt:options:onToken:)`` reusing the cached positions that `prompt` starts
+    /// with (at least its last token is run, for its logits). ``GenerationResult/reusedTokens``
+    /// says how many were reused.
+    @discardableResult
+    public func generate(prompt: [Int], options: GenerationOptions, onToken: (Int) -> Bool = { _ in true }) -> GenerationResult {
+        precondition(!prompt.isEmpty, "generate: the prompt needs at least one token")
+        precondition(prompt.count <= model.maxPositions, "generate: the prompt (\(prompt.count) tokens) is longer than the model's context (\(model.maxPositions))")
+        var reused = 0
+        while reused < Swift.min(tokens.count, prompt.count - 1), tokens[reused] == prompt[reused] { reused += 1 }
+        cache.truncate(to: reused)
+        cache.reserve(Swift.min(model.maxPositions, prompt.count + options.maxTokens))
+        let stops = options.stopTokens ?? Set(model.eosTokenIDs)
+        var generator = RandomGenerator(seed: options.seed)
+        var history = prompt, out: [Int] = []
+        let t0 = Timing.now()
+        var logits = model.logits(Array(prompt[reused...]), cache: cache, lastOnly: true).scalars
+        let t1 = Timing.now()
+        var stop = GenerationResult.Stop.maxTokens
+        while out.count < options.maxTokens {
+            if options.repetitionPenalty != 1 {
+                for id in Set(history.suffix(options.repetitionWindow)) {
+                    logits[id] = logits[id] > 0 ? logits[id] / options.repetitionPenalty : logits[id] * options.repetitionPenalty
+                }
+            }
+            let next = Sampling.sample(logits: logits, options: options.sampling, generator: &generator)
+            if stops.contains(next) { stop = .stopToken(next); break }
+            out.append(next)
+            history.append(next)
+            if !onToken(next) { stop = .callback; break }
+            if out.count == options.maxTokens { break }
+            if cache.length >= cache.capacity { stop = .contextFull; break }
+            logits = model.logits([next], cache: cache, lastOnly: true).scalars
+        }
+        tokens = Array(history.prefix(cache.length))
+        return GenerationResult(tokens: out, stop: stop, promptSeconds: t1 - t0, generationSeconds: Timing.now() - t1,
+                                promptTokens: prompt.count - reused, reusedTokens: reused)
+    }
 }

@@ -9,8 +9,8 @@ public final class KVCache {
     public let layers: Int
     public let kvHeads: Int
     public let headDim: Int
-    /// Positions the cache can hold.
-    public let capacity: Int
+    /// Positions the cache can hold (``reserve(_:)`` grows it).
+    public private(set) var capacity: Int
     var keys: [[Float]]
     var values: [[Float]]
     /// Positions stored (the next token's position).
@@ -61,6 +61,27 @@ public final class KVCache {
     public func truncate(to position: Int) {
         precondition(position >= 0 && position <= length, "KVCache: cannot truncate to \(position) of \(length)")
         length = position
+    }
+
+    /// Grows the storage to hold at least `positions` positions, keeping the stored ones.
+    public func reserve(_ positions: Int) {
+        guard positions > capacity else { return }
+        let old = capacity
+        func regrown(_ block: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: kvHeads * positions * headDim)
+            for h in 0..<kvHeads {
+                let n = length * headDim
+                out.withUnsafeMutableBufferPointer { o in
+                    block.withUnsafeBufferPointer { b in
+                        (o.baseAddress! + h * positions * headDim).update(from: b.baseAddress! + h * old * headDim, count: n)
+                    }
+                }
+            }
+            return out
+        }
+        keys = keys.map(regrown)
+        values = values.map(regrown)
+        capacity = positions
     }
 
     /// Bytes of key and value storage.

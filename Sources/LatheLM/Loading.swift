@@ -15,15 +15,7 @@ extension DecoderModel {
             throw ModelFileError(file: configURL.path, message: "not valid JSON: \(error)")
         }
         let config = try DecoderConfig.huggingFace(json, file: configURL.path)
-        var weights: [String: Tensor] = [:]
-        for file in try weightFiles(folder) {
-            for (k, v) in try SafeTensors.read(contentsOf: file).tensors {
-                guard weights.updateValue(v, forKey: k) == nil else {
-                    throw ModelFileError(file: file.path, message: "tensor \(k) is also in another shard")
-                }
-            }
-        }
-        return try DecoderModel(config: config, weights: weights, file: folder.path)
+        return try DecoderModel(config: config, weights: try ShardedSafeTensors(try weightFiles(folder)), file: folder.path)
     }
 
     /// The safetensors files of a folder: the index's shards, or `model.safetensors`.

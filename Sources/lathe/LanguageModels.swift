@@ -40,10 +40,13 @@ struct SamplingFlags: ParsableArguments {
 
     /// Generates from `ids`, printing the text as it comes; returns the text (without a stop
     /// string that ended it) and what the generation did.
-    func stream(_ model: any LanguageModel, _ tokenizer: any Tokenizer, prompt ids: [Int], stopTokens: Set<Int>? = nil) -> (String, GenerationResult) {
+    /// Generates from `ids` (in `session`, reusing its cache, when given), printing the text as it comes.
+    func stream(_ decoder: any LanguageModel, _ tokenizer: any Tokenizer, prompt ids: [Int], stopTokens: Set<Int>? = nil,
+                session: DecodingSession? = nil) -> (String, GenerationResult) {
         var stream = StreamingDecoder(tokenizer)
         var text = ""
-        let r = generate(model, prompt: ids, options: options(stopTokens: stopTokens)) { id in
+        let session = session ?? DecodingSession(decoder, capacity: ids.count + maxTokens)
+        let r = session.generate(prompt: ids, options: options(stopTokens: stopTokens)) { id in
             let piece = stream.next(id)
             text += piece
             print(piece, terminator: "")
@@ -61,7 +64,8 @@ struct SamplingFlags: ParsableArguments {
 /// Prompt and generation speed on standard error, as `generate` prints it.
 func reportSpeed(_ r: GenerationResult) {
     FileHandle.standardError.write(Data(String(
-        format: "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s (%@)\n", r.promptTokens,
+        format: "prompt: %d tokens%@, %.1f tokens/s; generated: %d tokens, %.1f tokens/s (%@)\n", r.promptTokens,
+        r.reusedTokens > 0 ? " (+\(r.reusedTokens) cached)" : "",
         Double(r.promptTokens) / max(r.promptSeconds, 1e-9), r.tokens.count, Double(max(r.tokens.count - 1, 0)) / max(r.generationSeconds, 1e-9),
         String(describing: r.stop)).utf8))
 }
@@ -115,7 +119,8 @@ struct Chat: ParsableCommand {
         abstract: "Chat with an instruction-tuned model: each line of standard input is a user turn.",
         discussion: """
         The whole conversation is rendered with the model's chat template (as transformers' apply_chat_template \
-        renders it) for every turn, and the reply is streamed until the model ends its turn; the reply ends with a \
+        renders it) for every turn; the keys and values of the tokens it shares with the previous turn are reused \
+        from the cache, so a turn costs its own tokens, not the conversation's. The reply is streamed until the model ends its turn; the reply ends with a \
         newline, and prompt and generation speed go to standard error. Empty lines are skipped; the end of the input \
         ends the chat. A model without a chat template is an error.
         Example: lathe chat ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --system "Answer in one sentence." --temperature 0
@@ -134,6 +139,8 @@ struct Chat: ParsableCommand {
         let template = try loaded.parsedChatTemplate()
         let stopTokens = loaded.chatStopTokens
         var messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+        // Earlier turns stay in the cache: each turn runs only the tokens after what it shares with the last.
+        let session = DecodingSession(decoder, capacity: 512)
         let interactive = isatty(STDIN_FILENO) != 0
         while true {
             if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
@@ -144,7 +151,7 @@ struct Chat: ParsableCommand {
             guard ids.count < decoder.maxPositions else {
                 throw CLIError("the conversation has \(ids.count) tokens; the model takes \(decoder.maxPositions)")
             }
-            let (reply, r) = sampling.stream(decoder, loaded.tokenizer, prompt: ids, stopTokens: stopTokens)
+            let (reply, r) = sampling.stream(decoder, loaded.tokenizer, prompt: ids, stopTokens: stopTokens, session: session)
             messages.append(ChatMessage(role: "assistant", content: reply))
             reportSpeed(r)
         }

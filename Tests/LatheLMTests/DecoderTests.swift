@@ -129,6 +129,34 @@ final class GenerateTests: XCTestCase {
         XCTAssertEqual(full.stop, .contextFull)
     }
 
+    /// A session reuses the cached prefix a new prompt shares with the last one, and gives the
+    /// same tokens as a fresh generation, across cache growth.
+    func testSessionReusesTheSharedPrefix() throws {
+        for name in ["llama-tiny", "gemma3-tiny"] {  // gemma3-tiny: sliding-window layers too
+            let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/\(name)"))
+            let options = GenerationOptions(maxTokens: 6, stopTokens: [])
+            let session = DecodingSession(model, capacity: 4)
+            let turn1 = [5, 9, 33, 2, 17]
+            let r1 = session.generate(prompt: turn1, options: options)
+            XCTAssertEqual(r1.reusedTokens, 0)
+            XCTAssertEqual(r1.tokens, generate(model, prompt: turn1, options: options).tokens, name)
+            XCTAssertEqual(session.tokens, Array((turn1 + r1.tokens).prefix(session.cache.length)))
+            XCTAssertGreaterThanOrEqual(session.cache.capacity, turn1.count + 6)
+            // The next turn: everything so far, one token changed near the end, then more.
+            var turn2 = turn1 + r1.tokens
+            turn2[turn2.count - 2] = 40
+            turn2 += [11, 12, 13]
+            let r2 = session.generate(prompt: turn2, options: options)
+            XCTAssertEqual(r2.reusedTokens, turn2.count - 5, name)
+            XCTAssertEqual(r2.promptTokens, 5)
+            XCTAssertEqual(r2.tokens, generate(model, prompt: turn2, options: options).tokens, name)
+            // The same prompt again: all but its last token reused, the same continuation.
+            let r3 = session.generate(prompt: turn2, options: options)
+            XCTAssertEqual(r3.reusedTokens, turn2.count - 1)
+            XCTAssertEqual(r3.tokens, r2.tokens)
+        }
+    }
+
     func testMinPAndRepetitionPenalty() {
         let p = Sampling.probabilities(logits: [3, 2.9, 0, -1], options: SamplingOptions(temperature: 1, minP: 0.5))
         XCTAssertEqual(p.filter { $0 > 0 }.count, 2)
