@@ -25,34 +25,35 @@ public final class GPT2Model: Module, LanguageModel {
     /// or without the `transformer.` prefix (the original `gpt2` file has none), `Conv1D`
     /// weights `[in, out]`. The attention-mask buffers older files carry (`h.N.attn.bias`,
     /// `h.N.attn.masked_bias`) are ignored, as is a tied head's `lm_head.weight`. A missing or
-    /// misshapen tensor is an error naming it; other extra tensors are errors too.
-    public convenience init(config: GPT2Config, huggingFaceWeights weights: [String: Tensor], file: String = "weights") throws {
-        var state: [String: Tensor] = [:]
-        for (key, value) in weights {
+    /// misshapen tensor is an error naming it; other extra tensors are errors too. Tensors are
+    /// taken from `weights` one at a time (from a mapped file, without a copy in its dtype).
+    public convenience init(config: GPT2Config, huggingFaceWeights weights: some TensorSource, file: String = "weights") throws {
+        var names: [String: String] = [:]  // the module's name → the file's
+        for key in weights.tensorNames {
             if key == "lm_head.weight" {
-                if !config.tieWordEmbeddings { state[key] = value }
+                if !config.tieWordEmbeddings { names[key] = key }
                 continue
             }
             let name = key.hasPrefix("transformer.") ? key : "transformer." + key
             if name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") { continue }
-            guard state.updateValue(value, forKey: name) == nil else {
+            guard names.updateValue(key, forKey: name) == nil else {
                 throw ModelFileError(file: file, message: "tensor \(name) is in the file both with and without the transformer. prefix")
             }
         }
-        try self.init(config: config, state: state, conv1DLayout: true, file: file)
+        try self.init(config: config, state: RenamedTensors(base: weights, names: names), conv1DLayout: true, file: file)
     }
 
     /// Builds the model from `state`: Hugging Face names with the `transformer.` prefix; the
     /// block matrices `[in, out]` when `conv1DLayout` (Hugging Face files) or `[out, in]`
     /// (GGUF files, Lathe's layout).
-    init(config c: GPT2Config, state: [String: Tensor], conv1DLayout: Bool, file: String) throws {
+    init(config c: GPT2Config, state: some TensorSource, conv1DLayout: Bool, file: String) throws {
         config = c
         var used = Set<String>()
         func take(_ key: String, _ shape: [Int]) throws -> Tensor {
-            guard let t = state[key] else { throw ModelFileError(file: file, message: "missing tensor \(key)") }
-            guard t.shape == shape else { throw ModelFileError(file: file, message: "\(key) has shape \(t.shape), the config implies \(shape)") }
+            guard let found = state.shape(of: key) else { throw ModelFileError(file: file, message: "missing tensor \(key)") }
+            guard found == shape else { throw ModelFileError(file: file, message: "\(key) has shape \(found), the config implies \(shape)") }
             used.insert(key)
-            return t.dtype == .float32 ? t : t.to(.float32)
+            return try state.float32Tensor(named: key)
         }
         let d = c.hiddenSize
         func norm(_ p: String) throws -> LayerNorm {
@@ -74,7 +75,7 @@ public final class GPT2Model: Module, LanguageModel {
                                lnF: try norm("transformer.ln_f"))
         lmHead = c.tieWordEmbeddings ? nil : Linear(weight: try take("lm_head.weight", [c.vocabularySize, d]))
         super.init()
-        let extra = Set(state.keys).subtracting(used).sorted()
+        let extra = Set(state.tensorNames).subtracting(used).sorted()
         if !extra.isEmpty {
             throw ModelFileError(file: file, message: "\(extra.count) tensor(s) a GPT-2 does not use: "
                                  + extra.prefix(5).joined(separator: ", ") + (extra.count > 5 ? ", ..." : ""))
@@ -115,6 +116,18 @@ public final class GPT2Model: Module, LanguageModel {
     /// Logits of a whole sequence without keeping a cache.
     public func logits(_ ids: [Int]) -> Tensor {
         logits(ids, cache: makeCache(capacity: ids.count), lastOnly: false)
+    }
+}
+
+/// A source's tensors under other names (`names`: new name → the source's).
+struct RenamedTensors<Base: TensorSource>: TensorSource {
+    let base: Base
+    let names: [String: String]
+    var tensorNames: [String] { Array(names.keys) }
+    func shape(of name: String) -> [Int]? { names[name].flatMap { base.shape(of: $0) } }
+    func float32Tensor(named name: String) throws -> Tensor {
+        guard let source = names[name] else { throw ModelFileError(file: "weights", message: "no tensor \(name)") }
+        return try base.float32Tensor(named: source)
     }
 }
 

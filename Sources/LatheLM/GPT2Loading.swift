@@ -6,7 +6,8 @@ import LatheTensor
 /// llama.cpp's layout (`[out, in]`, its tensor names).
 extension GPT2Model {
     /// Loads a Hugging Face folder: `config.json` (`model_type` `gpt2`) and `model.safetensors`
-    /// (or the shards listed in `model.safetensors.index.json`).
+    /// (or the shards listed in `model.safetensors.index.json`), read from the mapped files one
+    /// tensor at a time.
     public static func load(huggingFaceFolder folder: URL) throws -> GPT2Model {
         let configURL = folder.appendingPathComponent("config.json")
         guard let bytes = try? Data(contentsOf: configURL) else {
@@ -15,15 +16,7 @@ extension GPT2Model {
         let json: JSONValue
         do { json = try JSONParser.parse([UInt8](bytes)) } catch { throw ModelFileError(file: configURL.path, message: "not valid JSON: \(error)") }
         let config = try GPT2Config.huggingFace(json, file: configURL.path)
-        var weights: [String: Tensor] = [:]
-        for file in try DecoderModel.weightFiles(folder) {
-            for (k, v) in try SafeTensors.read(contentsOf: file).tensors {
-                guard weights.updateValue(v, forKey: k) == nil else {
-                    throw ModelFileError(file: file.path, message: "tensor \(k) is also in another shard")
-                }
-            }
-        }
-        return try GPT2Model(config: config, huggingFaceWeights: weights, file: folder.path)
+        return try GPT2Model(config: config, huggingFaceWeights: try ShardedSafeTensors(try DecoderModel.weightFiles(folder)), file: folder.path)
     }
 
     /// Loads a GGUF file whose architecture is `gpt2`, dequantising its tensors to float32.
