@@ -248,6 +248,13 @@ final class GPT2Tests: XCTestCase {
                 seq.append(Sampling.argmax(rows.scalars))
             }
             XCTAssertEqual(r.tokens, Array(seq.dropFirst(prompt.count)), path)
+            // A session continues a longer prompt from its cached prefix (learned positions from the cache's length).
+            let session = DecodingSession(model, capacity: 8)
+            session.generate(prompt: prompt, options: GenerationOptions(maxTokens: 3, stopTokens: []))
+            let longer = prompt + Array(r.tokens.prefix(2)) + [5]
+            let resumed = session.generate(prompt: longer, options: GenerationOptions(maxTokens: 4, stopTokens: []))
+            XCTAssertEqual(resumed.reusedTokens, prompt.count + 2)
+            XCTAssertEqual(resumed.tokens, generate(model, prompt: longer, options: GenerationOptions(maxTokens: 4, stopTokens: [])).tokens)
             // The learned positions bound the generation: 60 fed, 4 more, the fifth predicted from position 63.
             let full = generate(model, prompt: Array(repeating: 3, count: 60), options: GenerationOptions(maxTokens: 10, stopTokens: []))
             XCTAssertEqual(full.tokens.count, 5)
