@@ -39,7 +39,7 @@ extension PretrainedModel {
     /// `<|end|>`, `<|endoftext|>`, `<|end_of_text|>`) where the vocabulary has them.
     public var chatStopTokens: Set<Int> {
         var stops = Set<Int>()
-        if case .decoder(let d) = kind { stops.formUnion(d.eosTokenIDs) }
+        if let model = try? languageModel() { stops.formUnion(model.eosTokenIDs) }
         if let eos = tokenizer.eos { stops.insert(eos) }
         for text in ["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>"] {
             if let id = tokenizer.addedTokens.first(where: { $0.content == text })?.id ?? tokenizer.id(for: text) { stops.insert(id) }

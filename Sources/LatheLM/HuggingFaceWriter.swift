@@ -39,6 +39,7 @@ public enum HuggingFaceWriter {
         let exported: (config: JSONValue, tensors: [(String, Tensor)], generation: JSONValue?)
         switch kind {
         case .decoder(let d): exported = (d.config.huggingFaceJSON(dtype: options.dtype), d.huggingFaceTensors(), d.config.generationJSON())
+        case .gpt2(let g): exported = (g.config.huggingFaceJSON(dtype: options.dtype), g.huggingFaceTensors(), g.config.generationJSON())
         case .encoder(let e): exported = (e.config.huggingFaceJSON(dtype: options.dtype), e.huggingFaceTensors(), nil)
         }
         try prepare(folder)

