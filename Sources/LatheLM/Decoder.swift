@@ -161,7 +161,11 @@ final class DecoderNorm: Module {
 }
 
 final class AttentionProjections: Module {
-    let qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear
+    // Replaceable (LoRA, quantized layers): run them as $qProj(x).
+    @Child var qProj: Linear
+    @Child var kProj: Linear
+    @Child var vProj: Linear
+    @Child var oProj: Linear
     let qNorm: DecoderNorm?, kNorm: DecoderNorm?
     init(qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear, qNorm: DecoderNorm?, kNorm: DecoderNorm?) {
         (self.qProj, self.kProj, self.vProj, self.oProj, self.qNorm, self.kNorm) = (qProj, kProj, vProj, oProj, qNorm, kNorm)
@@ -169,15 +173,17 @@ final class AttentionProjections: Module {
 }
 
 final class MLP: Module {
-    let gateProj: Linear, upProj: Linear, downProj: Linear
+    @Child var gateProj: Linear
+    @Child var upProj: Linear
+    @Child var downProj: Linear
     let gelu: Bool
     init(gateProj: Linear, upProj: Linear, downProj: Linear, gelu: Bool) {
         (self.gateProj, self.upProj, self.downProj, self.gelu) = (gateProj, upProj, downProj, gelu)
     }
 
     override func forward(_ x: Tensor) -> Tensor {
-        let g = gateProj(x)
-        return downProj((gelu ? g.gelu(approximateTanh: true) : g.silu()) * upProj(x))
+        let g = $gateProj(x)
+        return $downProj((gelu ? g.gelu(approximateTanh: true) : g.silu()) * $upProj(x))
     }
 }
 
@@ -200,8 +206,8 @@ final class DecoderLayer: Module {
     func forward(_ x: Tensor, start: Int, cache: KVCache, layer: Int, rotary: Rotary, config c: DecoderConfig) -> Tensor {
         let rows = x.shape[0]
         let h = inputLayernorm(x)
-        var q = selfAttn.qProj(h).scalars, k = selfAttn.kProj(h).scalars
-        let v = selfAttn.vProj(h).scalars
+        var q = selfAttn.$qProj(h).scalars, k = selfAttn.$kProj(h).scalars
+        let v = selfAttn.$vProj(h).scalars
         selfAttn.qNorm?.normalizeHeads(&q, headDim: c.headDim)
         selfAttn.kNorm?.normalizeHeads(&k, headDim: c.headDim)
         q.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.heads, start: start) }
@@ -216,7 +222,7 @@ final class DecoderLayer: Module {
                                     scale: c.queryScale ?? 1 / Float(c.headDim).squareRoot(), window: c.window(layer: layer), out: op.baseAddress!)
             }
         }
-        let a = selfAttn.oProj(Tensor(attended, shape: [rows, c.heads * c.headDim]))
+        let a = selfAttn.$oProj(Tensor(attended, shape: [rows, c.heads * c.headDim]))
         if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
             let y = x + postAttentionLayernorm(a)
             return y + post(mlp(pre(y)))

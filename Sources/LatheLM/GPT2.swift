@@ -145,13 +145,15 @@ final class GPT2Body: Module {
 
 /// `attn`: the fused q/k/v projection `c_attn` (`[3 × n_embd, n_embd]`) and the output `c_proj`.
 final class GPT2Attention: Module {
-    let cAttn: Linear, cProj: Linear
+    @Child var cAttn: Linear
+    @Child var cProj: Linear
     init(cAttn: Linear, cProj: Linear) { (self.cAttn, self.cProj) = (cAttn, cProj) }
 }
 
 /// `mlp`: `c_fc` → GELU → `c_proj`.
 final class GPT2MLP: Module {
-    let cFc: Linear, cProj: Linear
+    @Child var cFc: Linear
+    @Child var cProj: Linear
     init(cFc: Linear, cProj: Linear) { (self.cFc, self.cProj) = (cFc, cProj) }
 }
 
@@ -169,7 +171,7 @@ final class GPT2Block: Module {
     func forward(_ x: Tensor, start: Int, cache: KVCache, layer: Int, config c: GPT2Config) -> Tensor {
         let rows = x.shape[0], d = c.hiddenSize
         // c_attn's output rows are [q | k | v], each n_embd wide and split into heads in order.
-        let qkv = attn.cAttn(ln1(x)).scalars
+        let qkv = attn.$cAttn(ln1(x)).scalars
         var q = [Float](repeating: 0, count: rows * d), k = q, v = q
         qkv.withUnsafeBufferPointer { s in
             for r in 0..<rows {
@@ -189,7 +191,7 @@ final class GPT2Block: Module {
                                     scale: c.scaleAttentionWeights ? 1 / Float(c.headDim).squareRoot() : 1, window: nil, out: op.baseAddress!)
             }
         }
-        let y = x + attn.cProj(Tensor(attended, shape: [rows, d]))
-        return y + mlp.cProj(mlp.cFc(ln2(y)).gelu(approximateTanh: c.tanhGELU))
+        let y = x + attn.$cProj(Tensor(attended, shape: [rows, d]))
+        return y + mlp.$cProj(mlp.$cFc(ln2(y)).gelu(approximateTanh: c.tanhGELU))
     }
 }

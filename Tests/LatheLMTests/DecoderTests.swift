@@ -208,3 +208,32 @@ extension DecoderTests {
         XCTAssertTrue(model.stateKeys.contains("model.layers.6.self_attn.q_norm.weight"))
     }
 }
+
+/// Adapters wrap a decoder's projections by path (model surgery), as LoRA will.
+final class DecoderSurgeryTests: XCTestCase {
+    final class Scaled: Module {
+        let base: Module
+        let factor: Float
+        init(_ base: Module, _ factor: Float) { (self.base, self.factor) = (base, factor) }
+        override func forward(_ x: Tensor) -> Tensor { base(x) * factor }
+    }
+
+    func testProjectionsCanBeWrapped() throws {
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/qwen2-tiny"))
+        let ids = [3, 8, 1, 40]
+        let before = model.logits(ids).scalars
+        let paths = ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "model.layers.1.self_attn.o_proj"]
+        for path in paths {
+            let old = try XCTUnwrap(model.module(at: path))
+            try model.setModule(Scaled(old, 1), at: path)
+            XCTAssertTrue(model.stateKeys.contains(path + ".base.weight"))
+        }
+        XCTAssertEqual(model.logits(ids).scalars, before, "an identity wrapper changes nothing")
+        try model.setModule(Scaled(try XCTUnwrap(model.module(at: paths[1] + ".base")), 0), at: paths[1])
+        XCTAssertNotEqual(model.logits(ids).scalars, before, "the wrapper runs in the projection's place")
+        let gpt2 = try PretrainedModel.loadModel(fixturesDirectory.appendingPathComponent("llm/gpt2-tiny").path)
+        guard case .gpt2(let g) = gpt2 else { return XCTFail("not GPT-2") }
+        try g.setModule(Scaled(try XCTUnwrap(g.module(at: "transformer.h.0.attn.c_attn")), 1), at: "transformer.h.0.attn.c_attn")
+        XCTAssertTrue(g.stateKeys.contains("transformer.h.0.attn.c_attn.base.weight"))
+    }
+}
