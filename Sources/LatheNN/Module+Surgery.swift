@@ -10,13 +10,27 @@ import LatheTensor
 ///
 /// A wrapper is an ordinary parent: `LoRALinear(base: fc)` holds the original layer as its own
 /// child, and the slot holds the wrapper. There are no replacement chains to follow.
+///
+/// `key` overrides the child's state-dict name, which is otherwise the property's name in
+/// snake case: `@Child(key: "LayerNorm") var norm: LayerNorm` (BERT), `@Child(key: "lora_A")
+/// var loraA: Linear` (PEFT).
 @propertyWrapper
 public final class Child<Value>: AnyChildSlot {
     /// The module in the slot.
     public private(set) var module: Module?
+    /// The state-dict name, when it is not the property's.
+    public let key: String?
 
-    public init(wrappedValue: Value) {
+    public init(wrappedValue: Value, key: String? = nil) {
         module = Child.asModule(wrappedValue)
+        self.key = key
+    }
+
+    /// An empty slot named `key`, filled by the first assignment (in the module's `init`, after
+    /// `super.init()`).
+    public init(key: String) {
+        module = nil
+        self.key = key
     }
 
     /// The module in the slot as the declared type.
@@ -50,6 +64,7 @@ public final class Child<Value>: AnyChildSlot {
 /// What ``Module`` sees of a ``Child`` slot, whatever its declared type.
 public protocol AnyChildSlot: AnyObject {
     var module: Module? { get }
+    var key: String? { get }
     var declaredType: Any.Type { get }
     func place(_ new: Module)
 }
@@ -94,7 +109,7 @@ extension Module {
         var mirror: Mirror? = Mirror(reflecting: self)
         while let m = mirror, m.subjectType != Module.self {
             for child in m.children {
-                guard let label = child.label, Module.stateName(label) == name else { continue }
+                guard let label = child.label, ((child.value as? AnyChildSlot)?.key ?? Module.stateName(label)) == name else { continue }
                 guard let slot = child.value as? AnyChildSlot else {
                     throw ModuleSurgeryError(path: path, message: "\(type(of: self)).\(label) is a plain stored property; "
                                              + "declare it @Child var to let surgery replace it")

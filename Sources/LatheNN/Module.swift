@@ -84,7 +84,7 @@ open class Module {
     open var namedChildren: [(String, Module)] {
         reflectedProperties.flatMap { name, value -> [(String, Module)] in
             if let m = value as? Module { return [(name, m)] }
-            if let slot = value as? AnyChildSlot { return slot.module.map { [(name, $0)] } ?? [] }
+            if let slot = value as? AnyChildSlot { return slot.module.map { [(slot.key ?? name, $0)] } ?? [] }
             if let ms = value as? [Module] { return ms.enumerated().map { ("\(name).\($0.offset)", $0.element) } }
             return []
         }

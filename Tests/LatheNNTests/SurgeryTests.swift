@@ -68,4 +68,26 @@ final class SurgeryTests: XCTestCase {
         let attn = gpt.blocks[0].attn
         XCTAssertTrue(message { try gpt.setModule(Wrapper(attn), at: "blocks.0.attn.proj") }.contains("cycle"))
     }
+
+    /// `@Child(key:)` spells state-dict names the property naming cannot (BERT's `LayerNorm`, PEFT's `lora_A`).
+    func testKeyOverrides() throws {
+        final class Adapter: Module {
+            @Child(key: "base_layer") var base: Linear
+            @Child(key: "lora_A") var loraA: Linear
+            @Child(key: "LayerNorm") var norm: LayerNorm
+            init(_ g: inout RandomGenerator) {
+                super.init()  // keyed slots start empty and are filled after super.init
+                base = Linear(4, 4, generator: &g)
+                loraA = Linear(4, 2, bias: false, generator: &g)
+                norm = LayerNorm(4)
+            }
+            override func forward(_ x: Tensor) -> Tensor { $norm($base(x)) }
+        }
+        var g = RandomGenerator(seed: 9)
+        let a = Adapter(&g)
+        XCTAssertEqual(a.stateKeys, ["base_layer.weight", "base_layer.bias", "lora_A.weight", "LayerNorm.weight", "LayerNorm.bias"])
+        try a.setModule(Identity(), at: "LayerNorm")
+        XCTAssertTrue(a.module(at: "LayerNorm") is Identity)
+        XCTAssertEqual(a.stateKeys, ["base_layer.weight", "base_layer.bias", "lora_A.weight"])
+    }
 }
