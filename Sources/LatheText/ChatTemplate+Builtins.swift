@@ -292,7 +292,8 @@ enum JinjaBuiltins {
             return bound(["width", "fillchar"]) { a, interpreter throws(JinjaRuntimeError) in
                 let fill = try string(a[1], "center() fillchar") ?? " "
                 guard fill.unicodeScalars.count == 1 else { throw .type("The fill character must be exactly one character long") }
-                return .string(try interpreter.checkSize(pythonCenter(scalars, try int(a[0], "center() width") ?? 0, fill.unicodeScalars.first!)))
+                let width = try interpreter.checkWidth(try int(a[0], "center() width") ?? 0)
+                return .string(try interpreter.checkSize(pythonCenter(scalars, width, fill.unicodeScalars.first!)))
             }
         case "removeprefix", "removesuffix":
             return bound(["affix"]) { a, _ throws(JinjaRuntimeError) in
@@ -347,6 +348,8 @@ extension JinjaInterpreter {
         }
         if case .int(let i) = x, case .int(let j) = y {
             guard j != 0 else { throw .type("integer division or modulo by zero") }
+            // -2**63 % -1 overflows in Swift (it traps); Python's answer is 0.
+            guard j != -1 else { return .int(0) }
             let r = i % j
             return .int(r != 0 && ((r < 0) != (j < 0)) ? r + j : r)
         }

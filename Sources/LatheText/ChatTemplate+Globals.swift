@@ -21,11 +21,14 @@ extension JinjaBuiltins {
                 for v in args.positional { bounds.append(try int(v, "range() argument")!) }
                 let (start, stop, step) = bounds.count == 1 ? (0, bounds[0], 1) : (bounds[0], bounds[1], bounds.count == 3 ? bounds[2] : 1)
                 guard step != 0 else { throw .type("range() arg 3 must not be zero") }
-                let count = step > 0 ? (stop > start ? (stop - start - 1) / step + 1 : 0) : (start > stop ? (start - stop - 1) / -step + 1 : 0)
-                if count > JinjaLimits.maxRange {
+                // Counted in UInt: stop - start and -step overflow Int for the widest ranges
+                // (range(-2**63, 2**63 - 1), a step of -2**63).
+                let span: UInt = step > 0 ? (stop > start ? UInt(bitPattern: stop &- start) : 0) : (start > stop ? UInt(bitPattern: start &- stop) : 0)
+                let count = span == 0 ? 0 : (span - 1) / step.magnitude + 1
+                if count > UInt(JinjaLimits.maxRange) {
                     throw .type("Range too big. The sandbox blocks ranges larger than MAX_RANGE (\(JinjaLimits.maxRange)).")
                 }
-                try interpreter.step(count)
+                try interpreter.step(Int(count))
                 return .list(stride(from: start, to: stop, by: step).map { .int($0) })
             }),
             ("namespace", JinjaFunction("namespace") { interpreter, args throws(JinjaRuntimeError) in

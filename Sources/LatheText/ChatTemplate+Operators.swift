@@ -50,12 +50,16 @@ extension JinjaInterpreter {
         case (.multiply, .list(let xs), _), (.multiply, _, .list(let xs)):
             let other = a.sequence != nil ? b : a
             guard let n = other.numericValue, case .int(let k) = n else { throw unsupported() }
-            guard k > 0 else { return .list([]) }
+            guard k > 0, !xs.isEmpty else { return .list([]) }
             let (count, overflow) = xs.count.multipliedReportingOverflow(by: k)
             if overflow { throw .limit("a list of more than \(JinjaLimits.listElements) elements") }
             try checkCount(count)
             try step(count)
-            return .list(Array([[Value]](repeating: xs, count: k).joined()))
+            // Built in place: [] * 10**12 once made an array of 10**12 empty arrays first.
+            var out: [Value] = []
+            out.reserveCapacity(count)
+            for _ in 0..<k { out.append(contentsOf: xs) }
+            return .list(out)
         default:
             break
         }

@@ -108,8 +108,11 @@ extension JinjaBuiltins {
                 guard auto < args.positional.count else { throw .type("Replacement index \(auto) out of range for positional args tuple") }
                 value = args.positional[auto]
                 auto += 1
-            } else if let i = Int(field) {
-                guard i < args.positional.count else { throw .type("Replacement index \(i) out of range for positional args tuple") }
+            } else if field.unicodeScalars.allSatisfy({ $0.isASCII && $0.properties.numericType == .decimal }) {
+                // Python reads a field of digits as an index; `{-1}` or `{+1}` name keywords.
+                guard let i = Int(field), i < args.positional.count else {
+                    throw .type("Replacement index \(field) out of range for positional args tuple")
+                }
                 value = args.positional[i]
             } else {
                 guard let v = args.keyword.first(where: { $0.name == field })?.value else { throw .type("'\(field)'") }
@@ -251,10 +254,35 @@ extension JinjaBuiltins {
         case .string(let s):
             var t = String(String.UnicodeScalarView(pythonStrip(Array(s.unicodeScalars), chars: nil, left: true, right: true)))
             if t.contains("_") { t = t.replacingOccurrences(of: "_", with: "") }
-            if let i = Int(t, radix: base) { return i }
+            if let i = pythonIntText(t, base: base) { return i }
             guard let d = pythonFloat(v), d.isFinite else { return nil }
             return try pythonInt(.double(d), base: base)
         default: return nil
         }
+    }
+
+    /// Python's `int(text, base)` on stripped text without underscores: nil where Python raises
+    /// ValueError, including for a base other than 0 or 2...36 (Swift's `Int(_:radix:)` traps on
+    /// those). Base 0 reads the `0x`/`0o`/`0b` prefixes and refuses leading zeros, as Python does;
+    /// bases 16, 8 and 2 accept their prefix.
+    static func pythonIntText(_ t: String, base: Int) -> Int? {
+        guard base == 0 || (2...36).contains(base) else { return nil }
+        var body = Substring(t)
+        var sign = ""
+        if let c = body.first, c == "+" || c == "-" {
+            if c == "-" { sign = "-" }
+            body = body.dropFirst()
+        }
+        var radix = base
+        let prefix = body.prefix(2).lowercased()
+        if let r = ["0x": 16, "0o": 8, "0b": 2][prefix], base == 0 || base == r {
+            radix = r
+            body = body.dropFirst(2)
+        } else if base == 0 {
+            radix = 10
+            if body.first == "0", body.contains(where: { $0 != "0" }) { return nil }
+        }
+        guard let first = body.first, first != "+", first != "-" else { return nil }
+        return Int(sign + body, radix: radix)
     }
 }

@@ -231,6 +231,33 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(failure("{% set ns = namespace(x=1) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}")?.kind, .limit)
     }
 
+    /// Found while writing the fuzz target (Tools/fuzz/chat_template_fuzz.swift): 64-bit edge
+    /// values trapped (overflow, an invalid radix, a negative index) or allocated without bound.
+    /// The expected results are jinja2's.
+    func testExtremeIntegersNeverTrap() throws {
+        let min = "(-9223372036854775807 - 1)", max = "9223372036854775807"
+        // range(): the element count overflowed Int.
+        XCTAssertEqual(failure("{{ range(\(min), \(max)) }}")?.message,
+                       "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).")
+        XCTAssertEqual(failure("{{ range(\(max), \(min), -1) }}")?.kind, .runtime)
+        XCTAssertEqual(try render("{{ range(5, 0, \(min)) | list }}{{ range(\(max) - 1, \(max), 2) | list }}"), "[5][9223372036854775806]")
+        // -2**63 % -1 in the divisibleby test.
+        XCTAssertEqual(try render("{{ \(min) is divisibleby(-1) }}"), "True")
+        // str.center did not check its width like the center filter does.
+        XCTAssertEqual(failure("{{ 'abc'.center(\(max)) }}")?.kind, .limit)
+        XCTAssertEqual(try render("{{ 'abc'.center(\(min)) }}|{{ 'ab'.center(5, '*') }}"), "abc|**ab*")
+        // int(base=…) outside 2...36 fell through to Swift's Int(_:radix:), which traps; jinja2
+        // falls back to int(float(value)). Base 0 reads prefixes.
+        XCTAssertEqual(try render("{{ '12'|int(base=1) }} {{ '12'|int(base=37) }} {{ '12'|int(base=-1) }} {{ '0x1f'|int(base=0) }} "
+                                  + "{{ '0x1f'|int(base=16) }} {{ '-0b101'|int(base=0) }} {{ '012'|int(base=0) }} {{ '0x-1'|int(base=0) }}"),
+                       "12 12 12 31 31 -5 12 0")
+        // '{-1}' is a keyword field in Python, not index -1.
+        XCTAssertEqual(failure("{{ '{-1}'.format(1) }}")?.message, "'-1'")
+        XCTAssertEqual(failure("{{ '{99999999999999999999}'.format(1) }}")?.kind, .runtime)
+        // [] * 10**18 built an array of 10**18 empty arrays first.
+        XCTAssertEqual(try render("{{ ([] * \(max)) | length }}{{ ([1, 2] * 2) }}"), "0[1, 2, 1, 2]")
+    }
+
     // MARK: - Semantics
 
     func testWhitespaceControlAsTransformersSetsIt() throws {
