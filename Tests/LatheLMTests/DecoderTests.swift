@@ -195,6 +195,23 @@ final class PerplexityTests: XCTestCase {
 }
 
 extension DecoderTests {
+    func testGemma2SoftCappingAndAlternatingWindows() throws {
+        try check("gemma2-tiny")
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/gemma2-tiny"))
+        XCTAssertEqual(model.config.attentionLogitSoftcap, 2)
+        XCTAssertEqual(model.config.finalLogitSoftcap, 3)
+        XCTAssertEqual(model.config.localLayers, [true, false, true])
+        XCTAssertFalse(model.config.qkNorm)
+        // The cap matters on this fixture: without it the logits move.
+        var uncapped = model.config
+        uncapped.attentionLogitSoftcap = nil
+        let weights = Dictionary(uniqueKeysWithValues: model.namedParameters.map { ($0.0, $0.1.value) })
+        let other = try DecoderModel(config: uncapped, weights: weights)
+        let ids = [3, 17, 5, 42, 8, 9]
+        let gap = zip(other.logits(ids).scalars, model.logits(ids).scalars).map { abs($0 - $1) }.max()!
+        XCTAssertGreaterThan(gap, 1e-3)
+    }
+
     func testGemma3SandwichNormsQKNormsAndLocalLayers() throws {
         try check("gemma3-tiny")
         let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/gemma3-tiny"))

@@ -72,11 +72,13 @@ def write(name, model, vocab, seed, extra=None):
 def main():
     only = set(sys.argv[1:])
     if only:
-        known = {"llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny", "bert-tiny", "minilm-reference", "gpt2-tiny"}
+        known = {"llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny", "bert-tiny", "minilm-reference", "gpt2-tiny", "gemma2-tiny"}
         if only - known:
             sys.exit(f"unknown fixture(s) {sorted(only - known)}; known: {sorted(known)}")
         if "gpt2-tiny" in only:
             write_gpt2()
+        if "gemma2-tiny" in only:
+            write_gemma2()
         if "bert-tiny" in only:
             write_bert()
         if "minilm-reference" in only:
@@ -110,7 +112,21 @@ def main():
     write_bert()
     write_minilm_reference()
     write_gpt2()
+    write_gemma2()
     return 0
+
+
+def write_gemma2():
+    """Gemma 2: attention logit soft-capping (a small cap, so that it bites on random weights),
+    final logit soft-capping, alternating local (window 3) and global layers with one RoPE base,
+    sandwich norms (1 + w), GeGLU, query_pre_attn_scalar, no q/k norms."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    torch.manual_seed(7)
+    gemma2 = Gemma2ForCausalLM(Gemma2Config(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                                            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+                                            sliding_window=3, query_pre_attn_scalar=20, attn_logit_softcapping=2.0,
+                                            final_logit_softcapping=3.0, rms_norm_eps=1e-6, attn_implementation="eager"))
+    write("gemma2-tiny", gemma2, 96, 7)
 
 
 def write_bert():
