@@ -77,7 +77,7 @@ public struct DecoderConfig: Sendable, Equatable {
     }
 
     /// The architectures this config describes (`model_type` of config.json).
-    public static let architectures: Set<String> = ["llama", "mistral", "qwen2", "gemma2", "gemma3_text"]
+    public static let architectures: Set<String> = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text"]
 
     /// Whether layer `i` attends through the sliding window, and the window.
     public func window(layer i: Int) -> Int? {
@@ -203,6 +203,7 @@ public struct DecoderConfig: Sendable, Equatable {
             slidingWindow: (json["use_sliding_window"]?.boolValue ?? (type == "mistral")) ? try optionalInt("sliding_window") : nil,
             bosTokenID: try optionalInt("bos_token_id"), eosTokenIDs: eos)
         var c = config
+        if type == "qwen3" { c.qkNorm = true }  // RMSNorm of each query and key head
         if type == "gemma3_text" || type == "gemma2" {
             try c.validate(file: file)  // the sizes, before arrays are made from them
             c.embeddingScale = Float(Double(hidden).squareRoot())

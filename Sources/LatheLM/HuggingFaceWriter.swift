@@ -148,7 +148,7 @@ extension DecoderConfig {
     /// `config.json` for this configuration, in transformers 5's spelling (`rope_parameters`).
     public func huggingFaceJSON(dtype: DType = .float32) -> JSONValue {
         let type = huggingFaceModelType
-        let classes = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+        let classes = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
                        "gemma3_text": "Gemma3ForCausalLM"]
         func rope(_ theta: Double, _ scaling: RopeScaling?) -> JSONValue {
             switch scaling {
@@ -191,9 +191,10 @@ extension DecoderConfig {
         } else {
             m.append(("hidden_act", .string(geluGate ? "gelu_pytorch_tanh" : "silu")))
             m.append(("rope_parameters", rope(ropeTheta, ropeScaling)))
-            if type == "llama" || type == "mistral" { m.append(("attention_bias", .bool(attentionBias))); m.append(("mlp_bias", .bool(false))) }
-            if type == "mistral" || type == "qwen2" { m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null)) }
-            if type == "qwen2" { m.append(("use_sliding_window", .bool(slidingWindow != nil))) }
+            if type != "qwen2" { m.append(("attention_bias", .bool(attentionBias))) }
+            if type == "llama" || type == "mistral" { m.append(("mlp_bias", .bool(false))) }
+            if type != "llama" { m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null)) }
+            if type.hasPrefix("qwen") { m.append(("use_sliding_window", .bool(slidingWindow != nil))) }
         }
         return .object(m)
     }

@@ -195,6 +195,17 @@ final class PerplexityTests: XCTestCase {
 }
 
 extension DecoderTests {
+    func testQwen3QKNormsAndMistralWindow() throws {
+        try check("qwen3-tiny")
+        try check("mistral-tiny")
+        let qwen3 = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/qwen3-tiny"))
+        XCTAssertTrue(qwen3.config.qkNorm)
+        XCTAssertFalse(qwen3.config.attentionBias)
+        XCTAssertEqual(qwen3.config.headDim, 16)
+        let mistral = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/mistral-tiny"))
+        XCTAssertEqual(mistral.config.slidingWindow, 3)
+    }
+
     func testGemma2SoftCappingAndAlternatingWindows() throws {
         try check("gemma2-tiny")
         let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/gemma2-tiny"))
