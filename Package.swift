@@ -38,7 +38,7 @@ let package = Package(
         // Pretrained language models: configs, decoders, key/value caches, generation.
         .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "LatheCompress", "CLatheKernels"]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
-        .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "CLatheBench"]),
+        .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "LatheLM", "CLatheBench"]),
         .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheText", "LatheTrain", "LatheCompress", "LatheLM"]),
         .executableTarget(
             name: "lathe",

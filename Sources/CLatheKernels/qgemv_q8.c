@@ -6,7 +6,8 @@
 // 0..15; int8: the stored q plus 128) and c the block's offset (-8 s, the min, or -128 s), so
 //   row . x = sum_b d_b * (s_b * dot(u_b, q_b) + c_b * sum(q_b)).
 // The integer dot products are exact on every path (vpdpbusd on AVX-512 VNNI, maddubs on AVX2,
-// plain C), and the float combination runs in the same order everywhere: every ISA gives the
+// plain C), and the float combination runs in the same order everywhere (block b goes to lane
+// b % 8 of two 8-lane accumulators, which are then summed by one fixed tree): every ISA gives the
 // same bits, and the scalar path is the naive twin.
 #include "lathe_kernels.h"
 #include "lathe_quant.h"
@@ -46,8 +47,8 @@ static float q8_half(uint16_t h) {
 /// stored even positions first, then odd ones (a code byte holds elements 2j and 2j + 1).
 typedef struct {
     int8_t *q;        // [nb * 32]
-    float *d;         // [nb]
-    int32_t *sum;     // [nb]: sum of the block's q
+    float *d;         // [nb8]: nb rounded up to 8, zeros past nb
+    int32_t *sum;     // [nb8]: sum of the block's q, zeros past nb
 } q8_row;
 
 static void quantize_x(const float *x, long nb, int interleave, q8_row *r) {
@@ -69,19 +70,24 @@ static void quantize_x(const float *x, long nb, int interleave, q8_row *r) {
     }
 }
 
-/// The float part, identical on every path: blocks in order, one fma each for the product and
-/// the offset term.
-static inline float combine(const lathe_wq_matrix *w, long n, long nb, const int32_t *isum, const q8_row *x,
-                            float (*half)(uint16_t)) {
-    float acc = 0.0f, off = 0.0f;
+/// The float part of the scalar path: block b goes to lane b % 8 of `acc` and `off`, then the
+/// fixed tree of tree8. `isum` has nb8 entries (zeros past nb).
+static inline float tree8(const float *a) {
+    const float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
+    return (t0 + t2) + (t1 + t3);
+}
+
+static float combine_scalar(const lathe_wq_matrix *w, long n, long nb, const int32_t *isum, const q8_row *x) {
+    float acc[8] = {0}, off[8] = {0};
     const uint16_t *sc = w->scales + n * nb, *mn = w->mins ? w->mins + n * nb : NULL;
     for (long b = 0; b < nb; b++) {
-        const float s = half(sc[b]);
-        const float c = w->symmetric ? (w->bits == 4 ? -8.0f * s : -128.0f * s) : half(mn[b]);
-        acc = fmaf((float)isum[b], s * x->d[b], acc);
-        off = fmaf(c, x->d[b] * (float)x->sum[b], off);
+        const float s = q8_half(sc[b]);
+        const float c = w->symmetric ? s * (w->bits == 4 ? -8.0f : -128.0f) : q8_half(mn[b]);
+        acc[b & 7] = fmaf((float)isum[b], s * x->d[b], acc[b & 7]);
+        off[b & 7] = fmaf(c, x->d[b] * (float)x->sum[b], off[b & 7]);
     }
-    return acc + off;
+    // Lanes past nb hold 0 + 0 * ... = +0 in the vector paths too.
+    return tree8(acc) + tree8(off);
 }
 
 // ---- Scalar (the naive twin) ----------------------------------------------------------------------
@@ -104,11 +110,42 @@ static void isums_scalar(const lathe_wq_matrix *w, const uint8_t *row, long nb, 
 static float row_scalar(const lathe_wq_matrix *w, long n, long nb, const q8_row *x, int32_t *isum) {
     const long row_bytes = w->bits == 4 ? nb * 16 : nb * QB;
     isums_scalar(w, w->q + n * row_bytes, nb, x, isum);
-    return combine(w, n, nb, isum, x, q8_half);
+    return combine_scalar(w, n, nb, isum, x);
 }
 
 #if defined(__x86_64__)
-static Q8_AVX2 float half_f16c(uint16_t h) { return _cvtsh_ss(h); }
+static inline Q8_AVX2 float tree8_avx2(__m256 v) {
+    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // t_i = a_i + a_(i+4)
+    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));                                   // t0 + t2, t1 + t3
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+}
+
+/// combine_scalar with 8 blocks per step (the same operations lane by lane).
+static inline Q8_AVX2 float combine_avx2(const lathe_wq_matrix *w, long n, long nb, const int32_t *isum, const q8_row *x) {
+    __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+    const uint16_t *sc = w->scales + n * nb, *mn = w->mins ? w->mins + n * nb : NULL;
+    const __m256 k = _mm256_set1_ps(w->bits == 4 ? -8.0f : -128.0f);
+    for (long b = 0; b < nb; b += 8) {
+        __m128i sh, mh = _mm_setzero_si128();
+        if (b + 8 <= nb) {
+            sh = _mm_loadu_si128((const __m128i *)(sc + b));
+            if (mn) mh = _mm_loadu_si128((const __m128i *)(mn + b));
+        } else {
+            uint16_t st[8] = {0}, mt[8] = {0};
+            memcpy(st, sc + b, (size_t)(nb - b) * 2);
+            if (mn) memcpy(mt, mn + b, (size_t)(nb - b) * 2);
+            sh = _mm_loadu_si128((const __m128i *)st);
+            mh = _mm_loadu_si128((const __m128i *)mt);
+        }
+        const __m256 s = _mm256_cvtph_ps(sh), d = _mm256_loadu_ps(x->d + b);
+        const __m256 c = w->symmetric ? _mm256_mul_ps(s, k) : _mm256_cvtph_ps(mh);
+        const __m256 is = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(isum + b)));
+        const __m256 sm = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x->sum + b)));
+        acc = _mm256_fmadd_ps(is, _mm256_mul_ps(s, d), acc);
+        off = _mm256_fmadd_ps(c, _mm256_mul_ps(d, sm), off);
+    }
+    return tree8_avx2(acc) + tree8_avx2(off);
+}
 
 /// Sums of the 8 lanes of a..h into one vector [sum a, ..., sum h].
 static inline Q8_AVX2 __m256i hsum8x8(__m256i a, __m256i b, __m256i c, __m256i d, __m256i e, __m256i f, __m256i g,
@@ -159,7 +196,8 @@ static Q8_AVX2 float row_avx2(const lathe_wq_matrix *w, long n, long nb, const q
         _mm256_storeu_si256((__m256i *)(isum + b), s);
     }
     for (; b < nb; b++) isum[b] = hsum8(dot_avx2(w, row, b, x));
-    return combine(w, n, nb, isum, x, half_f16c);
+    for (; b % 8; b++) isum[b] = 0;
+    return combine_avx2(w, n, nb, isum, x);
 }
 
 static inline Q8_VNNI __m256i dot_vnni(const lathe_wq_matrix *w, const uint8_t *row, long b, const q8_row *x) {
@@ -178,7 +216,8 @@ static Q8_VNNI float row_vnni(const lathe_wq_matrix *w, long n, long nb, const q
         _mm256_storeu_si256((__m256i *)(isum + b), s);
     }
     for (; b < nb; b++) isum[b] = hsum8(dot_vnni(w, row, b, x));
-    return combine(w, n, nb, isum, x, half_f16c);
+    for (; b % 8; b++) isum[b] = 0;
+    return combine_avx2(w, n, nb, isum, x);
 }
 
 static int q8_has_vnni(void) {
@@ -227,7 +266,8 @@ typedef struct {
 static void q8_task(void *ctx, long t) {
     const q8_job *j = (const q8_job *)ctx;
     int32_t isum[256];
-    int32_t *sums = j->nb <= 256 ? isum : (int32_t *)malloc((size_t)j->nb * sizeof(int32_t));
+    const long nb8 = (j->nb + 7) / 8 * 8;
+    int32_t *sums = nb8 <= 256 ? isum : (int32_t *)malloc((size_t)nb8 * sizeof(int32_t));
     if (!sums) return;
     const long r0 = t * Q8_ROWS_PER_TASK, r1 = r0 + Q8_ROWS_PER_TASK < j->N ? r0 + Q8_ROWS_PER_TASK : j->N;
     for (long n = r0; n < r1; n++) j->y[n] = j->row(j->w, n, j->nb, j->x, sums) + (j->bias ? j->bias[n] : 0.0f);
@@ -245,10 +285,10 @@ void lathe_wq_gemv_q8(long M, long N, long K, const float *X, long ldx, const la
         lathe_wq_gemm(M, N, K, X, ldx, w, bias, Y, ldy);
         return;
     }
-    const long nb = K / QB;
+    const long nb = K / QB, nb8 = (nb + 7) / 8 * 8;
     int8_t *q = (int8_t *)aligned_alloc(64, ((size_t)K + 63) & ~(size_t)63);
-    float *d = (float *)malloc((size_t)nb * sizeof(float));
-    int32_t *s = (int32_t *)malloc((size_t)nb * sizeof(int32_t));
+    float *d = (float *)calloc((size_t)nb8, sizeof(float));
+    int32_t *s = (int32_t *)calloc((size_t)nb8, sizeof(int32_t));
     if (!q || !d || !s) {  // out of memory: the float path needs no buffers
         free(q), free(d), free(s);
         lathe_wq_gemm(M, N, K, X, ldx, w, bias, Y, ldy);

@@ -182,7 +182,8 @@ final class WeightOnlyKernelTests: XCTestCase {
 /// from its definition, on every ISA and thread count: the same bits.
 final class Int8ActivationGemvTests: XCTestCase {
     /// x quantized per 32-block (d = amax / 127, roundf), integer block dots of the codes read
-    /// as unsigned (int8: q + 128), then per block in order acc += isum * (s d), off += c * (d sum).
+    /// as unsigned (int8: q + 128), then block b into lane b % 8: acc += isum * (s d),
+    /// off += c * (d sum), and the lanes summed by the tree ((0+4) + (2+6)) + ((1+5) + (3+7)).
     func reference(x: [Float], w: GroupwiseWeights, bias: [Float]?) -> [Float] {
         let k = w.cols, nb = k / 32
         var y = [Float](repeating: 0, count: w.rows)
@@ -196,7 +197,7 @@ final class Int8ActivationGemvTests: XCTestCase {
         }
         func half(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
         for n in 0..<w.rows {
-            var acc: Float = 0, off: Float = 0
+            var acc = [Float](repeating: 0, count: 8), off = acc
             for b in 0..<nb {
                 var isum: Int32 = 0
                 for j in 0..<32 {
@@ -207,11 +208,12 @@ final class Int8ActivationGemvTests: XCTestCase {
                     isum += u * q[kk]
                 }
                 let s = half(w.scales[n * nb + b])
-                let c: Float = w.scheme.symmetric ? (w.scheme.bits == 4 ? -8 * s : -128 * s) : half(w.mins[n * nb + b])
-                acc = acc.addingProduct(Float(isum), s * d[b])
-                off = off.addingProduct(c, d[b] * Float(sums[b]))
+                let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -128) : half(w.mins[n * nb + b])
+                acc[b % 8] = acc[b % 8].addingProduct(Float(isum), s * d[b])
+                off[b % 8] = off[b % 8].addingProduct(c, d[b] * Float(sums[b]))
             }
-            y[n] = acc + off + (bias?[n] ?? 0)
+            func tree(_ a: [Float]) -> Float { ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])) }
+            y[n] = tree(acc) + tree(off) + (bias?[n] ?? 0)
         }
         return y
     }
