@@ -1,4 +1,4 @@
-// Group-32 weight-only GEMV with 8-bit activations (lathe_quant.h, lathe_wq_gemv_q8): the
+// Group-32 weight-only GEMV with 8-bit activations (lathe_quant.h, lathe_wq_gemv_repacked): the
 // decode path of quantized language models, as llama.cpp computes Q4_0/Q4_1/Q8_0 x Q8.
 //
 // Each 32-element block of x is quantized to int8 (d = amax / 127, q = roundf(x / d), as ggml's
@@ -6,9 +6,8 @@
 // 0..15; int8: the stored q plus 128) and c the block's offset (-8 s, the min, or -128 s), so
 //   row . x = sum_b d_b * (s_b * dot(u_b, q_b) + c_b * sum(q_b)).
 // The integer dot products are exact on every path (vpdpbusd on AVX-512 VNNI, maddubs on AVX2,
-// plain C), and the float combination runs in the same order everywhere (block b goes to lane
-// b % 8 of two 8-lane accumulators, which are then summed by one fixed tree): every ISA gives the
-// same bits, and the scalar path is the naive twin.
+// plain C), and the float combination runs block by block for each row everywhere: every ISA
+// gives the same bits, and the scalar path is the naive twin.
 #include "lathe_kernels.h"
 #include "lathe_quant.h"
 
@@ -43,15 +42,14 @@ static float q8_half(uint16_t h) {
     return f;
 }
 
-/// The activations of one row, quantized per block. For int4 weights each block's 32 values are
-/// stored even positions first, then odd ones (a code byte holds elements 2j and 2j + 1).
+/// The activations of one row, quantized per block.
 typedef struct {
     int8_t *q;        // [nb * 32]
-    float *d;         // [nb8]: nb rounded up to 8, zeros past nb
-    int32_t *sum;     // [nb8]: sum of the block's q, zeros past nb
+    float *d;         // [nb]
+    int32_t *sum;     // [nb]: sum of the block's q
 } q8_row;
 
-static void quantize_x(const float *x, long nb, int interleave, q8_row *r) {
+static void quantize_x(const float *x, long nb, q8_row *r) {
     for (long b = 0; b < nb; b++) {
         const float *xb = x + b * QB;
         float amax = 0.0f;
@@ -61,8 +59,7 @@ static void quantize_x(const float *x, long nb, int interleave, q8_row *r) {
         int8_t *q = r->q + b * QB;
         for (int j = 0; j < QB; j++) {
             const int v = (int)roundf(xb[j] * id);
-            const int at = interleave ? (j & 1) * 16 + j / 2 : j;
-            q[at] = (int8_t)v;
+            q[j] = (int8_t)v;
             s += v;
         }
         r->d[b] = d;
@@ -70,156 +67,7 @@ static void quantize_x(const float *x, long nb, int interleave, q8_row *r) {
     }
 }
 
-/// The float part of the scalar path: block b goes to lane b % 8 of `acc` and `off`, then the
-/// fixed tree of tree8. `isum` has nb8 entries (zeros past nb).
-static inline float tree8(const float *a) {
-    const float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
-    return (t0 + t2) + (t1 + t3);
-}
-
-static float combine_scalar(const lathe_wq_matrix *w, long n, long nb, const int32_t *isum, const q8_row *x) {
-    float acc[8] = {0}, off[8] = {0};
-    const uint16_t *sc = w->scales + n * nb, *mn = w->mins ? w->mins + n * nb : NULL;
-    for (long b = 0; b < nb; b++) {
-        const float s = q8_half(sc[b]);
-        const float c = w->symmetric ? s * (w->bits == 4 ? -8.0f : -128.0f) : q8_half(mn[b]);
-        acc[b & 7] = fmaf((float)isum[b], s * x->d[b], acc[b & 7]);
-        off[b & 7] = fmaf(c, x->d[b] * (float)x->sum[b], off[b & 7]);
-    }
-    // Lanes past nb hold 0 + 0 * ... = +0 in the vector paths too.
-    return tree8(acc) + tree8(off);
-}
-
-// ---- Scalar (the naive twin) ----------------------------------------------------------------------
-
-static void isums_scalar(const lathe_wq_matrix *w, const uint8_t *row, long nb, const q8_row *x, int32_t *isum) {
-    for (long b = 0; b < nb; b++) {
-        const int8_t *q = x->q + b * QB;
-        int32_t s = 0;
-        if (w->bits == 4) {
-            const uint8_t *c = row + b * 16;
-            for (int j = 0; j < 16; j++) s += (int32_t)(c[j] & 0xF) * q[j] + (int32_t)(c[j] >> 4) * q[16 + j];
-        } else {
-            const uint8_t *c = row + b * QB;
-            for (int j = 0; j < QB; j++) s += ((int32_t)(int8_t)c[j] + 128) * q[j];
-        }
-        isum[b] = s;
-    }
-}
-
-static float row_scalar(const lathe_wq_matrix *w, long n, long nb, const q8_row *x, int32_t *isum) {
-    const long row_bytes = w->bits == 4 ? nb * 16 : nb * QB;
-    isums_scalar(w, w->q + n * row_bytes, nb, x, isum);
-    return combine_scalar(w, n, nb, isum, x);
-}
-
 #if defined(__x86_64__)
-static inline Q8_AVX2 float tree8_avx2(__m256 v) {
-    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // t_i = a_i + a_(i+4)
-    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));                                   // t0 + t2, t1 + t3
-    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
-}
-
-/// combine_scalar with 8 blocks per step (the same operations lane by lane).
-static inline Q8_AVX2 float combine_avx2(const lathe_wq_matrix *w, long n, long nb, const int32_t *isum, const q8_row *x) {
-    __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
-    const uint16_t *sc = w->scales + n * nb, *mn = w->mins ? w->mins + n * nb : NULL;
-    const __m256 k = _mm256_set1_ps(w->bits == 4 ? -8.0f : -128.0f);
-    for (long b = 0; b < nb; b += 8) {
-        __m128i sh, mh = _mm_setzero_si128();
-        if (b + 8 <= nb) {
-            sh = _mm_loadu_si128((const __m128i *)(sc + b));
-            if (mn) mh = _mm_loadu_si128((const __m128i *)(mn + b));
-        } else {
-            uint16_t st[8] = {0}, mt[8] = {0};
-            memcpy(st, sc + b, (size_t)(nb - b) * 2);
-            if (mn) memcpy(mt, mn + b, (size_t)(nb - b) * 2);
-            sh = _mm_loadu_si128((const __m128i *)st);
-            mh = _mm_loadu_si128((const __m128i *)mt);
-        }
-        const __m256 s = _mm256_cvtph_ps(sh), d = _mm256_loadu_ps(x->d + b);
-        const __m256 c = w->symmetric ? _mm256_mul_ps(s, k) : _mm256_cvtph_ps(mh);
-        const __m256 is = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(isum + b)));
-        const __m256 sm = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x->sum + b)));
-        acc = _mm256_fmadd_ps(is, _mm256_mul_ps(s, d), acc);
-        off = _mm256_fmadd_ps(c, _mm256_mul_ps(d, sm), off);
-    }
-    return tree8_avx2(acc) + tree8_avx2(off);
-}
-
-/// Sums of the 8 lanes of a..h into one vector [sum a, ..., sum h].
-static inline Q8_AVX2 __m256i hsum8x8(__m256i a, __m256i b, __m256i c, __m256i d, __m256i e, __m256i f, __m256i g,
-                                      __m256i h) {
-    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
-    const __m256i ef = _mm256_hadd_epi32(e, f), gh = _mm256_hadd_epi32(g, h);
-    const __m256i abcd = _mm256_hadd_epi32(ab, cd), efgh = _mm256_hadd_epi32(ef, gh);
-    // abcd: lane 128-bit halves hold partial sums of a,b,c,d; add the halves.
-    const __m256i lo = _mm256_permute2x128_si256(abcd, efgh, 0x20), hi = _mm256_permute2x128_si256(abcd, efgh, 0x31);
-    return _mm256_add_epi32(lo, hi);
-}
-
-static inline Q8_AVX2 int32_t hsum8(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
-
-/// The codes of block b as 32 unsigned bytes in the order of the quantized activations.
-static inline Q8_AVX2 __m256i codes_u8(const lathe_wq_matrix *w, const uint8_t *row, long b) {
-    if (w->bits == 4) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)(row + b * 16)), m = _mm_set1_epi8(0x0F);
-        return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-    }
-    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + b * QB)), _mm256_set1_epi8((char)0x80));
-}
-
-/// dot(u, q) as 8 int32 lanes, AVX2: maddubs is exact for int4 codes (pairs <= 2*15*127); int8
-/// codes go through the sign trick on the signed q (pairs <= 2*128*127) plus 128 * sum(q).
-static inline Q8_AVX2 __m256i dot_avx2(const lathe_wq_matrix *w, const uint8_t *row, long b, const q8_row *x) {
-    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + b * QB)), ones = _mm256_set1_epi16(1);
-    if (w->bits == 4) return _mm256_madd_epi16(_mm256_maddubs_epi16(codes_u8(w, row, b), q), ones);
-    const __m256i c = _mm256_loadu_si256((const __m256i *)(row + b * QB));
-    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(q, c)), ones);
-    // + 128 * sum(q), spread over the lanes: lane 0 carries it.
-    return _mm256_add_epi32(p, _mm256_setr_epi32(128 * x->sum[b], 0, 0, 0, 0, 0, 0, 0));
-}
-
-static Q8_AVX2 float row_avx2(const lathe_wq_matrix *w, long n, long nb, const q8_row *x, int32_t *isum) {
-    const long row_bytes = w->bits == 4 ? nb * 16 : nb * QB;
-    const uint8_t *row = w->q + n * row_bytes;
-    long b = 0;
-    for (; b + 8 <= nb; b += 8) {
-        const __m256i s = hsum8x8(dot_avx2(w, row, b, x), dot_avx2(w, row, b + 1, x), dot_avx2(w, row, b + 2, x),
-                                  dot_avx2(w, row, b + 3, x), dot_avx2(w, row, b + 4, x), dot_avx2(w, row, b + 5, x),
-                                  dot_avx2(w, row, b + 6, x), dot_avx2(w, row, b + 7, x));
-        _mm256_storeu_si256((__m256i *)(isum + b), s);
-    }
-    for (; b < nb; b++) isum[b] = hsum8(dot_avx2(w, row, b, x));
-    for (; b % 8; b++) isum[b] = 0;
-    return combine_avx2(w, n, nb, isum, x);
-}
-
-static inline Q8_VNNI __m256i dot_vnni(const lathe_wq_matrix *w, const uint8_t *row, long b, const q8_row *x) {
-    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + b * QB));
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes_u8(w, row, b), q);
-}
-
-static Q8_VNNI float row_vnni(const lathe_wq_matrix *w, long n, long nb, const q8_row *x, int32_t *isum) {
-    const long row_bytes = w->bits == 4 ? nb * 16 : nb * QB;
-    const uint8_t *row = w->q + n * row_bytes;
-    long b = 0;
-    for (; b + 8 <= nb; b += 8) {
-        const __m256i s = hsum8x8(dot_vnni(w, row, b, x), dot_vnni(w, row, b + 1, x), dot_vnni(w, row, b + 2, x),
-                                  dot_vnni(w, row, b + 3, x), dot_vnni(w, row, b + 4, x), dot_vnni(w, row, b + 5, x),
-                                  dot_vnni(w, row, b + 6, x), dot_vnni(w, row, b + 7, x));
-        _mm256_storeu_si256((__m256i *)(isum + b), s);
-    }
-    for (; b < nb; b++) isum[b] = hsum8(dot_vnni(w, row, b, x));
-    for (; b % 8; b++) isum[b] = 0;
-    return combine_avx2(w, n, nb, isum, x);
-}
-
 static int q8_has_vnni(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
@@ -232,78 +80,231 @@ static int q8_has_vnni(void) {
 }
 #endif
 
-typedef float (*q8_row_fn)(const lathe_wq_matrix *, long, long, const q8_row *, int32_t *);
+// ---- Repacked decode layout: 16 rows per vector ----------------------------------------------------
+//
+// For each group of 16 rows and each 32-element block, the codes of the 16 rows are interleaved so
+// that one 64-byte vector holds 4 consecutive k for each row (lane r = row r): vpdpbusd with the
+// 4 matching activation bytes broadcast adds one row's 4 products into each lane, and a block's
+// integer dot products end in the 16 lanes without any horizontal sum.
+//   int4: per block 4 vectors; vector s, lane r, byte j: code(k = 8s + j) | code(k = 8s + 4 + j) << 4.
+//   int8: per block 8 vectors; vector s, lane r, byte j: code(k = 4s + j) + 128.
+// Scales (and mins) follow as fp16 [groups][blocks][16]. Rows past N are zero.
 
-static q8_row_fn pick_row(void) {
-    switch (lathe_active_isa()) {
-#if defined(__x86_64__)
-    case LATHE_ISA_AVX512: return q8_has_vnni() ? row_vnni : row_avx2;
-    case LATHE_ISA_AVX2: return row_avx2;
-#endif
-    default: return row_scalar;
-    }
+size_t lathe_wq_repacked_size(const lathe_wq_matrix *w, long N, long K) {
+    const long g = (N + 15) / 16, nb = K / QB;
+    const size_t codes = (size_t)g * nb * 16 * (w->bits == 4 ? 16 : 32);
+    const size_t scales = (size_t)g * nb * 16 * 2 * (w->symmetric ? 1 : 2);
+    return codes + scales;
 }
 
-const char *lathe_wq_gemv_q8_variant(void) {
-    const q8_row_fn f = pick_row();
-#if defined(__x86_64__)
-    if (f == row_vnni) return "avx512-vnni";
-    if (f == row_avx2) return "avx2";
-#endif
-    (void)f;
-    return "scalar";
+void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
+    const long groups = (N + 15) / 16, nb = K / QB, row_bytes = w->bits == 4 ? K / 2 : K;
+    const long block_bytes = 16 * (w->bits == 4 ? 16 : 32);
+    uint8_t *codes = out;
+    uint16_t *scales = (uint16_t *)(out + (size_t)groups * nb * block_bytes);
+    uint16_t *mins = scales + (size_t)groups * nb * 16;
+    memset(out, 0, lathe_wq_repacked_size(w, N, K));
+    for (long n = 0; n < N; n++) {
+        const long g = n / 16, r = n % 16;
+        const uint8_t *row = w->q + n * row_bytes;
+        for (long b = 0; b < nb; b++) {
+            uint8_t *blk = codes + (g * nb + b) * block_bytes;
+            scales[(g * nb + b) * 16 + r] = w->scales[n * nb + b];
+            if (!w->symmetric) mins[(g * nb + b) * 16 + r] = w->mins[n * nb + b];
+            for (int kk = 0; kk < QB; kk++) {
+                const long k = b * QB + kk;
+                if (w->bits == 4) {
+                    const uint8_t u = (row[k >> 1] >> ((k & 1) * 4)) & 0xF;
+                    const int s = kk / 8, j = kk % 8;
+                    blk[s * 64 + r * 4 + (j & 3)] |= (uint8_t)(j < 4 ? u : u << 4);
+                } else {
+                    const int s = kk / 4, j = kk % 4;
+                    blk[s * 64 + r * 4 + j] = (uint8_t)((int)(int8_t)row[k] + 128);
+                }
+            }
+        }
+    }
 }
 
 typedef struct {
-    const lathe_wq_matrix *w;
-    long N, nb;
-    const q8_row *x;
+    const uint8_t *packed;
+    int bits, symmetric;
+    long N, nb, groups;
+    const int8_t *q;      // natural order
+    const float *d;
+    const int32_t *sum;
     const float *bias;
     float *y;
-    q8_row_fn row;
-} q8_job;
+} r16_job;
 
-static void q8_task(void *ctx, long t) {
-    const q8_job *j = (const q8_job *)ctx;
-    int32_t isum[256];
-    const long nb8 = (j->nb + 7) / 8 * 8;
-    int32_t *sums = nb8 <= 256 ? isum : (int32_t *)malloc((size_t)nb8 * sizeof(int32_t));
-    if (!sums) return;
-    const long r0 = t * Q8_ROWS_PER_TASK, r1 = r0 + Q8_ROWS_PER_TASK < j->N ? r0 + Q8_ROWS_PER_TASK : j->N;
-    for (long n = r0; n < r1; n++) j->y[n] = j->row(j->w, n, j->nb, j->x, sums) + (j->bias ? j->bias[n] : 0.0f);
-    if (sums != isum) free(sums);
+static inline const uint8_t *r16_codes(const r16_job *j, long g, long b) {
+    return j->packed + (g * j->nb + b) * 16 * (j->bits == 4 ? 16 : 32);
+}
+static inline const uint16_t *r16_scales(const r16_job *j, long g, long b) {
+    const uint16_t *s = (const uint16_t *)(j->packed + (size_t)j->groups * j->nb * 16 * (j->bits == 4 ? 16 : 32));
+    return s + (g * j->nb + b) * 16;
+}
+static inline const uint16_t *r16_mins(const r16_job *j, long g, long b) {
+    return r16_scales(j, g, b) + (size_t)j->groups * j->nb * 16;
 }
 
-int lathe_wq_gemv_q8_supported(const lathe_wq_matrix *w, long K) {
+/// The naive twin: per row, block by block, acc += isum * (s d), off += c * (d sum); y = acc + off.
+static void r16_group_scalar(const r16_job *j, long g) {
+    for (int r = 0; r < 16 && g * 16 + r < j->N; r++) {
+        float acc = 0.0f, off = 0.0f;
+        for (long b = 0; b < j->nb; b++) {
+            const uint8_t *c = r16_codes(j, g, b);
+            const int8_t *q = j->q + b * QB;
+            int32_t isum = 0;
+            for (int kk = 0; kk < QB; kk++) {
+                int u;
+                if (j->bits == 4) {
+                    const int s = kk / 8, jj = kk % 8;
+                    const uint8_t byte = c[s * 64 + r * 4 + (jj & 3)];
+                    u = jj < 4 ? (byte & 0xF) : (byte >> 4);
+                } else {
+                    u = c[(kk / 4) * 64 + r * 4 + kk % 4];
+                }
+                isum += u * q[kk];
+            }
+            const float s = q8_half(r16_scales(j, g, b)[r]);
+            const float cc = j->symmetric ? s * (j->bits == 4 ? -8.0f : -128.0f) : q8_half(r16_mins(j, g, b)[r]);
+            acc = fmaf((float)isum, s * j->d[b], acc);
+            off = fmaf(cc, j->d[b] * (float)j->sum[b], off);
+        }
+        const long n = g * 16 + r;
+        j->y[n] = acc + off + (j->bias ? j->bias[n] : 0.0f);
+    }
+}
+
+#if defined(__x86_64__)
+static Q8_VNNI void r16_group_vnni(const r16_job *j, long g) {
+    __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    const __m512 k = _mm512_set1_ps(j->bits == 4 ? -8.0f : -128.0f);
+    for (long b = 0; b < j->nb; b++) {
+        const uint8_t *c = r16_codes(j, g, b);
+        const int32_t *q = (const int32_t *)(j->q + b * QB);
+        __m512i isum = _mm512_setzero_si512();
+        if (j->bits == 4) {
+            for (int s = 0; s < 4; s++) {
+                const __m512i v = _mm512_loadu_si512(c + s * 64);
+                isum = _mm512_dpbusd_epi32(isum, _mm512_and_si512(v, low), _mm512_set1_epi32(q[2 * s]));
+                isum = _mm512_dpbusd_epi32(isum, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), _mm512_set1_epi32(q[2 * s + 1]));
+            }
+        } else {
+            for (int s = 0; s < 8; s++) isum = _mm512_dpbusd_epi32(isum, _mm512_loadu_si512(c + s * 64), _mm512_set1_epi32(q[s]));
+        }
+        const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)r16_scales(j, g, b)));
+        const __m512 cc = j->symmetric ? _mm512_mul_ps(sc, k) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)r16_mins(j, g, b)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(j->d[b])), acc);
+        off = _mm512_fmadd_ps(cc, _mm512_set1_ps(j->d[b] * (float)j->sum[b]), off);
+    }
+    float y[16];
+    _mm512_storeu_ps(y, _mm512_add_ps(acc, off));
+    for (int r = 0; r < 16 && g * 16 + r < j->N; r++) j->y[g * 16 + r] = y[r] + (j->bias ? j->bias[g * 16 + r] : 0.0f);
+}
+
+/// AVX2: 8 rows per ymm (two halves of the 16-row group); maddubs + madd give each lane's 4
+/// products (pairs <= 2 * 255 * 127 would overflow int16 for int8 codes, so int8 takes the
+/// sign trick on the codes minus 128).
+static Q8_AVX2 void r16_group_avx2(const r16_job *j, long g) {
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bias128 = _mm256_set1_epi8((char)0x80);
+    const __m256 k = _mm256_set1_ps(j->bits == 4 ? -8.0f : -128.0f);
+    for (int h = 0; h < 2; h++) {
+        __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+        for (long b = 0; b < j->nb; b++) {
+            const uint8_t *c = r16_codes(j, g, b) + h * 32;
+            const int32_t *q = (const int32_t *)(j->q + b * QB);
+            __m256i isum = _mm256_setzero_si256();
+            if (j->bits == 4) {
+                for (int s = 0; s < 4; s++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(c + s * 64));
+                    const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, low), _mm256_set1_epi32(q[2 * s]));
+                    const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), _mm256_set1_epi32(q[2 * s + 1]));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
+                }
+            } else {
+                for (int s = 0; s < 8; s++) {
+                    const __m256i sv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(c + s * 64)), bias128);  // the signed code
+                    const __m256i xv = _mm256_set1_epi32(q[s]);
+                    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(sv, sv), _mm256_sign_epi8(xv, sv));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                }
+                isum = _mm256_add_epi32(isum, _mm256_set1_epi32(128 * j->sum[b]));
+            }
+            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r16_scales(j, g, b) + h * 8)));
+            const __m256 cc = j->symmetric ? _mm256_mul_ps(sc, k) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r16_mins(j, g, b) + h * 8)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(sc, _mm256_set1_ps(j->d[b])), acc);
+            off = _mm256_fmadd_ps(cc, _mm256_set1_ps(j->d[b] * (float)j->sum[b]), off);
+        }
+        float y[8];
+        _mm256_storeu_ps(y, _mm256_add_ps(acc, off));
+        for (int r = 0; r < 8 && g * 16 + h * 8 + r < j->N; r++) {
+            const long n = g * 16 + h * 8 + r;
+            j->y[n] = y[r] + (j->bias ? j->bias[n] : 0.0f);
+        }
+    }
+}
+#endif
+
+typedef void (*r16_fn)(const r16_job *, long);
+typedef struct { const r16_job *j; r16_fn f; long per_task; } r16_ctx;
+
+static void r16_task(void *ctx, long t) {
+    const r16_ctx *c = (const r16_ctx *)ctx;
+    const long g0 = t * c->per_task, g1 = g0 + c->per_task < c->j->groups ? g0 + c->per_task : c->j->groups;
+    for (long g = g0; g < g1; g++) c->f(c->j, g);
+}
+
+const char *lathe_wq_gemv_variant(void) {
+#if defined(__x86_64__)
+    switch (lathe_active_isa()) {
+    case LATHE_ISA_AVX512: return q8_has_vnni() ? "avx512-vnni" : "avx2";
+    case LATHE_ISA_AVX2: return "avx2";
+    default: break;
+    }
+#endif
+    return "scalar";
+}
+
+int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K) {
     return w->group_size == QB && K > 0 && K % QB == 0 && (w->bits == 4 || (w->bits == 8 && w->symmetric));
 }
 
-void lathe_wq_gemv_q8(long M, long N, long K, const float *X, long ldx, const lathe_wq_matrix *w, const float *bias,
-                      float *Y, long ldy) {
-    if (M <= 0 || N <= 0) return;
-    if (!lathe_wq_gemv_q8_supported(w, K)) {
-        lathe_wq_gemm(M, N, K, X, ldx, w, bias, Y, ldy);
-        return;
-    }
-    const long nb = K / QB, nb8 = (nb + 7) / 8 * 8;
+void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, int bits, int symmetric,
+                            const float *bias, float *Y, long ldy) {
+    if (M <= 0 || N <= 0 || K <= 0 || K % QB) return;
+    const long nb = K / QB;
     int8_t *q = (int8_t *)aligned_alloc(64, ((size_t)K + 63) & ~(size_t)63);
-    float *d = (float *)calloc((size_t)nb8, sizeof(float));
-    int32_t *s = (int32_t *)calloc((size_t)nb8, sizeof(int32_t));
-    if (!q || !d || !s) {  // out of memory: the float path needs no buffers
+    float *d = (float *)calloc((size_t)nb, sizeof(float));
+    int32_t *s = (int32_t *)calloc((size_t)nb, sizeof(int32_t));
+    if (!q || !d || !s) {
         free(q), free(d), free(s);
-        lathe_wq_gemm(M, N, K, X, ldx, w, bias, Y, ldy);
         return;
     }
+    r16_fn f = r16_group_scalar;
+#if defined(__x86_64__)
+    switch (lathe_active_isa()) {
+    case LATHE_ISA_AVX512: f = q8_has_vnni() ? r16_group_vnni : r16_group_avx2; break;
+    case LATHE_ISA_AVX2: f = r16_group_avx2; break;
+    default: break;
+    }
+#endif
     q8_row x = {.q = q, .d = d, .sum = s};
-    const q8_row_fn row = pick_row();
-    const long tasks = (N + Q8_ROWS_PER_TASK - 1) / Q8_ROWS_PER_TASK;
+    const long groups = (N + 15) / 16;
     for (long m = 0; m < M; m++) {
-        quantize_x(X + m * ldx, nb, w->bits == 4, &x);
-        q8_job j = {.w = w, .N = N, .nb = nb, .x = &x, .bias = bias, .y = Y + m * ldy, .row = row};
-        if (tasks <= 1 || lathe_num_threads() <= 1 || (double)N * (double)K < 65536.0) {
-            for (long t = 0; t < tasks; t++) q8_task(&j, t);
+        quantize_x(X + m * ldx, nb, &x);
+        r16_job j = {.packed = packed, .bits = bits, .symmetric = symmetric, .N = N, .nb = nb, .groups = groups,
+                     .q = q, .d = d, .sum = s, .bias = bias, .y = Y + m * ldy};
+        const int threads = lathe_num_threads();
+        if (threads <= 1 || (double)N * (double)K < 65536.0) {
+            for (long g = 0; g < groups; g++) f(&j, g);
         } else {
-            lathe_parallel_for(tasks, q8_task, &j);
+            // A few tasks per thread, so that an uneven split costs little.
+            const long tasks = groups < 4L * threads ? groups : 4L * threads;
+            r16_ctx c = {.j = &j, .f = f, .per_task = (groups + tasks - 1) / tasks};
+            lathe_parallel_for((groups + c.per_task - 1) / c.per_task, r16_task, &c);
         }
     }
     free(q), free(d), free(s);

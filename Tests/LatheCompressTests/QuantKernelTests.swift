@@ -178,12 +178,11 @@ final class WeightOnlyKernelTests: XCTestCase {
     }
 }
 
-/// The decode kernel with 8-bit activations (`lathe_wq_gemv_q8`) against a naive twin written
+/// The decode kernel with 8-bit activations (`lathe_wq_gemv_repacked`) against a naive twin written
 /// from its definition, on every ISA and thread count: the same bits.
 final class Int8ActivationGemvTests: XCTestCase {
     /// x quantized per 32-block (d = amax / 127, roundf), integer block dots of the codes read
-    /// as unsigned (int8: q + 128), then block b into lane b % 8: acc += isum * (s d),
-    /// off += c * (d sum), and the lanes summed by the tree ((0+4) + (2+6)) + ((1+5) + (3+7)).
+    /// as unsigned (int8: q + 128), then block by block acc += isum * (s d), off += c * (d sum).
     func reference(x: [Float], w: GroupwiseWeights, bias: [Float]?) -> [Float] {
         let k = w.cols, nb = k / 32
         var y = [Float](repeating: 0, count: w.rows)
@@ -197,7 +196,7 @@ final class Int8ActivationGemvTests: XCTestCase {
         }
         func half(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
         for n in 0..<w.rows {
-            var acc = [Float](repeating: 0, count: 8), off = acc
+            var acc: Float = 0, off: Float = 0
             for b in 0..<nb {
                 var isum: Int32 = 0
                 for j in 0..<32 {
@@ -209,11 +208,10 @@ final class Int8ActivationGemvTests: XCTestCase {
                 }
                 let s = half(w.scales[n * nb + b])
                 let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -128) : half(w.mins[n * nb + b])
-                acc[b % 8] = acc[b % 8].addingProduct(Float(isum), s * d[b])
-                off[b % 8] = off[b % 8].addingProduct(c, d[b] * Float(sums[b]))
+                acc = acc.addingProduct(Float(isum), s * d[b])
+                off = off.addingProduct(c, d[b] * Float(sums[b]))
             }
-            func tree(_ a: [Float]) -> Float { ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])) }
-            y[n] = tree(acc) + tree(off) + (bias?[n] ?? 0)
+            y[n] = acc + off + (bias?[n] ?? 0)
         }
         return y
     }
@@ -234,7 +232,7 @@ final class Int8ActivationGemvTests: XCTestCase {
                 let dense = QuantReference.weightOnlyMatmul(x: x, m: m, weights: g, bias: bias)
                 forEachISAAndThreads { label in
                     let y = layer(Tensor(x, shape: [m, k])).scalars
-                    XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(scheme) \(m)x\(n)x\(k) \(label) \(String(cString: lathe_wq_gemv_q8_variant()))")
+                    XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(scheme) \(m)x\(n)x\(k) \(label) \(String(cString: lathe_wq_gemv_variant()))")
                     // 8-bit activations cost a little precision: each x moves by at most 1/254 of its block's
                     // largest |x| (3 here), times weights up to 1.5 in size, over k terms of random sign.
                     let worst = zip(y, dense).map { abs($0 - $1) }.max()!
