@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "CLatheBench", dependencies: ["CLatheKernels"]),
         .target(name: "LatheTensor", dependencies: ["CLatheKernels"]),
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO", "CLatheKernels"]),
-        .target(name: "LatheData", dependencies: ["LatheTensor", "CLatheKernels"], resources: [.copy("Resources")]),
+        .target(name: "LatheData", dependencies: ["LatheTensor", "LatheText", "CLatheKernels"], resources: [.copy("Resources")]),
         .target(name: "LatheIO", dependencies: ["LatheTensor"]),
         // Tokenizers: byte-level BPE, SentencePiece BPE, WordPiece, Unigram; tokenizer.json and GGUF vocabularies.
         .target(name: "LatheText", dependencies: ["LatheIO"]),

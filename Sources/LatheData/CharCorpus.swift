@@ -1,49 +1,29 @@
 import Foundation
 import LatheTensor
+import LatheText
 
-/// A text as a sequence of character ids, for character-level language models.
-///
-/// The vocabulary is the text's distinct Unicode scalars, sorted by code point; id `i` is
-/// `vocabulary[i]`. Splits share their parent's vocabulary.
+/// A text as a sequence of character ids, for character-level language models: a
+/// ``CharacterTokenizer`` (the text's distinct Unicode scalars, sorted by code point; id `i` is
+/// `vocabulary[i]`) and the text encoded with it. Splits share their parent's tokenizer.
 public struct CharCorpus: Sendable {
-    /// The characters, sorted; a character's id is its index here.
-    public let vocabulary: [Unicode.Scalar]
+    /// The character tokenizer (a `Tokenizer`, so generation and the text tools take it).
+    public let tokenizer: CharacterTokenizer
     /// The text as ids.
     public let ids: [Int32]
-    /// id of each ASCII scalar, -1 when absent.
-    let asciiIDs: [Int32]
-    let otherIDs: [Unicode.Scalar: Int32]
+    /// The characters, sorted; a character's id is its index here.
+    public var vocabulary: [Unicode.Scalar] { tokenizer.vocabulary }
 
     /// Builds the vocabulary from `text` and encodes it.
     public init(text: String) {
-        var seenASCII = [Bool](repeating: false, count: 128)
-        var others = Set<Unicode.Scalar>()
-        var text = text
-        let allASCII = text.withUTF8 { utf8 in
-            var ascii = true
-            for b in utf8 {
-                if b < 128 { seenASCII[Int(b)] = true } else { ascii = false }
-            }
-            return ascii
-        }
-        if !allASCII {
-            for s in text.unicodeScalars where s.value >= 128 { others.insert(s) }
-        }
-        let vocabulary = (0..<128).filter { seenASCII[$0] }.map { Unicode.Scalar(UInt8($0)) } + others.sorted()
-        self.init(vocabulary: vocabulary, ids: [])
-        self = CharCorpus(vocabulary: vocabulary, ids: encodeIDs(text, asciiOnly: allASCII))
+        let tokenizer = CharacterTokenizer(characterSetOf: text)
+        guard case .success(let ids) = tokenizer.ids(of: text) else { preconditionFailure("CharCorpus: the text's own characters") }
+        self.init(tokenizer: tokenizer, ids: ids)
     }
 
-    init(vocabulary: [Unicode.Scalar], ids: [Int32]) {
-        self.vocabulary = vocabulary
-        self.ids = ids
-        var ascii = [Int32](repeating: -1, count: 128)
-        var other: [Unicode.Scalar: Int32] = [:]
-        for (i, s) in vocabulary.enumerated() {
-            if s.value < 128 { ascii[Int(s.value)] = Int32(i) } else { other[s] = Int32(i) }
-        }
-        asciiIDs = ascii
-        otherIDs = other
+    /// A corpus of `ids` under `tokenizer`.
+    public init(tokenizer: CharacterTokenizer, ids: [Int32]) {
+        precondition(ids.allSatisfy { $0 >= 0 && Int($0) < tokenizer.vocabularySize }, "CharCorpus: ids must be in 0..<\(tokenizer.vocabularySize)")
+        (self.tokenizer, self.ids) = (tokenizer, ids)
     }
 
     /// The plays bundled with Lathe (20 plays from the Open Shakespeare / Project Gutenberg
@@ -67,51 +47,22 @@ public struct CharCorpus: Sendable {
 
     /// True when every character of `text` is in the vocabulary.
     public func canEncode(_ text: String) -> Bool {
-        text.unicodeScalars.allSatisfy { id(of: $0) != nil }
-    }
-
-    @inline(__always) func id(of s: Unicode.Scalar) -> Int32? {
-        if s.value < 128 { let i = asciiIDs[Int(s.value)]; return i >= 0 ? i : nil }
-        return otherIDs[s]
-    }
-
-    func encodeIDs(_ text: String, asciiOnly: Bool) -> [Int32] {
-        if asciiOnly {
-            var text = text
-            return text.withUTF8 { utf8 in
-                [Int32](unsafeUninitializedCapacity: utf8.count) { buf, n in
-                    for (i, b) in utf8.enumerated() {
-                        let id = asciiIDs[Int(b)]
-                        precondition(id >= 0, "CharCorpus.encode: character \(Unicode.Scalar(b).escaped(asASCII: true)) is not in the vocabulary")
-                        buf[i] = id
-                    }
-                    n = utf8.count
-                }
-            }
-        }
-        return text.unicodeScalars.map { s in
-            guard let id = id(of: s) else {
-                preconditionFailure("CharCorpus.encode: character \(s.escaped(asASCII: true)) is not in the vocabulary")
-            }
-            return id
-        }
+        text.unicodeScalars.allSatisfy { tokenizer.id(of: $0) != nil }
     }
 
     /// The ids of `text`'s characters. Every character must be in the vocabulary (check with
     /// ``canEncode(_:)``).
     public func encode(_ text: String) -> [Int] {
-        encodeIDs(text, asciiOnly: false).map(Int.init)
+        switch tokenizer.ids(of: text) {
+        case .success(let ids): return ids.map(Int.init)
+        case .failure(let missing): preconditionFailure("CharCorpus.encode: \(missing)")
+        }
     }
 
     /// The text of `ids` (each in `0..<vocabSize`).
     public func decode(_ ids: [Int]) -> String {
-        var scalars = String.UnicodeScalarView()
-        scalars.reserveCapacity(ids.count)
-        for i in ids {
-            precondition(i >= 0 && i < vocabulary.count, "CharCorpus.decode: id \(i) is outside 0..<\(vocabulary.count)")
-            scalars.append(vocabulary[i])
-        }
-        return String(scalars)
+        for i in ids { precondition(i >= 0 && i < vocabulary.count, "CharCorpus.decode: id \(i) is outside 0..<\(vocabulary.count)") }
+        return tokenizer.decode(ids)
     }
 
     /// The first `1 - validationFraction` of the text for training and the rest for validation,
@@ -120,8 +71,8 @@ public struct CharCorpus: Sendable {
         precondition(validationFraction >= 0 && validationFraction <= 1,
                      "CharCorpus.split: validationFraction must be in [0, 1], got \(validationFraction)")
         let cut = ids.count - Int((Double(ids.count) * validationFraction).rounded())
-        return (CharCorpus(vocabulary: vocabulary, ids: Array(ids[..<cut])),
-                CharCorpus(vocabulary: vocabulary, ids: Array(ids[cut...])))
+        return (CharCorpus(tokenizer: tokenizer, ids: Array(ids[..<cut])),
+                CharCorpus(tokenizer: tokenizer, ids: Array(ids[cut...])))
     }
 
     /// `size` windows of `context` ids at random offsets: `x` int64 `[size, context]` and `y`

@@ -89,48 +89,62 @@ public final class BertModel: Module {
     /// The last hidden states `[ids.count, hidden]` of one sequence (all its tokens attend to
     /// each other; no padding).
     public func hiddenStates(_ ids: [Int], tokenTypes: [Int]? = nil) -> Tensor {
-        let t = ids.count
-        precondition(t >= 1 && t <= config.maxPositions, "BertModel: 1 to \(config.maxPositions) tokens, got \(t)")
-        precondition(ids.allSatisfy { $0 >= 0 && $0 < config.vocabularySize }, "BertModel: token ids must be in 0..<\(config.vocabularySize)")
-        let types = tokenTypes ?? Array(repeating: 0, count: t)
+        hiddenStates(batch: [ids], tokenTypes: tokenTypes.map { [$0] })[0]
+    }
+
+    /// The last hidden states of several sequences at once, `[length, hidden]` each: they are
+    /// padded to the longest and run as one batch through the projections, and the attention
+    /// never reads a padding position (``AttentionMask/keyValid``).
+    public func hiddenStates(batch: [[Int]], tokenTypes: [[Int]]? = nil) -> [Tensor] {
+        precondition(!batch.isEmpty, "BertModel: no sequences")
+        let t = batch.map(\.count).max()!, n = batch.count, d = config.hiddenSize
+        for ids in batch {
+            precondition(ids.count >= 1 && ids.count <= config.maxPositions, "BertModel: 1 to \(config.maxPositions) tokens, got \(ids.count)")
+            precondition(ids.allSatisfy { $0 >= 0 && $0 < config.vocabularySize }, "BertModel: token ids must be in 0..<\(config.vocabularySize)")
+        }
+        precondition(tokenTypes == nil || tokenTypes!.map(\.count) == batch.map(\.count), "BertModel: one token type per token")
+        let padded = batch.flatMap { $0 + Array(repeating: 0, count: t - $0.count) }
+        let types = (tokenTypes ?? batch.map { Array(repeating: 0, count: $0.count) }).flatMap { $0 + Array(repeating: 0, count: t - $0.count) }
         return noGrad {
-            let positions = Tensor(Array(0..<t), shape: [t])
-            var x = wordEmbeddings(Tensor(ids, shape: [t])) + positionEmbeddings(positions) + typeEmbeddings(Tensor(types, shape: [t]))
+            let positions = Tensor((0..<n).flatMap { _ in Array(0..<t) }, shape: [n * t])
+            var x = wordEmbeddings(Tensor(padded, shape: [n * t])) + positionEmbeddings(positions) + typeEmbeddings(Tensor(types, shape: [n * t]))
             x = embeddingNorm(x)
-            let heads = config.heads, hd = config.hiddenSize / heads
+            let heads = config.heads, hd = d / heads
+            let layout = AttentionCore.Layout(rowStride: d, headStride: hd)
             for b in blocks {
                 let q = b.q(x).scalars, k = b.k(x).scalars, v = b.v(x).scalars
-                var ctx = [Float](repeating: 0, count: t * config.hiddenSize), scores = [Float](repeating: 0, count: t * t)
+                var ctx = [Float](repeating: 0, count: n * t * d)
                 q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
-                    ctx.withUnsafeMutableBufferPointer { cp in scores.withUnsafeMutableBufferPointer { sp in
-                        let s = sp.baseAddress!
-                        for h in 0..<heads {
-                            lathe_sgemm(0, 1, t, t, hd, 1 / Float(hd).squareRoot(), qp.baseAddress! + h * hd, config.hiddenSize,
-                                        kp.baseAddress! + h * hd, config.hiddenSize, 0, s, t)
-                            for r in 0..<t {
-                                let row = s + r * t
-                                var top = -Float.infinity
-                                for j in 0..<t where row[j] > top { top = row[j] }
-                                var sum: Float = 0
-                                for j in 0..<t { row[j] = expf(row[j] - top); sum += row[j] }
-                                for j in 0..<t { row[j] /= sum }
-                            }
-                            lathe_sgemm(0, 0, t, hd, t, 1, s, t, vp.baseAddress! + h * hd, config.hiddenSize, 0,
-                                        cp.baseAddress! + h * hd, config.hiddenSize)
+                    ctx.withUnsafeMutableBufferPointer { cp in
+                        for (i, ids) in batch.enumerated() {
+                            let offset = i * t * d
+                            let mask = AttentionMask(causal: false, keyValid: ids.count == t ? nil : (0..<t).map { $0 < ids.count })
+                            AttentionCore.attend(q: qp.baseAddress! + offset, qLayout: layout, rows: t, heads: heads,
+                                                 keys: kp.baseAddress! + offset, values: vp.baseAddress! + offset, kvLayout: layout, kvHeads: heads,
+                                                 keyCount: t, headDim: hd, start: 0, scale: 1 / Float(hd).squareRoot(), mask: mask,
+                                                 out: cp.baseAddress! + offset, outLayout: layout)
                         }
-                    } }
+                    }
                 } } }
-                x = b.norm1(b.o(Tensor(ctx, shape: [t, config.hiddenSize])) + x)
+                x = b.norm1(b.o(Tensor(ctx, shape: [n * t, d])) + x)
                 x = b.norm2(b.down(b.up(x).gelu(approximateTanh: config.tanhGELU)) + x)
             }
-            return x
+            return batch.enumerated().map { i, ids in x.sliced(dim: 0, start: i * t, end: i * t + ids.count).contiguous() }
         }
+    }
+
+    /// Sentence embeddings of several texts' ids in one batch (``embed(_:normalize:)`` each).
+    public func embed(batch: [[Int]], normalize: Bool = true) -> [[Float]] {
+        hiddenStates(batch: batch).map { Self.pool($0, normalize: normalize) }
     }
 
     /// The mean of the last hidden states over the tokens (sentence-transformers' mean pooling);
     /// `normalize` scales it to unit length (all-MiniLM-L6-v2's last module).
     public func embed(_ ids: [Int], normalize: Bool = true) -> [Float] {
-        let h = hiddenStates(ids)
+        Self.pool(hiddenStates(ids), normalize: normalize)
+    }
+
+    static func pool(_ h: Tensor, normalize: Bool) -> [Float] {
         var mean = h.mean(dims: [0]).scalars
         if normalize {
             let norm = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()

@@ -62,6 +62,8 @@ public struct DecoderConfig: Sendable, Equatable {
     public var localRopeTheta: Double? = nil
     /// `cap * tanh(logits / cap)` on the output logits (Gemma 2).
     public var finalLogitSoftcap: Float? = nil
+    /// `cap * tanh(score / cap)` on the attention scores before the softmax (Gemma 2).
+    public var attentionLogitSoftcap: Float? = nil
 
     public init(architecture: String, vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10_000, ropeScaling: RopeScaling? = nil,
@@ -75,7 +77,7 @@ public struct DecoderConfig: Sendable, Equatable {
     }
 
     /// The architectures this config describes (`model_type` of config.json).
-    public static let architectures: Set<String> = ["llama", "mistral", "qwen2", "gemma3_text"]
+    public static let architectures: Set<String> = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text"]
 
     /// Whether layer `i` attends through the sliding window, and the window.
     public func window(layer i: Int) -> Int? {
@@ -140,6 +142,7 @@ public struct DecoderConfig: Sendable, Equatable {
         if let s = queryScale, !(s > 0 && s.isFinite) { throw bad("the query scale must be positive, got \(s) (query_pre_attn_scalar)") }
         if let s = embeddingScale, !(s > 0 && s.isFinite) { throw bad("the embedding scale must be positive, got \(s)") }
         if let cap = finalLogitSoftcap, !(cap > 0 && cap.isFinite) { throw bad("final_logit_softcapping must be positive, got \(cap)") }
+        if let cap = attentionLogitSoftcap, !(cap > 0 && cap.isFinite) { throw bad("attn_logit_softcapping must be positive, got \(cap)") }
         for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", Optional($0)) }) {
             if let id, id < 0 || id >= vocabularySize { throw bad("\(name) \(id) is outside the vocabulary (\(vocabularySize) tokens)") }
         }
@@ -200,10 +203,11 @@ public struct DecoderConfig: Sendable, Equatable {
             slidingWindow: (json["use_sliding_window"]?.boolValue ?? (type == "mistral")) ? try optionalInt("sliding_window") : nil,
             bosTokenID: try optionalInt("bos_token_id"), eosTokenIDs: eos)
         var c = config
-        if type == "gemma3_text" {
+        if type == "qwen3" { c.qkNorm = true }  // RMSNorm of each query and key head
+        if type == "gemma3_text" || type == "gemma2" {
             try c.validate(file: file)  // the sizes, before arrays are made from them
             c.embeddingScale = Float(Double(hidden).squareRoot())
-            (c.normOffset, c.qkNorm, c.sandwichNorms) = (1, true, true)
+            (c.normOffset, c.qkNorm, c.sandwichNorms) = (1, type == "gemma3_text", true)
             let act = json["hidden_activation"]?.stringValue ?? json["hidden_act"]?.stringValue ?? "gelu_pytorch_tanh"
             guard act == "gelu_pytorch_tanh" || act == "gelu" else { throw bad("hidden_activation '\(act)' is not supported") }
             c.geluGate = true
@@ -219,14 +223,18 @@ public struct DecoderConfig: Sendable, Equatable {
                     default: throw bad("layer_types holds '\(t.stringValue ?? "?")' (sliding_attention or full_attention)")
                     }
                 }
+            } else if type == "gemma2" {
+                c.localLayers = (0..<c.layers).map { $0 % 2 == 0 }  // local and global layers alternate
             } else {
                 let pattern = try optionalInt("sliding_window_pattern") ?? 6
                 guard pattern >= 1 else { throw bad("sliding_window_pattern must be positive, got \(pattern)") }
                 c.localLayers = (0..<c.layers).map { ($0 + 1) % pattern != 0 }
             }
-            c.localRopeTheta = ropeRoot?["sliding_attention"]?["rope_theta"]?.doubleValue ?? json["rope_local_base_freq"]?.doubleValue ?? 10_000
+            if type == "gemma3_text" {
+                c.localRopeTheta = ropeRoot?["sliding_attention"]?["rope_theta"]?.doubleValue ?? json["rope_local_base_freq"]?.doubleValue ?? 10_000
+            }
             c.finalLogitSoftcap = json["final_logit_softcapping"]?.doubleValue.map(Float.init)
-            if json["attn_logit_softcapping"]?.doubleValue != nil { throw bad("attn_logit_softcapping is not supported yet") }
+            c.attentionLogitSoftcap = json["attn_logit_softcapping"]?.doubleValue.map(Float.init)
             if json["tie_word_embeddings"] == nil { c.tieWordEmbeddings = true }
         }
         try c.validate(file: file)

@@ -219,7 +219,8 @@ final class DecoderLayer: Module {
         q.withUnsafeBufferPointer { qp in
             attended.withUnsafeMutableBufferPointer { op in
                 CachedAttention.run(q: qp.baseAddress!, rows: rows, heads: c.heads, cache: cache, layer: layer, start: start,
-                                    scale: c.queryScale ?? 1 / Float(c.headDim).squareRoot(), window: c.window(layer: layer), out: op.baseAddress!)
+                                    scale: c.queryScale ?? 1 / Float(c.headDim).squareRoot(), window: c.window(layer: layer),
+                                    softcap: c.attentionLogitSoftcap, out: op.baseAddress!)
             }
         }
         let a = selfAttn.$oProj(Tensor(attended, shape: [rows, c.heads * c.headDim]))

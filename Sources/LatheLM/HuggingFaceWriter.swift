@@ -184,7 +184,8 @@ extension DecoderConfig {
     /// `config.json` for this configuration, in transformers 5's spelling (`rope_parameters`).
     public func huggingFaceJSON(dtype: DType = .float32) -> JSONValue {
         let type = huggingFaceModelType
-        let classes = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"]
+        let classes = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+                       "gemma3_text": "Gemma3ForCausalLM"]
         func rope(_ theta: Double, _ scaling: RopeScaling?) -> JSONValue {
             switch scaling {
             case nil: return .object([("rope_theta", .double(theta)), ("rope_type", .string("default"))])
@@ -206,7 +207,7 @@ extension DecoderConfig {
         ]
         if let bos = bosTokenID { m.append(("bos_token_id", .int(bos))) }
         if !eosTokenIDs.isEmpty { m.append(("eos_token_id", eosTokenIDs.count == 1 ? .int(eosTokenIDs[0]) : .array(eosTokenIDs.map { .int($0) }))) }
-        if type == "gemma3_text" {
+        if type == "gemma3_text" || type == "gemma2" {
             m.append(("hidden_activation", .string("gelu_pytorch_tanh")))
             let scale = queryScale ?? 1 / Float(headDim).squareRoot()
             // An integer in Gemma's configs (transformers 5 checks the type).
@@ -215,16 +216,21 @@ extension DecoderConfig {
             m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null))
             let local = localLayers ?? Array(repeating: false, count: layers)
             m.append(("layer_types", .array(local.map { .string($0 ? "sliding_attention" : "full_attention") })))
-            m.append(("rope_parameters", .object([("full_attention", rope(ropeTheta, ropeScaling)),
-                                                  ("sliding_attention", rope(localRopeTheta ?? 10_000, nil))])))
+            if type == "gemma2" {
+                m.append(("rope_parameters", rope(ropeTheta, ropeScaling)))
+            } else {
+                m.append(("rope_parameters", .object([("full_attention", rope(ropeTheta, ropeScaling)),
+                                                      ("sliding_attention", rope(localRopeTheta ?? 10_000, nil))])))
+            }
             m.append(("final_logit_softcapping", finalLogitSoftcap.map { .float($0) } ?? .null))
-            m.append(("attn_logit_softcapping", .null))
+            m.append(("attn_logit_softcapping", attentionLogitSoftcap.map { .float($0) } ?? .null))
         } else {
             m.append(("hidden_act", .string(geluGate ? "gelu_pytorch_tanh" : "silu")))
             m.append(("rope_parameters", rope(ropeTheta, ropeScaling)))
-            if type == "llama" || type == "mistral" { m.append(("attention_bias", .bool(attentionBias))); m.append(("mlp_bias", .bool(false))) }
-            if type == "mistral" || type == "qwen2" { m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null)) }
-            if type == "qwen2" { m.append(("use_sliding_window", .bool(slidingWindow != nil))) }
+            if type != "qwen2" { m.append(("attention_bias", .bool(attentionBias))) }
+            if type == "llama" || type == "mistral" { m.append(("mlp_bias", .bool(false))) }
+            if type != "llama" { m.append(("sliding_window", slidingWindow.map { .int($0) } ?? .null)) }
+            if type.hasPrefix("qwen") { m.append(("use_sliding_window", .bool(slidingWindow != nil))) }
         }
         return .object(m)
     }

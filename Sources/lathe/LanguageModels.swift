@@ -248,12 +248,12 @@ struct Embed: ParsableCommand {
         guard !text.isEmpty else { throw ValidationError("give at least one --text") }
         let loaded = try loadPretrained(model)
         let encoder = try loaded.encoder()
-        var embeddings: [[Float]] = []
-        for t in text {
-            let ids = loaded.tokenizer.encode(t, addSpecialTokens: true)
-            guard ids.count <= encoder.config.maxPositions else { throw CLIError("'\(t.prefix(40))...' has \(ids.count) tokens; the encoder takes \(encoder.config.maxPositions)") }
-            let e = encoder.embed(ids)
-            embeddings.append(e)
+        let ids = text.map { loaded.tokenizer.encode($0, addSpecialTokens: true) }
+        for (t, i) in zip(text, ids) where i.count > encoder.config.maxPositions {
+            throw CLIError("'\(t.prefix(40))...' has \(i.count) tokens; the encoder takes \(encoder.config.maxPositions)")
+        }
+        let embeddings = encoder.embed(batch: ids)  // one padded batch
+        for (t, e) in zip(text, embeddings) {
             print(JSONWriter.object([("text", JSONWriter.quoted(t)), ("embedding", "[" + e.map { String(format: "%.6f", $0) }.joined(separator: ",") + "]")]))
         }
         if similarity {

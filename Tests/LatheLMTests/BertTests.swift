@@ -32,5 +32,11 @@ final class BertTests: XCTestCase {
             worst = min(worst, cosine)
         }
         XCTAssertGreaterThan(worst, 0.9999, "lowest cosine to transformers over 20 sentences")
+        // All twenty in one padded batch: the same embeddings (padding is never attended to).
+        let all = sentences.map { $0["ids"]!.arrayValue!.compactMap(\.intValue) }
+        XCTAssertGreaterThan(Set(all.map(\.count)).count, 3, "sentences of different lengths")
+        for (e, ids) in zip(model.embed(batch: all), all) {
+            XCTAssertLessThan(zip(e, model.embed(ids)).map { abs($0 - $1) }.max()!, 1e-5)
+        }
     }
 }

@@ -195,6 +195,34 @@ final class PerplexityTests: XCTestCase {
 }
 
 extension DecoderTests {
+    func testQwen3QKNormsAndMistralWindow() throws {
+        try check("qwen3-tiny")
+        try check("mistral-tiny")
+        let qwen3 = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/qwen3-tiny"))
+        XCTAssertTrue(qwen3.config.qkNorm)
+        XCTAssertFalse(qwen3.config.attentionBias)
+        XCTAssertEqual(qwen3.config.headDim, 16)
+        let mistral = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/mistral-tiny"))
+        XCTAssertEqual(mistral.config.slidingWindow, 3)
+    }
+
+    func testGemma2SoftCappingAndAlternatingWindows() throws {
+        try check("gemma2-tiny")
+        let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/gemma2-tiny"))
+        XCTAssertEqual(model.config.attentionLogitSoftcap, 2)
+        XCTAssertEqual(model.config.finalLogitSoftcap, 3)
+        XCTAssertEqual(model.config.localLayers, [true, false, true])
+        XCTAssertFalse(model.config.qkNorm)
+        // The cap matters on this fixture: without it the logits move.
+        var uncapped = model.config
+        uncapped.attentionLogitSoftcap = nil
+        let weights = Dictionary(uniqueKeysWithValues: model.namedParameters.map { ($0.0, $0.1.value) })
+        let other = try DecoderModel(config: uncapped, weights: weights)
+        let ids = [3, 17, 5, 42, 8, 9]
+        let gap = zip(other.logits(ids).scalars, model.logits(ids).scalars).map { abs($0 - $1) }.max()!
+        XCTAssertGreaterThan(gap, 1e-3)
+    }
+
     func testGemma3SandwichNormsQKNormsAndLocalLayers() throws {
         try check("gemma3-tiny")
         let model = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/gemma3-tiny"))

@@ -15,7 +15,7 @@ final class HuggingFaceWriterTests: XCTestCase {
 
     func testEveryFamilyRoundTripsExactly() throws {
         let ids = [3, 17, 5, 42, 8, 1, 60]
-        for name in ["llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny"] {
+        for name in ["llama-tiny", "llama3-tiny", "qwen2-tiny", "qwen3-tiny", "mistral-tiny", "gemma2-tiny", "gemma3-tiny"] {
             let original = try DecoderModel.load(huggingFaceFolder: fixture(name))
             let dir = try temporaryDirectory()
             let files = try HuggingFaceWriter.write(.decoder(original), tokenizerSource: fixture(name), to: dir)

@@ -92,7 +92,7 @@ def main():
     a = p.parse_args()
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ["llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny", "gpt2-tiny"]:
+        for name in ["llama-tiny", "llama3-tiny", "qwen2-tiny", "qwen3-tiny", "mistral-tiny", "gemma2-tiny", "gemma3-tiny", "gpt2-tiny"]:
             ok &= check_fixture(name, os.path.join(tmp, name))
         for path in a.gguf:
             ok &= check_gguf(path, a.text, os.path.join(tmp, os.path.basename(path) + ".hf"), a.context, a.chunks)

@@ -72,11 +72,17 @@ def write(name, model, vocab, seed, extra=None):
 def main():
     only = set(sys.argv[1:])
     if only:
-        known = {"llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny", "bert-tiny", "minilm-reference", "gpt2-tiny"}
+        known = {"llama-tiny", "llama3-tiny", "qwen2-tiny", "gemma3-tiny", "bert-tiny", "minilm-reference", "gpt2-tiny", "gemma2-tiny", "qwen3-tiny", "mistral-tiny"}
         if only - known:
             sys.exit(f"unknown fixture(s) {sorted(only - known)}; known: {sorted(known)}")
         if "gpt2-tiny" in only:
             write_gpt2()
+        if "gemma2-tiny" in only:
+            write_gemma2()
+        if "qwen3-tiny" in only:
+            write_qwen3()
+        if "mistral-tiny" in only:
+            write_mistral()
         if "bert-tiny" in only:
             write_bert()
         if "minilm-reference" in only:
@@ -110,7 +116,45 @@ def main():
     write_bert()
     write_minilm_reference()
     write_gpt2()
+    write_gemma2()
+    write_qwen3()
+    write_mistral()
     return 0
+
+
+def write_qwen3():
+    """Qwen3: RMSNorm of each query and key head before RoPE, no q/k/v biases, a head size
+    independent of the width, tied embeddings."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    torch.manual_seed(8)
+    qwen3 = Qwen3ForCausalLM(Qwen3Config(vocab_size=96, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, head_dim=16, max_position_embeddings=64, rms_norm_eps=1e-6,
+                                         rope_theta=1000000.0, tie_word_embeddings=True))
+    write("qwen3-tiny", qwen3, 96, 8)
+
+
+def write_mistral():
+    """Mistral: a Llama with a sliding window (3, shorter than the prompt), untied head."""
+    from transformers import MistralConfig, MistralForCausalLM
+    torch.manual_seed(9)
+    mistral = MistralForCausalLM(MistralConfig(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                               rms_norm_eps=1e-5, sliding_window=3, tie_word_embeddings=False,
+                                               attn_implementation="eager"))
+    write("mistral-tiny", mistral, 96, 9)
+
+
+def write_gemma2():
+    """Gemma 2: attention logit soft-capping (a small cap, so that it bites on random weights),
+    final logit soft-capping, alternating local (window 3) and global layers with one RoPE base,
+    sandwich norms (1 + w), GeGLU, query_pre_attn_scalar, no q/k norms."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    torch.manual_seed(7)
+    gemma2 = Gemma2ForCausalLM(Gemma2Config(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                                            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+                                            sliding_window=3, query_pre_attn_scalar=20, attn_logit_softcapping=2.0,
+                                            final_logit_softcapping=3.0, rms_norm_eps=1e-6, attn_implementation="eager"))
+    write("gemma2-tiny", gemma2, 96, 7)
 
 
 def write_bert():
