@@ -235,6 +235,11 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
 public final class WeightOnlyLinear: Module, QuantizedLayer {
     public let weight: GroupwiseWeights
     public let bias: [Float]?
+    /// Up to ``int8ActivationRows`` rows of input are quantized to int8 per 32-element block and
+    /// multiplied with integer dot products (`lathe_wq_gemv_q8`, as llama.cpp decodes), when the
+    /// weights are group-32 int4 or symmetric int8; off: float activations throughout.
+    public var int8Activations = false
+    public static let int8ActivationRows = 4
 
     public init(weight: GroupwiseWeights, bias: [Float]?) {
         precondition(bias == nil || bias!.count == weight.rows, "WeightOnlyLinear: bias has \(bias!.count) values for \(weight.rows) outputs")
@@ -259,7 +264,12 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
             y.withUnsafeMutableBufferPointer { out in
                 (bias ?? []).withUnsafeBufferPointer { b in
                     weight.withMatrix { mat in
-                        if m > 0 { lathe_wq_gemm(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n) }
+                        guard m > 0 else { return }
+                        if int8Activations && m <= Self.int8ActivationRows {
+                            lathe_wq_gemv_q8(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
+                        } else {
+                            lathe_wq_gemm(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
+                        }
                     }
                 }
             }

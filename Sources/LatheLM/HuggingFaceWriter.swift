@@ -1,5 +1,7 @@
 import Foundation
+import LatheCompress
 import LatheIO
+import LatheNN
 import LatheTensor
 import LatheText
 
@@ -251,8 +253,8 @@ extension DecoderModel {
     public func huggingFaceTensors() -> [(String, Tensor)] {
         let c = config
         let bakedNormOffset: Float = c.architecture == "gemma3" && c.normOffset == 0 ? 1 : 0
-        return namedParameters.map { name, p -> (String, Tensor) in
-            var t = p.value.detached()
+        return Self.floatTensors(of: self).map { name, value -> (String, Tensor) in
+            var t = value
             if c.ropeLayout == .pairs {
                 if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") {
                     t = Self.pairsToHalves(t, heads: c.heads)
@@ -263,6 +265,24 @@ extension DecoderModel {
             if bakedNormOffset != 0, name.hasSuffix("norm.weight") { t = t - bakedNormOffset }
             return (name, t)
         }
+    }
+
+    /// The state as float32 tensors in parameter order, quantized layers (``WeightOnlyLinear``)
+    /// dequantised to `weight` (and `bias`); a shared parameter is listed once.
+    static func floatTensors(of model: Module) -> [(String, Tensor)] {
+        var seen = Set<ObjectIdentifier>(), out: [(String, Tensor)] = []
+        for (path, m) in model.namedModules {
+            let prefix = path.isEmpty ? "" : path + "."
+            if let q = m as? WeightOnlyLinear {
+                out.append((prefix + "weight", Tensor(q.weight.dequantized(), shape: [q.outFeatures, q.inFeatures])))
+                if let b = q.bias { out.append((prefix + "bias", Tensor(b))) }
+                continue
+            }
+            for (name, p) in m.ownParameters where seen.insert(ObjectIdentifier(p)).inserted {
+                out.append((prefix + name, p.value.detached()))
+            }
+        }
+        return out
     }
 
     /// Reorders the rows of a q or k projection from adjacent-pair RoPE order (row `2i + j` of

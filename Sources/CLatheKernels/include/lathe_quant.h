@@ -111,6 +111,17 @@ void lathe_wq_dequantize(const lathe_wq_matrix *w, long N, long K, long n0, long
 void lathe_wq_gemm(long M, long N, long K, const float *X, long ldx, const lathe_wq_matrix *w,
                    const float *bias, float *Y, long ldy);
 
+/// Y[M,N] = X[M,K] W^T (+ bias) with X quantized to int8 per 32-element block (as llama.cpp's
+/// Q8 activations) and integer block dot products: the decode path for group-32 weights
+/// (int4, or symmetric int8; K a multiple of 32). Other matrices go to lathe_wq_gemm. Every ISA
+/// gives the same bits.
+void lathe_wq_gemv_q8(long M, long N, long K, const float *X, long ldx, const lathe_wq_matrix *w,
+                      const float *bias, float *Y, long ldy);
+/// Whether lathe_wq_gemv_q8 handles W (else it falls back to lathe_wq_gemm).
+int lathe_wq_gemv_q8_supported(const lathe_wq_matrix *w, long K);
+/// "avx512-vnni", "avx2" or "scalar": the path lathe_wq_gemv_q8 takes at the active ISA.
+const char *lathe_wq_gemv_q8_variant(void);
+
 #ifdef __cplusplus
 }
 #endif
