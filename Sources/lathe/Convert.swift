@@ -7,9 +7,9 @@ struct Convert: ParsableCommand {
         abstract: "Write a model (GGUF file or Hugging Face folder) as a Hugging Face folder that transformers loads.",
         discussion: """
         The folder gets config.json, generation_config.json, the weights (model.safetensors, or shards with \
-        model.safetensors.index.json) and the source folder's tokenizer files (from a GGUF file: tokenizer_config.json \
-        with the chat template). GGUF weights are dequantised, and Llama's q/k rows and Gemma's norms are put back \
-        in Hugging Face's conventions.
+        model.safetensors.index.json) and the source folder's tokenizer files; from a GGUF file, its tokenizer is \
+        written as tokenizer.json, tokenizer_config.json (with the chat template) and special_tokens_map.json. GGUF \
+        weights are dequantised, and Llama's q/k rows and Gemma's norms are put back in Hugging Face's conventions.
 
         Example: lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-hf --dtype bf16
         """)
@@ -33,15 +33,31 @@ struct Convert: ParsableCommand {
         var t0 = Timing.now()
         let source = URL(fileURLWithPath: model)
         let kind = try PretrainedModel.loadModel(model)
-        let template = model.hasSuffix(".gguf") ? try GGUFFile(contentsOf: source).string("tokenizer.chat_template") : nil
+        var template: String?, tokenizer: (any Tokenizer)?
+        if !isFolder(model) {
+            let file = try GGUFFile(contentsOf: source)
+            template = try file.string("tokenizer.chat_template")
+            do {
+                tokenizer = try PretrainedModel.ggufTokenizer(file)
+            } catch {
+                // The weights are still worth writing; the folder then lacks tokenizer.json.
+                FileHandle.standardError.write(Data("warning: the tokenizer is not written (\(error))\n".utf8))
+            }
+        }
         FileHandle.standardError.write(Data(String(format: "loaded %@ in %.1f s\n", model, Timing.now() - t0).utf8))
         t0 = Timing.now()
-        let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, chatTemplate: template, to: URL(fileURLWithPath: output),
+        let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, tokenizer: tokenizer, chatTemplate: template,
+                                                to: URL(fileURLWithPath: output),
                                                 options: .init(dtype: dtype.dtype, maxShardBytes: maxShardMB.map { $0 << 20 }))
         for f in files {
             let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? 0
             print(String(format: "%@  %.1f MB", f.lastPathComponent, Double(size) / 1e6))
         }
         print(String(format: "wrote %@ in %.1f s", output, Timing.now() - t0))
+    }
+
+    func isFolder(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 }
