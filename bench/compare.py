@@ -12,6 +12,13 @@ reference alternating from round to round so drift on a shared machine hits both
            (bench/reference/infer.py)
   memory   peak RSS of char GPT steps with/without checkpointing: `lathe bench memory` vs
            PyTorch eager with torch.utils.checkpoint (bench/reference/memory.py), 1 round
+  llm      (not in the default set: --only llm) quantized GGUF language models, prompt processing
+           (pp512) and generation (tg128) tokens/s: `lathe bench llm` vs llama.cpp's llama-bench
+           (--llama-bench, $LLAMA_BENCH or llama-bench on PATH; built natively), beside the
+           machine's limits: decode = measured bandwidth / bytes read per token, prompt = FMA peak
+           / (2 x matmul MACs per token). Its BENCHMARKS.md section carries its own date, versions
+           and machine figures; a run of llm alone replaces that section and keeps the rest of the
+           file (and the chart), a run without llm keeps an existing llm section.
 
 Figures: per round each side's median (GEMM: best) over its repetitions; the table shows the
 median over rounds for each side and the median of the per-round ratios. Ratio = Lathe speed /
@@ -25,6 +32,11 @@ warning if it is Haswell anyway. PyTorch's CPU wheel does its GEMMs in its bundl
 its convolutions in oneDNN, which do not read OPENBLAS_* (checked: same torch matmul speed with
 and without them), so the PyTorch references keep the environment.
 
+llm: both Lathe and llama-bench run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (neither
+reads them today; removed so that neither can be slowed by them), the same thread count, the same
+token counts and repetitions; each side's tokens/s of a round is tokens / mean seconds over its
+repetitions (for llama-bench computed from its samples_ns, after its own warm-up run).
+
 torch.compile: the whole training step goes through torch.compile(step, dynamic=False) with the
 default inductor backend (it needs a C++ compiler, g++); compilation happens in the warm-up,
 outside the timings, and its time is reported separately. --no-compile skips that column.
@@ -34,6 +46,8 @@ import datetime
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +64,8 @@ ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lathe"))
 ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default: 1 and the core count)")
 ap.add_argument("--rounds", type=int, default=3)
-ap.add_argument("--only", default="machine,gemm,train,infer,memory")
+ap.add_argument("--only", default="machine,gemm,train,infer,memory",
+                help="workloads, comma-separated, among machine,gemm,train,infer,memory (the default) and llm")
 ap.add_argument("--models", default="mlp,cnn,gpt", help="models of the train workload (and of infer unless --infer-models)")
 ap.add_argument("--infer-models", default=None, help="models of the infer workload (default: mlp,cnn,cnn28,gpt among --models plus cnn28)")
 ap.add_argument("--memory-threads", type=int, default=1,
@@ -59,6 +74,12 @@ ap.add_argument("--quick", action="store_true", help="few steps, small shapes: a
 ap.add_argument("--gemm-shapes", default=None,
                 help="GEMM shapes MxNxK[:tA][:tB], comma-separated (default: a fixed list; a shorter one with --quick)")
 ap.add_argument("--no-compile", action="store_true", help="train: skip the torch.compile reference (eager only)")
+ap.add_argument("--llama-bench", default=os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench"),
+                help="llm: llama.cpp's llama-bench (default: $LLAMA_BENCH, else llama-bench on PATH)")
+ap.add_argument("--llm-models", default="SmolLM2-135M-Instruct.Q4_1.gguf,gemma-3-270m-q4_k_m.gguf",
+                help="llm: GGUF files, comma-separated; bare names are looked up in $LATHE_MODELS, else "
+                     "~/.cache/lathe/models (Tools/fetch-models)")
+ap.add_argument("--llm-repeat", type=int, default=3, help="llm: repetitions of pp and tg per process and round")
 ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
 ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "benchmarks.svg"))
 ap.add_argument("--no-write", action="store_true", help="print the report instead of writing the files")
@@ -70,6 +91,8 @@ if not os.path.exists(args.lathe):
 CORES = os.cpu_count() or 1
 THREADS = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, CORES})
 ONLY = set(args.only.split(","))
+if ONLY - {"machine", "gemm", "train", "infer", "memory", "llm"}:
+    sys.exit(f"--only: unknown workload(s) {', '.join(sorted(ONLY - {'machine', 'gemm', 'train', 'infer', 'memory', 'llm'}))}")
 MODELS = args.models.split(",")
 INFER_MODELS = (args.infer_models.split(",") if args.infer_models
                 else [m for m in ["mlp", "cnn", "cnn28", "gpt"] if m in MODELS or (m == "cnn28" and "cnn" in MODELS)])
@@ -159,7 +182,7 @@ try:
 except OSError:
     pass
 
-if "machine" in ONLY or "gemm" in ONLY:
+if ONLY & {"machine", "gemm", "llm"}:
     log("machine limits (lathe bench machine)")
     for row in lathe("machine", "--seconds", "0.2" if args.quick else "1", "--repeat", "1" if args.quick else "3",
                      "--array-mb", "64" if args.quick else "256", threads=max(THREADS)):
@@ -344,6 +367,154 @@ if "memory" in ONLY and "gpt" in MODELS:
                             "ratio": rr["ms_per_step"] / lr["ms_per_step"]})
     log("memory done")
 
+# ---- llm -------------------------------------------------------------------------------------
+llm_rows, LLM_MODELS, LLAMA = [], [], {}
+LLM_LOADS = []  # load averages at the start of the llm rounds (also in LOADS)
+LLM_T0 = time.time()
+
+
+def model_path(name):
+    name = os.path.expanduser(name)
+    if os.sep in name or os.path.exists(name):
+        return os.path.abspath(name)
+    return os.path.join(os.environ.get("LATHE_MODELS") or os.path.expanduser("~/.cache/lathe/models"), name)
+
+
+def gguf_costs(path):
+    """Bytes read and matmul multiply-adds per token of a GGUF decoder, from `lathe inspect --json`.
+
+    Bytes per decoded token: every tensor but the token embedding (all matrices, norms), the output
+    projection (output.weight if the file has one, else the tied token embedding, read whole: every
+    vocabulary row is scored), and one embedding row. The KV cache read is left out (under 1% at tg128
+    for these models). MACs per prompt token: the elements of the blocks' matrices (one multiply-add
+    per weight per token); the LM head runs for the last prompt token only and attention is left out."""
+    res = subprocess.run([args.lathe, "inspect", "--json", path], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"lathe inspect {path} failed: {res.stderr[-2000:]}")
+    info = json.loads(res.stdout)
+    tensors = info["tensors"]
+    emb = next(t for t in tensors if t["name"] == "token_embd.weight")
+    has_output = any(t["name"] == "output.weight" for t in tensors)
+    rest = sum(t["bytes"] for t in tensors if t["name"] != "token_embd.weight")
+    row = emb["bytes"] // emb["shape"][0]
+    types = {}
+    for t in tensors:
+        if len(t["shape"]) == 2:
+            types[t["type"]] = types.get(t["type"], 0) + 1
+    return {"bytes_per_token": rest + (0 if has_output else emb["bytes"]) + row,
+            "output_bytes": next((t["bytes"] for t in tensors if t["name"] == "output.weight"), emb["bytes"]),
+            "tied": not has_output,
+            "macs_per_token": sum(t["elements"] for t in tensors if t["name"].startswith("blk.") and len(t["shape"]) == 2),
+            "file_bytes": info["file_size"], "matrix_types": types,
+            "arch": next((m.get("value") for m in info.get("metadata", []) if m.get("key") == "general.architecture"), None)}
+
+
+def llama_build_info(exe):
+    """llama-bench's version line and the build's CMake options and compiler flags (from its build folder)."""
+    out = {"path": exe}
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    lines = [x.strip() for x in (res.stdout + res.stderr).splitlines() if x.strip()]
+    out["version"] = "; ".join(lines[:2])
+    build = os.path.dirname(os.path.dirname(os.path.realpath(exe)))  # build/bin/llama-bench -> build
+    cache = os.path.join(build, "CMakeCache.txt")
+    if os.path.exists(cache):
+        keep = ("CMAKE_BUILD_TYPE", "GGML_NATIVE", "GGML_OPENMP", "GGML_BLAS", "GGML_LLAMAFILE", "GGML_CPU_REPACK",
+                "GGML_AVX512", "LLAMA_CURL")
+        opts = {}
+        for line in open(cache):
+            m = re.match(r"([A-Z0-9_]+):[A-Z]+=(.*)", line.strip())
+            if m and m.group(1) in keep:
+                opts[m.group(1)] = m.group(2)
+        out["cmake"] = " ".join(f"-D{k}={opts[k]}" for k in keep if k in opts)
+        src = None
+        for line in open(cache):
+            if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                src = line.split("=", 1)[1].strip()
+        out["source"] = src
+    flags = os.path.join(build, "ggml", "src", "CMakeFiles", "ggml-cpu.dir", "flags.make")
+    if os.path.exists(flags):
+        text = open(flags).read()
+        cflags = re.search(r"^C_FLAGS = (.*)$", text, re.M)
+        if cflags:
+            # The optimisation and target flags; warnings are left out.
+            out["cflags"] = " ".join(f for f in cflags.group(1).split() if not f.startswith(("-W", "-std")))
+        defs = re.search(r"^C_DEFINES = (.*)$", text, re.M)
+        if defs:
+            out["defines"] = " ".join(d[2:] for d in defs.group(1).split() if d.startswith("-DGGML_USE_"))
+    if "-march=native" in out.get("cflags", ""):
+        # What -march=native meant to the compiler on this machine.
+        res = subprocess.run(["cc", "-march=native", "-Q", "--help=target"], capture_output=True, text=True)
+        march = re.search(r"^\s*-march=\s+(\S+)", res.stdout, re.M)
+        isa = [f for f in ("avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512bf16", "avx512vbmi", "avxvnni")
+               if re.search(rf"^\s*-m{f}\s+\[enabled\]", res.stdout, re.M)]
+        if march:
+            out["native"] = f"{march.group(1)}" + (f" + {', '.join(i.upper().replace('AVX512', 'AVX512-') for i in isa)}" if isa else "")
+    return out
+
+
+def llama_bench(path, pp, tg, threads):
+    """{test: tokens/s} of one llama-bench process (its own warm-up, then --llm-repeat repetitions)."""
+    cmd = [args.llama_bench, "-m", path, "-p", str(pp), "-n", str(tg), "-r", str(args.llm_repeat), "-t", str(threads), "-o", "json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env_for(threads, OPENBLAS_FORCING), cwd=ROOT)
+    if res.returncode != 0:
+        sys.exit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    out = {}
+    for r in json.loads(res.stdout):
+        LLAMA.setdefault("build_commit", r.get("build_commit"))
+        LLAMA.setdefault("build_number", r.get("build_number"))
+        LLAMA.setdefault("settings", {k: r.get(k) for k in ("n_batch", "n_ubatch", "type_k", "type_v", "flash_attn", "repack",
+                                                             "load_mode", "poll")})
+        if r["n_threads"] != threads:
+            sys.exit(f"llama-bench ran {r['n_threads']} threads where {threads} were asked")
+        n, test = (r["n_prompt"], f"pp{r['n_prompt']}") if r["n_prompt"] else (r["n_gen"], f"tg{r['n_gen']}")
+        ns = r["samples_ns"]
+        out[test] = n / (sum(ns) / len(ns) / 1e9)
+    return out
+
+
+def lathe_llm(path, pp, tg, threads):
+    rows = run_json([args.lathe, "bench", "llm", path, "--prompt-tokens", str(pp), "--gen-tokens", str(tg),
+                     "--repeat", str(args.llm_repeat), "--json", "--threads", str(threads)], threads, OPENBLAS_FORCING)
+    for r in rows:
+        if r["threads"] != threads:
+            sys.exit(f"lathe bench llm ran {r['threads']} threads where {threads} were asked")
+    return {r["test"]: r["tokens_per_second"] for r in rows}
+
+
+if "llm" in ONLY:
+    if not args.llama_bench or not os.path.exists(args.llama_bench):
+        sys.exit("llm: llama-bench not found: pass --llama-bench PATH or set LLAMA_BENCH (llama.cpp built natively, "
+                 "e.g. from the llama-cpp-python sdist: cmake -S vendor/llama.cpp -B build -DCMAKE_BUILD_TYPE=Release "
+                 "-DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build build --target llama-bench)")
+    LLAMA.update(llama_build_info(args.llama_bench))
+    log(f"llm reference: {LLAMA.get('version')}; {LLAMA.get('cmake', '')} {LLAMA.get('cflags', '')}")
+    pp, tg = (64, 16) if args.quick else (512, 128)
+    for name in args.llm_models.split(","):
+        path = model_path(name)
+        if not os.path.exists(path):
+            sys.exit(f"llm: {path} not found (Tools/fetch-models fetches the default models)")
+        LLM_MODELS.append(dict(gguf_costs(path), name=os.path.basename(path), path=path))
+    for t in THREADS:
+        for m in LLM_MODELS:
+            n0 = len(LOADS)
+            rounds = interleaved(f"llm {m['name']}", t, lambda: lathe_llm(m["path"], pp, tg, t),
+                                 lambda: llama_bench(m["path"], pp, tg, t))
+            LLM_LOADS.extend(LOADS[n0:])
+            for test in (f"pp{pp}", f"tg{tg}"):
+                lv, rv = [r[0].get(test) for r in rounds], [r[1].get(test) for r in rounds]
+                if test.startswith("tg"):
+                    bw = max([machine[k][t] for k in ("copy", "triad") if t in machine[k]], default=None)
+                    bound = bw * 1e9 / m["bytes_per_token"] if bw else None
+                else:
+                    p = peak_for(t)
+                    bound = p * 1e9 / (2 * m["macs_per_token"]) if p else None
+                row = {"model": m["name"], "threads": t, "test": test, "lathe": med(lv), "ref": med(rv),
+                       "ratio": med([a / b for a, b in zip(lv, rv) if a and b]), "bound": bound}
+                llm_rows.append(row)
+                log(f"llm {m['name']} {test}, {t} thread(s): Lathe {fmt_opt(row['lathe'])}, llama.cpp {fmt_opt(row['ref'])} "
+                    f"tokens/s, bound {fmt_opt(bound)}")
+LLM_ELAPSED = time.time() - LLM_T0
+
 ELAPSED = time.time() - T0
 
 
@@ -393,6 +564,128 @@ def versions():
     except OSError:
         pass
     return out
+
+
+# Matrix types Lathe keeps as stored at run time (Sources/LatheLM/GGUFLoading.swift); it dequantises the others
+# to float32 at load, so for files with other types it reads more bytes per token than the file's figure.
+LATHE_KEPT_TYPES = ("F32", "Q8_0", "Q4_0", "Q4_1")
+LLM_HEADING = "## LLM inference — Lathe vs llama.cpp (llama-bench)"
+
+
+def lathe_bytes_per_token(path):
+    """Bytes per decoded token with the matrices Lathe does not keep quantized counted as float32."""
+    info = json.loads(subprocess.run([args.lathe, "inspect", "--json", path], capture_output=True, text=True).stdout)
+    total, emb = 0, None
+    for t in info["tensors"]:
+        size = t["bytes"] if t["type"] in LATHE_KEPT_TYPES else 4 * t["elements"]
+        if t["name"] == "token_embd.weight":
+            emb = (size, t["shape"][0])
+        else:
+            total += size
+    tied = not any(t["name"] == "output.weight" for t in info["tensors"])
+    return total + (emb[0] if tied else 0) + emb[0] // emb[1]
+
+
+def llm_section():
+    """The llm section of BENCHMARKS.md, self-contained: it may be kept or replaced on its own."""
+    v = versions()
+    loads = [x for x in LLM_LOADS if x is not None]
+    pp, tg = (64, 16) if args.quick else (512, 128)
+    L = [LLM_HEADING, "",
+         f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {LLM_ELAPSED / 60:.1f} min; "
+         f"Lathe {v.get('lathe', '?')})"
+         + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores, "
+            "counting this run's own process" if loads else "") + ".", ""]
+    if args.quick:
+        L += ["**Quick run (`--quick`): small token counts, figures not for quoting.**", ""]
+    ver = LLAMA.get("version", "?")
+    src = LLAMA.get("source") or ""
+    sdist = re.search(r"llama_cpp_python-([\w.]+)", src)
+    L += [f"Reference: llama.cpp's `llama-bench` ({ver})"
+          + (f", the llama.cpp vendored in the llama-cpp-python {sdist.group(1)} sdist (PyPI)" if sdist else "")
+          + (f", source `{src}`" if src else "")
+          + ", built natively: CMake " + (f"`{LLAMA['cmake']}`" if LLAMA.get("cmake") else "(options unknown)")
+          + (f", CPU backend compiled with `{LLAMA['cflags']}`" if LLAMA.get("cflags") else "")
+          + (f" (here `-march=native` = {LLAMA['native']})" if LLAMA.get("native") else "")
+          + (f" and {LLAMA['defines']}" if LLAMA.get("defines") else "") + ". "
+          + ("llama-bench settings otherwise its defaults: " + ", ".join(
+              f"{k} {({-1: 'auto', 0: 'off', 1: 'on'}.get(val, val) if k == 'flash_attn' else {True: 'on', False: 'off'}.get(val, val) if k == 'repack' else val)}"
+              for k, val in LLAMA["settings"].items()) + "." if LLAMA.get("settings") else ""), "",
+          f"`lathe bench llm MODEL --prompt-tokens {pp} --gen-tokens {tg} --repeat {args.llm_repeat} --threads N` against "
+          f"`llama-bench -m MODEL -p {pp} -n {tg} -r {args.llm_repeat} -t N -o json`, one process each per round, "
+          f"{args.rounds} round(s), the order reversed every round. pp{pp}: {pp} prompt tokens in one pass on an empty "
+          f"cache (logits of the last token only); tg{tg}: {tg} tokens one at a time from an empty cache; both tools do "
+          "one warm-up of each first. A round's figure is tokens / mean seconds over the repetitions (llama-bench's "
+          "from its samples_ns); the table shows the median over rounds and the median of the per-round ratios "
+          "Lathe / llama.cpp. Both processes run with " + " and ".join(f"`{x}`" for x in OPENBLAS_FORCING)
+          + " removed from their environment (neither reads them) and OMP_NUM_THREADS = N.", "",
+          "Limits, from this run's `lathe bench machine`: **decode** (tg) = measured memory bandwidth (the larger of "
+          "STREAM copy and triad at that thread count) / bytes read per token, with the bytes of the file as stored "
+          "(every tensor but the token embedding, the output projection — the tied embedding, read whole — and one "
+          "embedding row; the KV cache, under 1% here, is left out); **prompt** (pp) = measured fp32 FMA peak / "
+          "(2 × matmul multiply-adds per token: the blocks' matrices; attention and the last token's output "
+          "projection are left out). % of limit = speed / limit. Neither limit is a hard ceiling (int8 dot "
+          "products do more than the fp32 FMA peak; caches hold part of a small model), but both say how much of "
+          "the machine each tool uses.", "",
+          "| machine | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in THREADS) + " |",
+          "|---|" + "---:|" * len(THREADS)]
+    ts = THREADS
+    for label, d, unit in (("fp32 FMA peak", machine["fma"], "GFLOP/s"), ("bandwidth, copy", machine["copy"], "GB/s"),
+                           ("bandwidth, triad", machine["triad"], "GB/s")):
+        L.append(f"| {label} | " + " | ".join(f"{d[t]:.1f} {unit}" if t in d else "—" for t in ts) + " |")
+    L += ["", "| model | file | matrix types | bytes read per token | of which output projection | matmul MACs per token |",
+          "|---|---:|---|---:|---:|---:|"]
+    for m in LLM_MODELS:
+        types = ", ".join(f"{k} ×{n}" for k, n in sorted(m["matrix_types"].items(), key=lambda kv: -kv[1]))
+        L.append(f"| {m['name']} | {m['file_bytes'] / 1e6:.1f} MB | {types} | {m['bytes_per_token'] / 1e6:.1f} MB | "
+                 f"{m['output_bytes'] / 1e6:.1f} MB{' (tied)' if m['tied'] else ''} | {m['macs_per_token'] / 1e6:.1f} M |")
+    L += ["", f"| model | test | threads | Lathe tokens/s | llama.cpp tokens/s | ratio | limit tokens/s | Lathe % of limit | "
+          "llama.cpp % of limit |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    order = {m["name"]: i for i, m in enumerate(LLM_MODELS)}
+    for r in sorted(llm_rows, key=lambda r: (order[r["model"]], r["test"].startswith("tg"), r["threads"])):
+        b = r["bound"]
+        pct = lambda x: f"{100 * x / b:.0f}%" if x and b else "—"
+        L.append(f"| {r['model']} | {r['test']} | {r['threads']} | {fmt(r['lathe'])} | {fmt(r['ref'])} | {ratio(r['ratio'])} | "
+                 f"{fmt(b, 0)} | {pct(r['lathe'])} | {pct(r['ref'])} |")
+    L.append("")
+    for m in LLM_MODELS:
+        other = sorted(k for k in m["matrix_types"] if k not in LATHE_KEPT_TYPES)
+        if other:
+            lb = lathe_bytes_per_token(m["path"])
+            L += [f"{m['name']}: Lathe keeps only {', '.join(LATHE_KEPT_TYPES[1:])} matrices quantized at run time for now; "
+                  f"this file's {', '.join(other)} matrices are dequantised to float32 at load, so Lathe reads about "
+                  f"{lb / 1e6:.0f} MB per decoded token where the file (and llama.cpp) needs {m['bytes_per_token'] / 1e6:.0f} MB, "
+                  "and its prompt matmuls on those matrices are fp32 GEMMs. Its figures for this model measure that "
+                  "fallback, not a K-quant kernel; the limits above are those of the file as stored.", ""]
+    L += ["Reproduce (llama-bench built as in README.md, Benchmarks; the models from `Tools/fetch-models`):", "",
+          "```sh", f"LLAMA_BENCH=/path/to/llama.cpp/build/bin/llama-bench {args.command}", "```", ""]
+    return L
+
+
+def splice_llm(old_text, section):
+    """old_text with its llm section replaced by section (inserted before ## Reproduce, or at the end, if absent)."""
+    lines = old_text.rstrip("\n").split("\n")
+    start = next((i for i, x in enumerate(lines) if x == LLM_HEADING), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = section
+    else:
+        at = next((i for i, x in enumerate(lines) if x == "## Reproduce"), len(lines))
+        lines[at:at] = section
+    return "\n".join(lines) + "\n"
+
+
+def old_llm_section(path):
+    """The llm section of an existing BENCHMARKS.md, as lines, or None."""
+    try:
+        lines = open(path).read().rstrip("\n").split("\n")
+    except OSError:
+        return None
+    start = next((i for i, x in enumerate(lines) if x == LLM_HEADING), None)
+    if start is None:
+        return None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
 
 
 def report(svg_rel):
@@ -522,6 +815,12 @@ def report(svg_rel):
                      f"{lr['peak_rss_mb']:.0f} (+{lr['step_delta_mb']:.0f}) | {rr['peak_rss_mb']:.0f} (+{rr['step_delta_mb']:.0f}) | "
                      f"{lr['ms_per_step']:.0f} | {rr['ms_per_step']:.0f} | {ratio(r['ratio'])} |")
         L.append("")
+    if llm_rows:
+        L += llm_section()
+    else:
+        kept = old_llm_section(args.out)
+        if kept:
+            L += kept  # from an earlier run (with its own date): this run did not measure llm
     L += ["## Reproduce", "", "```sh", args.command, "```", "",
           "`bench/compare` creates `bench/.venv` (NumPy, threadpoolctl, PyTorch CPU) on first use and builds Lathe "
           "in release; see README.md, Benchmarks.", ""]
@@ -538,6 +837,7 @@ def svg_chart():
     items += [("infer", f"{r['model']} b{r['batch']} {r['variant']} ×{r['threads']}", r["ratio"])
               for r in infer_rows if r["ratio"] is not None]
     items += [("memory", f"gpt step{' ckpt' if r['checkpointing'] else ''} ×{r['threads']}", r["ratio"]) for r in memory_rows]
+    items += [("llm", f"{r['model'].split('.')[0].split('-q')[0]} {r['test']} ×{r['threads']}", r["ratio"]) for r in llm_rows]
     if not items:
         return None
     items = [i for i in items if i[2]]
@@ -580,9 +880,16 @@ def svg_chart():
     return "\n".join(out) + "\n"
 
 
-svg = svg_chart()
-svg_rel = os.path.relpath(args.svg, os.path.dirname(os.path.abspath(args.out))) if svg else None
-text = report(svg_rel)
+# A run of llm alone (with or without machine) replaces the llm section of an existing BENCHMARKS.md
+# and leaves the rest of it, and the chart, as they are.
+SPLICE = bool(llm_rows) and not (gemm_rows or train_rows or infer_rows or memory_rows) and os.path.exists(args.out)
+if SPLICE:
+    svg = None
+    text = splice_llm(open(args.out).read(), llm_section())
+else:
+    svg = svg_chart()
+    svg_rel = os.path.relpath(args.svg, os.path.dirname(os.path.abspath(args.out))) if svg else None
+    text = report(svg_rel)
 if args.no_write:
     print(text)
 else:
