@@ -30,7 +30,8 @@ extension GGUFFile {
     /// type, `general.quantization_version` to 2 and `split.*` left out; tensors keep their order
     /// and names. A tensor whose type does not change is copied byte for byte; the others are
     /// dequantised to float32 (ggml's `dequantize_row_*`) and quantised again (ggml's reference
-    /// encoders). Peak memory: one tensor as float32 plus its new bytes, and the mapped source.
+    /// encoders), 4 Mi values at a time. Peak memory: the largest tensor's new bytes, 16 MiB of
+    /// float32, and the pages of the mapped source being read.
     ///
     /// Throws ``GGUFError/unwritable(path:reason:)`` when `url` is this file, or when a tensor
     /// must change type but its type cannot be dequantised (IQ types); `progress` is called after
@@ -38,6 +39,12 @@ extension GGUFFile {
     @discardableResult
     public func requantize(to url: URL, rules: GGUFTypeRules,
                            progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
+        try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, progress: progress)
+    }
+
+    /// ``requantize(to:rules:progress:)`` converting `slabElements` values at a time (tests).
+    package func requantize(to url: URL, rules: GGUFTypeRules, slabElements: Int,
+                            progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
         if GGUFFile.sameFile(url.path, path) {
             throw GGUFError.unwritable(path: url.path, reason: "the output is the input file; write to another path")
         }
@@ -60,12 +67,22 @@ extension GGUFFile {
             if info.type == target {
                 buffer.copyMemory(from: source)
             } else {
-                if floats.count < info.elementCount { floats = [Float](repeating: 0, count: info.elementCount) }
-                try withExtendedLifetime(self) {
-                    try floats.withUnsafeMutableBufferPointer { f in
-                        let values = UnsafeMutableBufferPointer(rebasing: f[0..<info.elementCount])
-                        info.type.dequantize(source, count: info.elementCount, into: values)
-                        target.quantize(UnsafeBufferPointer(values), rowLength: info.dimensions[0], into: buffer)
+                // A slab of rows at a time (blocks never cross rows), so that the float32 copy
+                // stays small whatever the tensor's size.
+                let rowLength = info.dimensions[0], rows = info.elementCount / rowLength
+                let slab = max(1, slabElements / rowLength)
+                let sourceRow = info.byteCount / rows, targetRow = buffer.count / rows
+                if floats.count < min(rows, slab) * rowLength { floats = [Float](repeating: 0, count: min(rows, slab) * rowLength) }
+                withExtendedLifetime(self) {
+                    floats.withUnsafeMutableBufferPointer { f in
+                        for r0 in stride(from: 0, to: rows, by: slab) {
+                            let n = min(slab, rows - r0)
+                            let values = UnsafeMutableBufferPointer(rebasing: f[0..<n * rowLength])
+                            info.type.dequantize(UnsafeRawBufferPointer(rebasing: source[r0 * sourceRow..<(r0 + n) * sourceRow]),
+                                                 count: n * rowLength, into: values)
+                            target.quantize(UnsafeBufferPointer(values), rowLength: rowLength,
+                                            into: UnsafeMutableRawBufferPointer(rebasing: buffer[r0 * targetRow..<(r0 + n) * targetRow]))
+                        }
                     }
                 }
             }
@@ -76,6 +93,9 @@ extension GGUFFile {
         }
         return written
     }
+
+    /// Values converted at a time by ``requantize(to:rules:progress:)`` (4 Mi floats, 16 MiB).
+    static let slabElements = 1 << 22
 
     /// Replaces the value of `key` where it is, or appends it.
     static func set(_ metadata: inout [GGUFKeyValue], _ key: String, _ value: GGUFValue) {

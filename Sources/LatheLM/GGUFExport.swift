@@ -13,7 +13,8 @@ import LatheText
 ///   `LlamaModel.permute` does (the inverse of ``DecoderModel``'s `pairsToHalves`); norms and
 ///   other 1-D tensors F32; a tied `lm_head.weight`, if the folder has one, left out (llama.cpp
 ///   then uses `token_embd` as the output, as it does for any tied model);
-/// - `general.*` and `llama.*` keys as llama.cpp's loader reads them (block_count,
+/// - `general.*` keys (architecture, type, name: the folder's name, size_label) and `llama.*`
+///   keys as llama.cpp's loader reads them (block_count,
 ///   context_length, embedding_length, feed_forward_length, attention.head_count(_kv),
 ///   rope.freq_base, attention.layer_norm_rms_epsilon, attention.key/value_length when
 ///   config.json has head_dim, vocab_size, rope.dimension_count, linear rope scaling);
@@ -75,8 +76,9 @@ public enum GGUFExport {
         // The converter writes every 1-D tensor and norm as F32.
         for (i, t) in sourceTensors.enumerated() where t.dimensions.count < 2 || t.name.hasSuffix("_norm.weight") { types[i] = .f32 }
 
+        let parameters = plan.reduce(0) { $0 + $1.shape.reduce(1, *) }
         let metadata = self.metadata(config: config, json: json, name: folder.standardizedFileURL.lastPathComponent,
-                                     fileType: rules.fileType) + vocabulary.metadata
+                                     parameters: parameters, fileType: rules.fileType) + vocabulary.metadata
             + [GGUFKeyValue(key: "general.quantization_version", value: .uint32(2))]
         let descriptors = zip(plan, types).map { GGUFTensorDescriptor(name: $0.gguf, shape: $0.shape, type: $1) }
         var written: [GGUFWrittenTensor] = []
@@ -115,6 +117,15 @@ public enum GGUFExport {
         return map[String(parts[3])].map { "blk.\(layer).\($0)" }
     }
 
+    /// gguf-py's size label: the parameter count in K, M, B or T with at least two significant
+    /// digits (`135M`, `1.2B`, `7.2K`).
+    static func sizeLabel(_ n: Int) -> String {
+        let x = Double(n)
+        let (scaled, suffix) = x > 1e12 ? (x * 1e-12, "T") : x > 1e9 ? (x * 1e-9, "B") : x > 1e6 ? (x * 1e-6, "M") : (x * 1e-3, "K")
+        let r = Int(scaled.rounded()), digits = r == 0 ? 0 : String(r).count
+        return String(format: "%.\(max(2 - digits, 0))f", scaled) + suffix
+    }
+
     /// Reorders the rows of a q or k projection (weight `[rows, cols]` or bias `[rows]`,
     /// row-major) from rotate-half order to adjacent pairs: within each head, row `j * half + i`
     /// moves to `2i + j` (llama.cpp's converter's `permute`: reshape to `[heads, 2, half, ...]`
@@ -141,12 +152,13 @@ public enum GGUFExport {
     }
 
     /// The `general.*` and `llama.*` keys, in the converter's order.
-    static func metadata(config c: DecoderConfig, json: JSONValue, name: String, fileType: GGUFFileType) -> [GGUFKeyValue] {
+    static func metadata(config c: DecoderConfig, json: JSONValue, name: String, parameters: Int, fileType: GGUFFileType) -> [GGUFKeyValue] {
         let a = "llama"
         var m: [GGUFKeyValue] = [
             .init(key: "general.architecture", value: .string(a)),
             .init(key: "general.type", value: .string("model")),
             .init(key: "general.name", value: .string(name)),
+            .init(key: "general.size_label", value: .string(sizeLabel(parameters))),
             .init(key: "\(a).block_count", value: .uint32(UInt32(c.layers))),
             .init(key: "\(a).context_length", value: .uint32(UInt32(c.maxPositions))),
             .init(key: "\(a).embedding_length", value: .uint32(UInt32(c.hiddenSize))),
@@ -187,7 +199,8 @@ public enum GGUFExport {
 /// - `bos`/`eos`/`unknown`/`padding_token_id` from `tokenizer_config.json`'s `*_token` (looked
 ///   up among the added tokens), else `config.json`'s `*_token_id`; `add_bos_token` and
 ///   `add_eos_token` from the post-processor (ByteLevel: false; TemplateProcessing: whether its
-///   single-sequence template starts with BOS and ends with EOS), else `tokenizer_config.json`'s;
+///   single-sequence template starts with BOS and ends with EOS, so false for a bare `$A`; the
+///   converter writes nothing there), else `tokenizer_config.json`'s;
 ///   `add_space_prefix` from `tokenizer_config.json`'s `add_prefix_space`; the chat template from
 ///   `tokenizer_config.json` or `chat_template.jinja`.
 ///
@@ -295,7 +308,7 @@ public struct GGUFVocabulary: Sendable {
                     guard let content = item?["SpecialToken"]?["id"]?.stringValue else { return nil }
                     return addedContents.first { $0.content == content }?.id ?? vocab.first { $0.key == content }?.value.intValue
                 }
-                if single.count > 1 {
+                if !single.isEmpty {
                     let first = specialID(single.first), last = specialID(single.last)
                     addBOS = first != nil && first == bos
                     addEOS = last != nil && last == eos

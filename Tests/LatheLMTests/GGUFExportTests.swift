@@ -100,6 +100,17 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
+    /// Converting a few rows at a time gives the same bytes as whole tensors.
+    func testSlabsGiveTheSameBytes() throws {
+        let source = try GGUFFile(contentsOf: gpt2)
+        for fileType in [GGUFFileType.q4_K_M, .q8_0, .bf16] {
+            let whole = temporary.appendingPathComponent("whole.gguf"), slabs = temporary.appendingPathComponent("slabs.gguf")
+            try source.requantize(to: whole, rules: GGUFTypeRules(fileType: fileType))
+            try source.requantize(to: slabs, rules: GGUFTypeRules(fileType: fileType), slabElements: 3 * 256)
+            XCTAssertEqual(Array(try Data(contentsOf: whole)), Array(try Data(contentsOf: slabs)), fileType.rawValue)
+        }
+    }
+
     func testOutputEqualsInputIsAnError() throws {
         let copy = temporary.appendingPathComponent("m.gguf")
         try FileManager.default.copyItem(at: gpt2, to: copy)
