@@ -36,9 +36,9 @@ let package = Package(
         // Recipes, the trainer, and the pipelines built on them (compress: stages, variant reports).
         .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
         // Pretrained language models: configs, decoders, key/value caches, generation.
-        .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "CLatheKernels"]),
+        .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "LatheCompress", "CLatheKernels"]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
-        .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "CLatheBench"]),
+        .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "LatheLM", "CLatheBench"]),
         .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheText", "LatheTrain", "LatheCompress", "LatheLM"]),
         .executableTarget(
             name: "lathe",

@@ -222,6 +222,12 @@ public struct GroupwiseWeights: Equatable, Sendable {
         }
     }
 
+    /// Whether the 8-bit-activation decode kernels take these weights (group size 32, cols a
+    /// multiple of 32, int4 or symmetric int8).
+    public var supportsInt8Activations: Bool {
+        scheme.groupSize == 32 && cols > 0 && cols % 32 == 0 && (scheme.bits == 4 || scheme.symmetric)
+    }
+
     /// The dequantised weight `[rows, cols]` (the C kernel; bitwise equal to the reference).
     public func dequantized() -> [Float] {
         var out = [Float](repeating: 0, count: rows * cols)

@@ -235,6 +235,22 @@ public final class QuantizedConv2d: Module, QuantizedLayer {
 public final class WeightOnlyLinear: Module, QuantizedLayer {
     public let weight: GroupwiseWeights
     public let bias: [Float]?
+    /// Up to ``int8ActivationRows`` rows of input are quantized to int8 per 32-element block and
+    /// multiplied with integer dot products (as llama.cpp decodes), when the weights are group-32
+    /// int4 or symmetric int8; off: float activations throughout. Turning it on repacks the
+    /// weights once into the 16-rows-per-vector decode layout (`lathe_wq_repack`), kept beside them.
+    public var int8Activations = false {
+        didSet {
+            guard int8Activations, repacked == nil, weight.supportsInt8Activations else { return }
+            repacked = weight.withMatrix { m in
+                var out = [UInt8](repeating: 0, count: lathe_wq_repacked_size(m, weight.rows, weight.cols))
+                out.withUnsafeMutableBufferPointer { lathe_wq_repack(m, weight.rows, weight.cols, $0.baseAddress!) }
+                return out
+            }
+        }
+    }
+    private var repacked: [UInt8]?
+    public static let int8ActivationRows = 4
 
     public init(weight: GroupwiseWeights, bias: [Float]?) {
         precondition(bias == nil || bias!.count == weight.rows, "WeightOnlyLinear: bias has \(bias!.count) values for \(weight.rows) outputs")
@@ -259,7 +275,15 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
             y.withUnsafeMutableBufferPointer { out in
                 (bias ?? []).withUnsafeBufferPointer { b in
                     weight.withMatrix { mat in
-                        if m > 0 { lathe_wq_gemm(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n) }
+                        guard m > 0 else { return }
+                        if int8Activations && m <= Self.int8ActivationRows, let packed = repacked {
+                            packed.withUnsafeBufferPointer { p in
+                                lathe_wq_gemv_repacked(m, n, k, xs.baseAddress!, k, p.baseAddress!, Int32(weight.scheme.bits),
+                                                       weight.scheme.symmetric ? 1 : 0, bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
+                            }
+                        } else {
+                            lathe_wq_gemm(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
+                        }
                     }
                 }
             }

@@ -103,8 +103,14 @@ extension SafeTensors {
         guard case .object(let members) = root else { throw bad("it is \(root.kindName), not a JSON object") }
 
         var metadata: [String: String] = [:]
+        var metadataKeys: [String: String] = [:]
         var entries: [SafeTensorsHeader.Entry] = []
         entries.reserveCapacity(members.count)
+        // The JSON reader refuses keys with the same bytes; Swift strings (the keys of the
+        // tensor and metadata dictionaries) are also equal when only their Unicode forms differ
+        // ("\u00e9" and "e\u0301"), which would make one tensor or value hide the other.
+        var names: [String: String] = [:]
+        names.reserveCapacity(members.count)
         for (name, value) in members {
             if name == "__metadata__" {
                 guard case .object(let pairs) = value else {
@@ -115,9 +121,15 @@ extension SafeTensors {
                         throw SafeTensorsError.invalidMetadata(
                             path: path, reason: "the value of '\(k)' is \(v.kindName); metadata values must be strings")
                     }
+                    if let earlier = metadataKeys.updateValue(k, forKey: k) {
+                        throw SafeTensorsError.invalidMetadata(path: path, reason: "the keys " + sameTextTwice(earlier, k))
+                    }
                     metadata[k] = s
                 }
                 continue
+            }
+            if let earlier = names.updateValue(name, forKey: name) {
+                throw bad("the tensor names " + sameTextTwice(earlier, name))
             }
             entries.append(try parseEntry(name: name, value, path: path))
         }
@@ -173,7 +185,10 @@ extension SafeTensors {
             throw bad("\"shape\" is \(try field("shape").kindName), not an array of sizes")
         }
         var shape: [Int] = []
-        var count = 1
+        // The product of the non-zero sizes: a tensor's strides and element count are computed
+        // from it (a size 0 makes the count 0 but not the strides), so it must fit in an Int
+        // even when the tensor is empty.
+        var nonZeroProduct = 1
         var countOverflow = false
         for v in shapeValues {
             guard let d = v.nonNegativeInt else {
@@ -181,8 +196,9 @@ extension SafeTensors {
                           + "sizes must be non-negative integers")
             }
             shape.append(d)
-            let (c, o) = count.multipliedReportingOverflow(by: d)
-            count = c
+            guard d > 0 else { continue }
+            let (c, o) = nonZeroProduct.multipliedReportingOverflow(by: d)
+            nonZeroProduct = c
             countOverflow = countOverflow || o
         }
         guard case .array(let offsetValues) = try field("data_offsets") else {
@@ -195,11 +211,11 @@ extension SafeTensors {
         guard let info = fileDTypes[dtypeName] else {
             throw SafeTensorsError.unsupportedDType(path: path, tensor: name, dtype: dtypeName)
         }
-        // With no zero size, the element count must not overflow; with one, it is 0.
-        if countOverflow && !shape.contains(0) {
-            throw bad("shape \(shape) has too many elements")
+        if countOverflow {
+            throw bad(shape.contains(0) ? "shape \(shape) is empty, but its other sizes multiply past 2^63 (too many elements)"
+                                        : "shape \(shape) has too many elements")
         }
-        let elements = shape.contains(0) ? 0 : count
+        let elements = shape.contains(0) ? 0 : nonZeroProduct
         let (bits, o) = elements.multipliedReportingOverflow(by: info.bits)
         guard !o else { throw bad("shape \(shape) of \(dtypeName) is too large") }
         guard bits % 8 == 0 else {
@@ -210,6 +226,19 @@ extension SafeTensors {
                       + "needs \(bits / 8) bytes")
         }
         return .init(name: name, fileDType: dtypeName, dtype: info.dtype, shape: shape, dataOffsets: begin..<end)
+    }
+
+    /// Says that `a` and `b` (different bytes) are the same Unicode text, with their code points.
+    private static func sameTextTwice(_ a: String, _ b: String) -> String {
+        func points(_ s: String) -> String {
+            let scalars = s.unicodeScalars.prefix(16).map { c -> String in
+                let hex = String(c.value, radix: 16, uppercase: true)
+                return "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+            }
+            return scalars.joined(separator: " ") + (s.unicodeScalars.count > 16 ? " ..." : "")
+        }
+        return "'\(a)' (\(points(a))) and '\(b)' (\(points(b))) are the same Unicode text written two ways "
+            + "(canonically equivalent); Lathe cannot tell them apart, rename one"
     }
 
     private static func numberText(_ v: JSONValue) -> String {

@@ -43,6 +43,10 @@ public enum SafeTensors {
     public static func read(contentsOf url: URL) throws -> SafeTensorsFile {
         let path = url.path
         try checkReadable(path)
+        // A file too short for the length field is refused before it is mapped: Foundation
+        // reads a 0-byte file as a possibly special file (/proc) and leaks its 4 KiB buffer.
+        var st = stat()
+        if stat(path, &st) == 0, st.st_size < 8 { throw SafeTensorsError.tooShort(path: path, fileSize: Int(st.st_size)) }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw SafeTensorsError.unreadable(path: path, reason: error.localizedDescription)

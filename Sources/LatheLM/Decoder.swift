@@ -1,4 +1,5 @@
 import Foundation
+import LatheCompress
 import LatheIO
 import LatheNN
 import LatheTensor
@@ -27,8 +28,11 @@ public final class DecoderModel: Module, LanguageModel {
     public let config: DecoderConfig
     let model: DecoderBody
     /// nil when tied to the embedding (`tie_word_embeddings`): the state dict then has no
-    /// `lm_head.weight`, as Hugging Face saves it.
-    let lmHead: Linear?
+    /// `lm_head.weight`, as Hugging Face saves it. A `Linear`, or a quantized layer.
+    @Child var lmHead: Module?
+    /// A quantized copy of a tied embedding that serves as the output projection (GGUF files
+    /// whose embedding is quantized); not a child: the embedding is the state.
+    let tiedHead: Unlisted
     /// Each layer's rotary frequencies (Gemma's local layers have their own base).
     let rotaries: [Rotary]
 
@@ -36,14 +40,34 @@ public final class DecoderModel: Module, LanguageModel {
     /// A missing or misshapen tensor is an error naming it; extra tensors are an error too.
     /// Tensors are taken from `weights` one at a time as float32 (from a mapped file, without
     /// a copy in the file's dtype).
-    public init(config: DecoderConfig, weights: some TensorSource, file: String = "weights") throws {
+    public convenience init(config: DecoderConfig, weights: some TensorSource, file: String = "weights") throws {
+        try self.init(config: config, weights: weights, file: file, quantized: nil)
+    }
+
+    /// `quantized(name, shape)` may give a matrix as group-wise weights, kept quantized at run
+    /// time (``WeightOnlyLinear``); nil: the float tensor from `weights`.
+    init(config: DecoderConfig, weights: some TensorSource, file: String,
+         quantized: ((String, [Int]) throws -> GroupwiseWeights?)?) throws {
         self.config = config
         var used = Set<String>()
-        func take(_ key: String, _ shape: [Int]) throws -> Tensor {
+        func check(_ key: String, _ shape: [Int]) throws {
             guard let found = weights.shape(of: key) else { throw ModelFileError(file: file, message: "missing tensor \(key)") }
             guard found == shape else { throw ModelFileError(file: file, message: "\(key) has shape \(found), the config implies \(shape)") }
             used.insert(key)
+        }
+        func take(_ key: String, _ shape: [Int]) throws -> Tensor {
+            try check(key, shape)
             return try weights.float32Tensor(named: key)
+        }
+        func makeLinear(_ prefix: String, _ out: Int, _ input: Int, bias: Bool) throws -> Module {
+            let b = bias ? try take(prefix + ".bias", [out]) : nil
+            try check(prefix + ".weight", [out, input])
+            if let q = try quantized?(prefix + ".weight", [out, input]) {
+                let layer = WeightOnlyLinear(weight: q, bias: b?.scalars)
+                layer.int8Activations = true  // decode as llama.cpp does: 8-bit activations
+                return layer
+            }
+            return Linear(weight: try take(prefix + ".weight", [out, input]), bias: b)
         }
         let c = config, d = c.hiddenSize, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
         func norm(_ key: String, _ size: Int) throws -> DecoderNorm {
@@ -52,8 +76,8 @@ public final class DecoderModel: Module, LanguageModel {
         var layers: [DecoderLayer] = []
         for i in 0..<c.layers {
             let p = "model.layers.\(i)."
-            func linear(_ name: String, _ out: Int, _ input: Int, bias: Bool) throws -> Linear {
-                Linear(weight: try take(p + name + ".weight", [out, input]), bias: bias ? try take(p + name + ".bias", [out]) : nil)
+            func linear(_ name: String, _ out: Int, _ input: Int, bias: Bool) throws -> Module {
+                try makeLinear(p + name, out, input, bias: bias)
             }
             let attention = AttentionProjections(
                 qProj: try linear("self_attn.q_proj", q, d, bias: c.attentionBias), kProj: try linear("self_attn.k_proj", kv, d, bias: c.attentionBias),
@@ -74,8 +98,14 @@ public final class DecoderModel: Module, LanguageModel {
         if c.tieWordEmbeddings {
             lmHead = nil
             used.insert("lm_head.weight")  // some files carry the tied copy; it is the embedding
+            tiedHead = Unlisted(try quantized?("model.embed_tokens.weight", [c.vocabularySize, d]).map {
+                let head = WeightOnlyLinear(weight: $0, bias: nil)
+                head.int8Activations = true
+                return head
+            })
         } else {
-            lmHead = Linear(weight: try take("lm_head.weight", [c.vocabularySize, d]))
+            lmHead = try makeLinear("lm_head", c.vocabularySize, d, bias: false)
+            tiedHead = Unlisted(nil)
         }
         rotaries = (0..<c.layers).map { Rotary(headDim: c.headDim, base: c.ropeTheta(layer: $0), scaling: c.localLayers?[$0] == true ? nil : c.ropeScaling,
                                                layout: c.ropeLayout) }
@@ -109,7 +139,7 @@ public final class DecoderModel: Module, LanguageModel {
             cache.advance(by: ids.count)
             if lastOnly { x = x.sliced(dim: 0, start: ids.count - 1) }
             let h = model.norm(x)
-            let logits = h.linear(weight: lmHead?.weight.value ?? model.embedTokens.weight.value)
+            let logits = $lmHead.module.map { $0(h) } ?? tiedHead.module.map { $0(h) } ?? h.linear(weight: model.embedTokens.weight.value)
             guard let cap = config.finalLogitSoftcap else { return logits }
             return (logits / cap).tanh() * cap
         }
@@ -161,23 +191,23 @@ final class DecoderNorm: Module {
 }
 
 final class AttentionProjections: Module {
-    // Replaceable (LoRA, quantized layers): run them as $qProj(x).
-    @Child var qProj: Linear
-    @Child var kProj: Linear
-    @Child var vProj: Linear
-    @Child var oProj: Linear
+    // `Linear` or quantized layers, replaceable (LoRA): run them as $qProj(x).
+    @Child var qProj: Module
+    @Child var kProj: Module
+    @Child var vProj: Module
+    @Child var oProj: Module
     let qNorm: DecoderNorm?, kNorm: DecoderNorm?
-    init(qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear, qNorm: DecoderNorm?, kNorm: DecoderNorm?) {
+    init(qProj: Module, kProj: Module, vProj: Module, oProj: Module, qNorm: DecoderNorm?, kNorm: DecoderNorm?) {
         (self.qProj, self.kProj, self.vProj, self.oProj, self.qNorm, self.kNorm) = (qProj, kProj, vProj, oProj, qNorm, kNorm)
     }
 }
 
 final class MLP: Module {
-    @Child var gateProj: Linear
-    @Child var upProj: Linear
-    @Child var downProj: Linear
+    @Child var gateProj: Module
+    @Child var upProj: Module
+    @Child var downProj: Module
     let gelu: Bool
-    init(gateProj: Linear, upProj: Linear, downProj: Linear, gelu: Bool) {
+    init(gateProj: Module, upProj: Module, downProj: Module, gelu: Bool) {
         (self.gateProj, self.upProj, self.downProj, self.gelu) = (gateProj, upProj, downProj, gelu)
     }
 
@@ -231,4 +261,10 @@ final class DecoderLayer: Module {
         let y = x + a
         return y + mlp(postAttentionLayernorm(y))
     }
+}
+
+/// A module held outside the module tree (not a child, not in the state dict).
+struct Unlisted {
+    let module: Module?
+    init(_ module: Module?) { self.module = module }
 }

@@ -88,23 +88,20 @@ extension DecoderModel {
         return "model.layers.\(layer).\(name)"
     }
 
-    /// Loads a GGUF model, dequantising its tensors to float32 one at a time from the mapped
-    /// file (peak memory: the fp32 weights plus the mapping).
-    public static func load(gguf url: URL) throws -> DecoderModel {
-        try load(gguf: try GGUFFile(contentsOf: url))
+    /// Loads a GGUF model. With `quantized` (the default), matrices stored as Q8_0, Q4_0 or
+    /// Q4_1 stay quantized at run time (``GGUFGroupwise``; a quantized tied embedding also serves
+    /// as the output projection), and the other tensors are dequantised to float32 one at a
+    /// time from the mapped file; without it every tensor is float32.
+    public static func load(gguf url: URL, quantized: Bool = true) throws -> DecoderModel {
+        try load(gguf: try GGUFFile(contentsOf: url), quantized: quantized)
     }
 
-    /// ``load(gguf:)`` from an opened file.
-    public static func load(gguf file: GGUFFile) throws -> DecoderModel {
-        let url = URL(fileURLWithPath: file.path)
+    /// ``load(gguf:quantized:)`` from an opened file.
+    public static func load(gguf file: GGUFFile, quantized: Bool = true) throws -> DecoderModel {
         let config = try DecoderConfig.gguf(file)
-        var weights: [String: Tensor] = [:]
-        for info in file.tensors {
-            guard let name = huggingFaceName(info.name, gemma: config.architecture == "gemma3") else {
-                throw ModelFileError(file: url.path, message: "tensor \(info.name) has no place in a \(config.architecture) model")
-            }
-            weights[name] = try file.tensor(named: info.name)
+        let source = try GGUFTensorSource(file, gemma: config.architecture == "gemma3", quantized: quantized)
+        return try DecoderModel(config: config, weights: source, file: file.path) { name, shape in
+            try source.quantizedLinear(named: name)?.weight
         }
-        return try DecoderModel(config: config, weights: weights, file: url.path)
     }
 }

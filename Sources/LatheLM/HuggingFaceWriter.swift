@@ -1,11 +1,16 @@
 import Foundation
+import LatheCompress
 import LatheIO
+import LatheNN
 import LatheTensor
+import LatheText
 
 /// Writes models as Hugging Face folders that `transformers` loads with `from_pretrained`:
 /// `config.json`, `generation_config.json`, the weights as `model.safetensors` (or shards named
 /// `model-00001-of-00003.safetensors` with `model.safetensors.index.json`, as `save_pretrained`
-/// names them), and the tokenizer files of the source folder.
+/// names them), and the tokenizer files: those of the source folder, or for a model read from
+/// GGUF its tokenizer written as `tokenizer.json`, `tokenizer_config.json` (with the chat
+/// template) and `special_tokens_map.json`.
 ///
 /// A model read from GGUF is written back in Hugging Face's conventions: Llama's q/k rows,
 /// which llama.cpp's converter permutes for adjacent-pair RoPE, are put back in rotate-half
@@ -22,20 +27,24 @@ public enum HuggingFaceWriter {
         }
     }
 
-    /// Writes `model` into `folder` (created if needed). Tokenizer files (`tokenizer.json`,
-    /// `tokenizer_config.json`, `special_tokens_map.json`, ...) are copied from `tokenizerFolder`
-    /// when given; from a GGUF source only `tokenizer_config.json` with the chat template is
-    /// written. Returns the files written, in order.
+    /// Writes `model` into `folder` (created if needed). The tokenizer files (`tokenizer.json`,
+    /// `tokenizer_config.json`, `special_tokens_map.json`, ...) are copied from the model's
+    /// folder; from a GGUF source its tokenizer is written as those files. Returns the files
+    /// written, in order.
     @discardableResult
     public static func write(_ model: PretrainedModel, to folder: URL, options: Options = Options()) throws -> [URL] {
-        try write(model.kind, tokenizerSource: URL(fileURLWithPath: model.path), chatTemplate: model.chatTemplate, to: folder, options: options)
+        try write(model.kind, tokenizerSource: URL(fileURLWithPath: model.path), tokenizer: model.tokenizer,
+                  chatTemplate: model.chatTemplate, to: folder, options: options)
     }
 
-    /// Writes a decoder or encoder; the tokenizer files are copied from `tokenizerSource` when it
-    /// is a folder, else `chatTemplate` (if any) goes into `tokenizer_config.json`.
+    /// Writes a decoder or encoder. The tokenizer files are copied from `tokenizerSource` when it
+    /// is a folder; otherwise `tokenizer` (a `BPETokenizer`, such as a GGUF file's) is written as
+    /// `tokenizer.json`, `tokenizer_config.json` (with `chatTemplate` and the model's context
+    /// length) and `special_tokens_map.json`; with neither, `chatTemplate` (if any) alone goes
+    /// into `tokenizer_config.json`.
     @discardableResult
-    public static func write(_ kind: PretrainedModel.Kind, tokenizerSource: URL? = nil, chatTemplate: String? = nil, to folder: URL,
-                             options: Options = Options()) throws -> [URL] {
+    public static func write(_ kind: PretrainedModel.Kind, tokenizerSource: URL? = nil, tokenizer: (any Tokenizer)? = nil,
+                             chatTemplate: String? = nil, to folder: URL, options: Options = Options()) throws -> [URL] {
         let exported: (config: JSONValue, tensors: [(String, Tensor)], generation: JSONValue?)
         switch kind {
         case .decoder(let d): exported = (d.config.huggingFaceJSON(dtype: options.dtype), d.huggingFaceTensors(), d.config.generationJSON())
@@ -49,7 +58,8 @@ public enum HuggingFaceWriter {
             written.append(try writeJSON(generation, to: folder.appendingPathComponent("generation_config.json")))
         }
         written += try writeWeights(exported.tensors, to: folder, options: options)
-        written += try writeTokenizerFiles(source: tokenizerSource, chatTemplate: chatTemplate, to: folder)
+        written += try writeTokenizerFiles(source: tokenizerSource, tokenizer: tokenizer, chatTemplate: chatTemplate,
+                                           modelMaxLength: kind.maxPositions, to: folder)
         return written
     }
 
@@ -95,7 +105,8 @@ public enum HuggingFaceWriter {
     static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "tokenizer.model",
                                  "chat_template.jinja", "added_tokens.json", "merges.txt", "vocab.json"]
 
-    static func writeTokenizerFiles(source: URL?, chatTemplate: String?, to folder: URL) throws -> [URL] {
+    static func writeTokenizerFiles(source: URL?, tokenizer: (any Tokenizer)?, chatTemplate: String?, modelMaxLength: Int?,
+                                    to folder: URL) throws -> [URL] {
         var isDirectory: ObjCBool = false
         var written: [URL] = []
         if let source, FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -111,6 +122,22 @@ public enum HuggingFaceWriter {
                 }
                 written.append(to)
             }
+            return written
+        }
+        if let tokenizer {
+            guard let bpe = tokenizer as? BPETokenizer else {
+                throw ModelFileError(file: folder.path, message: "writing a \(type(of: tokenizer)) as tokenizer.json is not supported (only BPE)")
+            }
+            let json = folder.appendingPathComponent("tokenizer.json")
+            do {
+                try AtomicFile.write(to: json) { try $0.write(contentsOf: Data(bpe.tokenizerJSON().utf8)) }
+            } catch let error as AtomicFile.WriteError {
+                throw ModelFileError(file: json.path, message: "cannot write: \(error.reason)")
+            }
+            written.append(json)
+            written.append(try writeJSON(bpe.tokenizerConfigJSON(chatTemplate: chatTemplate, modelMaxLength: modelMaxLength),
+                                         to: folder.appendingPathComponent("tokenizer_config.json")))
+            written.append(try writeJSON(bpe.specialTokensMapJSON(), to: folder.appendingPathComponent("special_tokens_map.json")))
             return written
         }
         if let template = chatTemplate {
@@ -138,6 +165,17 @@ public enum HuggingFaceWriter {
             throw ModelFileError(file: url.path, message: "cannot write: \(error.reason)")
         }
         return url
+    }
+}
+
+extension PretrainedModel.Kind {
+    /// The context length (`model_max_length` in `tokenizer_config.json`).
+    var maxPositions: Int {
+        switch self {
+        case .decoder(let d): d.config.maxPositions
+        case .gpt2(let g): g.config.maxPositions
+        case .encoder(let e): e.config.maxPositions
+        }
     }
 }
 
@@ -215,8 +253,8 @@ extension DecoderModel {
     public func huggingFaceTensors() -> [(String, Tensor)] {
         let c = config
         let bakedNormOffset: Float = c.architecture == "gemma3" && c.normOffset == 0 ? 1 : 0
-        return namedParameters.map { name, p -> (String, Tensor) in
-            var t = p.value.detached()
+        return Self.floatTensors(of: self).map { name, value -> (String, Tensor) in
+            var t = value
             if c.ropeLayout == .pairs {
                 if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") {
                     t = Self.pairsToHalves(t, heads: c.heads)
@@ -227,6 +265,24 @@ extension DecoderModel {
             if bakedNormOffset != 0, name.hasSuffix("norm.weight") { t = t - bakedNormOffset }
             return (name, t)
         }
+    }
+
+    /// The state as float32 tensors in parameter order, quantized layers (``WeightOnlyLinear``)
+    /// dequantised to `weight` (and `bias`); a shared parameter is listed once.
+    static func floatTensors(of model: Module) -> [(String, Tensor)] {
+        var seen = Set<ObjectIdentifier>(), out: [(String, Tensor)] = []
+        for (path, m) in model.namedModules {
+            let prefix = path.isEmpty ? "" : path + "."
+            if let q = m as? WeightOnlyLinear {
+                out.append((prefix + "weight", Tensor(q.weight.dequantized(), shape: [q.outFeatures, q.inFeatures])))
+                if let b = q.bias { out.append((prefix + "bias", Tensor(b))) }
+                continue
+            }
+            for (name, p) in m.ownParameters where seen.insert(ObjectIdentifier(p)).inserted {
+                out.append((prefix + name, p.value.detached()))
+            }
+        }
+        return out
     }
 
     /// Reorders the rows of a q or k projection from adjacent-pair RoPE order (row `2i + j` of

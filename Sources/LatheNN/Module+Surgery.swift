@@ -109,8 +109,9 @@ extension Module {
         var mirror: Mirror? = Mirror(reflecting: self)
         while let m = mirror, m.subjectType != Module.self {
             for child in m.children {
-                guard let label = child.label, ((child.value as? AnyChildSlot)?.key ?? Module.stateName(label)) == name else { continue }
-                guard let slot = child.value as? AnyChildSlot else {
+                let slot = Module.object(child.value) as? AnyChildSlot
+                guard let label = child.label, (slot?.key ?? Module.stateName(label)) == name else { continue }
+                guard let slot else {
                     throw ModuleSurgeryError(path: path, message: "\(type(of: self)).\(label) is a plain stored property; "
                                              + "declare it @Child var to let surgery replace it")
                 }

@@ -80,12 +80,30 @@ open class Module {
         return out
     }
 
+    /// A property's value when it is an object (optionals unwrapped), else nil. Only the types
+    /// are inspected first: a dynamic cast of a large array (`[UInt8]` codes, `[Float]` biases)
+    /// to a class or protocol type converts it element by element (to an NSArray on Linux).
+    static func object(_ value: Any) -> AnyObject? {
+        var v = value
+        if type(of: v) is AnyOptional.Type {
+            guard let inner = (v as! AnyOptional).wrappedValue else { return nil }
+            v = inner
+        }
+        guard type(of: v) is AnyClass else { return nil }
+        return v as AnyObject
+    }
+
     /// Direct children with their names.
     open var namedChildren: [(String, Module)] {
         reflectedProperties.flatMap { name, value -> [(String, Module)] in
-            if let m = value as? Module { return [(name, m)] }
-            if let slot = value as? AnyChildSlot { return slot.module.map { [(slot.key ?? name, $0)] } ?? [] }
-            if let ms = value as? [Module] { return ms.enumerated().map { ("\(name).\($0.offset)", $0.element) } }
+            if let o = Module.object(value) {
+                if let m = o as? Module { return [(name, m)] }
+                if let slot = o as? AnyChildSlot { return slot.module.map { [(slot.key ?? name, $0)] } ?? [] }
+                return []
+            }
+            if type(of: value) is ModuleArray.Type {
+                return (value as! ModuleArray).moduleElements.enumerated().map { ("\(name).\($0.offset)", $0.element) }
+            }
             return []
         }
     }
@@ -99,12 +117,12 @@ open class Module {
 
     /// This module's own parameters (not its children's).
     open var ownParameters: [(String, Parameter)] {
-        reflectedProperties.compactMap { name, value in (value as? Parameter).map { (name, $0) } }
+        reflectedProperties.compactMap { name, value in (Module.object(value) as? Parameter).map { (name, $0) } }
     }
 
     /// This module's own buffers.
     open var ownBuffers: [(String, Buffer)] {
-        reflectedProperties.compactMap { name, value in (value as? Buffer).map { (name, $0) } }
+        reflectedProperties.compactMap { name, value in (Module.object(value) as? Buffer).map { (name, $0) } }
     }
 
     /// Every module in the tree with its dotted path ("" for this one), parents first.
@@ -207,4 +225,22 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
             return "state dict key \(key) has shape \(found) but the model expects \(expected) (check the model configuration)"
         }
     }
+}
+
+/// Arrays of modules, found among a module's properties without casting other arrays.
+protocol ModuleArray {
+    var moduleElements: [Module] { get }
+}
+
+extension Array: ModuleArray where Element: Module {
+    var moduleElements: [Module] { self }
+}
+
+/// Optionals, seen through their type (``Module/object(_:)``).
+protocol AnyOptional {
+    var wrappedValue: Any? { get }
+}
+
+extension Optional: AnyOptional {
+    var wrappedValue: Any? { self.map { $0 as Any } }
 }

@@ -92,7 +92,8 @@ extension BPETokenizer {
             let escape = Normalizer.replace(pattern: " ", content: "\u{2581}")
             var decoder: [TokenDecoder] = [.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse]
             if spacePrefix { decoder.append(.strip(content: " ", start: 1, stop: 0)) }
-            let pipeline = Pipeline(normalizer: spacePrefix ? .sequence([.prepend(" "), escape]) : escape,
+            // As Llama 2's tokenizer.json writes it: "▁" in front, then spaces escaped.
+            let pipeline = Pipeline(normalizer: spacePrefix ? .sequence([.prepend("\u{2581}"), escape]) : escape,
                                     preTokenizer: nil, addedTokens: added,
                                     postProcessor: .template(before: bosOn ? [bos!] : [], after: eosOn ? [eos!] : []),
                                     decoder: .sequence(decoder))

@@ -31,6 +31,19 @@ public enum SplitPattern: Sendable, Equatable {
         return nil
     }
 
+    /// The regex this pattern stands for, as `tokenizer.json` writes it (the spelling
+    /// `init(regex:)` reads back; Qwen2's is Llama 3's with `\p{N}` alone).
+    public var regex: String {
+        switch self {
+        case .gpt2:
+            return "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+        case .llama3(let maxDigits):
+            let digits = maxDigits == 1 ? "\\p{N}" : "\\p{N}{1,\(maxDigits)}"
+            return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" + digits
+                + "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+        }
+    }
+
     /// Appends the end (exclusive) of each match in `s[range]`, in order; the last is
     /// `range.upperBound` (empty input appends nothing).
     func split(_ s: UnsafeBufferPointer<Unicode.Scalar>, _ range: Range<Int>, into ends: inout [Int]) {

@@ -7,9 +7,9 @@ struct Convert: ParsableCommand {
         abstract: "Write a model (GGUF file or Hugging Face folder) as a Hugging Face folder or as a GGUF file.",
         discussion: """
         To a folder: config.json, generation_config.json, the weights (model.safetensors, or shards with \
-        model.safetensors.index.json) and the source folder's tokenizer files (from a GGUF file: tokenizer_config.json \
-        with the chat template). GGUF weights are dequantised, and Llama's q/k rows and Gemma's norms are put back \
-        in Hugging Face's conventions.
+        model.safetensors.index.json) and the source folder's tokenizer files; from a GGUF file, its tokenizer is \
+        written as tokenizer.json, tokenizer_config.json (with the chat template) and special_tokens_map.json. GGUF \
+        weights are dequantised, and Llama's q/k rows and Gemma's norms are put back in Hugging Face's conventions.
 
         To a .gguf file (--type): from a GGUF file, the metadata and tokenizer are copied and the tensors converted; \
         from a Hugging Face folder of the Llama family (with a byte-level BPE tokenizer.json), the tensors are renamed \
@@ -75,10 +75,21 @@ struct Convert: ParsableCommand {
         var t0 = Timing.now()
         let source = URL(fileURLWithPath: model)
         let kind = try PretrainedModel.loadModel(model)
-        let template = model.hasSuffix(".gguf") ? try GGUFFile(contentsOf: source).string("tokenizer.chat_template") : nil
+        var template: String?, tokenizer: (any Tokenizer)?
+        if !isFolder(model) {
+            let file = try GGUFFile(contentsOf: source)
+            template = try file.string("tokenizer.chat_template")
+            do {
+                tokenizer = try PretrainedModel.ggufTokenizer(file)
+            } catch {
+                // The weights are still worth writing; the folder then lacks tokenizer.json.
+                FileHandle.standardError.write(Data("warning: the tokenizer is not written (\(error))\n".utf8))
+            }
+        }
         FileHandle.standardError.write(Data(String(format: "loaded %@ in %.1f s\n", model, Timing.now() - t0).utf8))
         t0 = Timing.now()
-        let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, chatTemplate: template, to: URL(fileURLWithPath: output),
+        let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, tokenizer: tokenizer, chatTemplate: template,
+                                                to: URL(fileURLWithPath: output),
                                                 options: .init(dtype: (dtype ?? .f32).dtype, maxShardBytes: maxShardMB.map { $0 << 20 }))
         for f in files {
             let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? 0
@@ -102,10 +113,8 @@ struct Convert: ParsableCommand {
             print("\(t.name)  \(shape)  \(t.from.name) -> \(t.to.name)\(t.copied ? " (copied)" : "")")
         }
         let written: [GGUFWrittenTensor]
-        var isFolder: ObjCBool = false
-        FileManager.default.fileExists(atPath: model, isDirectory: &isFolder)
         do {
-            if isFolder.boolValue {
+            if isFolder(model) {
                 written = try GGUFExport.write(huggingFaceFolder: source, to: destination, rules: rules, progress: progress)
             } else {
                 written = try GGUFFile(contentsOf: source).requantize(to: destination, rules: rules, progress: progress)
@@ -121,5 +130,10 @@ struct Convert: ParsableCommand {
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print(String(format: "wrote %@ (%@): %d tensors (%@), %.1f MB in %.1f s", output, fileType.name, written.count,
                      types.joined(separator: ", "), Double(size) / 1e6, Timing.now() - t0))
+    }
+
+    func isFolder(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 }

@@ -177,3 +177,68 @@ final class WeightOnlyKernelTests: XCTestCase {
         }
     }
 }
+
+/// The decode kernel with 8-bit activations (`lathe_wq_gemv_repacked`) against a naive twin written
+/// from its definition, on every ISA and thread count: the same bits.
+final class Int8ActivationGemvTests: XCTestCase {
+    /// x quantized per 32-block (d = amax / 127, roundf), integer block dots of the codes read
+    /// as unsigned (int8: q + 128), then block by block acc += isum * (s d), off += c * (d sum).
+    func reference(x: [Float], w: GroupwiseWeights, bias: [Float]?) -> [Float] {
+        let k = w.cols, nb = k / 32
+        var y = [Float](repeating: 0, count: w.rows)
+        var q = [Int32](repeating: 0, count: k), d = [Float](repeating: 0, count: nb), sums = [Int32](repeating: 0, count: nb)
+        for b in 0..<nb {
+            let amax = x[b * 32..<(b + 1) * 32].map { abs($0) }.max()!
+            d[b] = amax / 127
+            let id: Float = d[b] != 0 ? 1 / d[b] : 0
+            for j in 0..<32 { q[b * 32 + j] = Int32((x[b * 32 + j] * id).rounded(.toNearestOrAwayFromZero)) }
+            sums[b] = q[b * 32..<(b + 1) * 32].reduce(0, +)
+        }
+        func half(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
+        for n in 0..<w.rows {
+            var acc: Float = 0, off: Float = 0
+            for b in 0..<nb {
+                var isum: Int32 = 0
+                for j in 0..<32 {
+                    let kk = b * 32 + j
+                    let u: Int32 = w.scheme.bits == 4
+                        ? Int32((w.codes[n * w.rowBytes + kk / 2] >> UInt8((kk & 1) * 4)) & 0xF)
+                        : Int32(Int8(bitPattern: w.codes[n * w.rowBytes + kk])) + 128
+                    isum += u * q[kk]
+                }
+                let s = half(w.scales[n * nb + b])
+                let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -128) : half(w.mins[n * nb + b])
+                acc = acc.addingProduct(Float(isum), s * d[b])
+                off = off.addingProduct(c, d[b] * Float(sums[b]))
+            }
+            y[n] = acc + off + (bias?[n] ?? 0)
+        }
+        return y
+    }
+
+    func testMatchesTheNaiveTwinBitForBitAndStaysCloseToFloat() {
+        var rng = TestRNG(21)
+        let schemes = [GroupwiseScheme(bits: 4, groupSize: 32, symmetric: true), GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false),
+                       GroupwiseScheme(bits: 8, groupSize: 32, symmetric: true)]
+        for scheme in schemes {
+            for (m, n, k) in [(1, 1, 32), (1, 17, 64), (1, 33, 288), (2, 40, 576), (4, 5, 1536), (1, 300, 96)] {
+                let g = GroupwiseWeights(quantizing: rng.floats(n * k, -1.5, 1), rows: n, cols: k, scheme: scheme)
+                var x = rng.floats(m * k, -3, 3)
+                if k >= 64 { for j in 32..<64 { x[j] = 0 } }  // an all-zero block
+                let bias = rng.floats(n)
+                let layer = WeightOnlyLinear(weight: g, bias: bias)
+                layer.int8Activations = true
+                let expected = (0..<m).flatMap { r in reference(x: Array(x[r * k..<(r + 1) * k]), w: g, bias: bias) }
+                let dense = QuantReference.weightOnlyMatmul(x: x, m: m, weights: g, bias: bias)
+                forEachISAAndThreads { label in
+                    let y = layer(Tensor(x, shape: [m, k])).scalars
+                    XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(scheme) \(m)x\(n)x\(k) \(label) \(String(cString: lathe_wq_gemv_variant()))")
+                    // 8-bit activations cost a little precision: each x moves by at most 1/254 of its block's
+                    // largest |x| (3 here), times weights up to 1.5 in size, over k terms of random sign.
+                    let worst = zip(y, dense).map { abs($0 - $1) }.max()!
+                    XCTAssertLessThan(worst, 2 * Float(k).squareRoot() * 1.5 * 3 / 254, "\(scheme) \(m)x\(n)x\(k) \(label)")
+                }
+            }
+        }
+    }
+}

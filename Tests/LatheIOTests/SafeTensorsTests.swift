@@ -396,6 +396,53 @@ final class SafeTensorsTests: XCTestCase {
         }
     }
 
+    /// Found by Tools/fuzz/safetensors_fuzz.swift: an empty tensor whose other sizes multiply
+    /// past Int.max passed the header check (its element count is 0), then trapped in Tensor's
+    /// element count or strides when read.
+    func testEmptyShapesWhoseOtherSizesOverflow() throws {
+        for (k, shape) in ["[0,4611686018427387904,4]", "[4611686018427387904,4,0]", "[4611686018427387904,0,4]"].enumerated() {
+            for dtype in ["F32", "F64", "BF16"] {
+                let u = try rawFile("z\(k)\(dtype).safetensors", header: #"{"w":{"dtype":""# + dtype + #"","shape":"# + shape
+                                    + #","data_offsets":[0,0]}}"#)
+                assertBoth(u, contains: ["z\(k)\(dtype).safetensors", "'w'", "is empty, but its other sizes multiply past 2^63"]) {
+                    if case .invalidEntry = $0 { true } else { false }
+                }
+                assertError(try MappedSafeTensors(contentsOf: u), contains: ["too many elements"]) {
+                    if case .invalidEntry = $0 { true } else { false }
+                }
+            }
+        }
+        // Large but representable sizes around a 0 are an empty tensor.
+        let u = try rawFile("big-empty.safetensors", header: #"{"w":{"dtype":"F64","shape":[4611686018427387904,0,1],"#
+                            + #""data_offsets":[0,0]},"x":{"dtype":"F16","shape":[0,4611686018427387904],"data_offsets":[0,0]}}"#)
+        let file = try SafeTensors.read(contentsOf: u)
+        XCTAssertEqual(file["w"]?.shape, [1 << 62, 0, 1])
+        XCTAssertEqual(file["w"]?.count, 0)
+        XCTAssertEqual(try MappedSafeTensors(contentsOf: u).float32Tensor(named: "x").shape, [0, 1 << 62])
+    }
+
+    /// Found by Tools/fuzz/safetensors_fuzz.swift: JSON keys differ by bytes, Swift strings by
+    /// canonical equivalence, so "\u00e9" and "e\u0301" were two tensors in the header but one
+    /// in the dictionary `read` returns (and the mapping answered both names with one tensor).
+    func testCanonicallyEquivalentNamesAreAnError() throws {
+        let names = try rawFile("n.safetensors", header: #"{"\u00e9":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"#
+                                + #""e\u0301":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#, data: [1, 2])
+        assertBoth(names, contains: ["n.safetensors", "tensor names", "U+00E9", "U+0065 U+0301", "same Unicode text"]) {
+            if case .invalidHeader = $0 { true } else { false }
+        }
+        assertError(try MappedSafeTensors(contentsOf: names), contains: ["same Unicode text"]) {
+            if case .invalidHeader = $0 { true } else { false }
+        }
+        let keys = try rawFile("k.safetensors", header: #"{"__metadata__":{"K":"1","\u212a":"2"}}"#)
+        assertBoth(keys, contains: ["k.safetensors", "__metadata__", "keys 'K' (U+004B)", "(U+212A)", "same Unicode text"]) {
+            if case .invalidMetadata = $0 { true } else { false }
+        }
+        // Different text is fine, however close.
+        let distinct = try rawFile("d.safetensors", header: #"{"\u00e9":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"#
+                                   + #""e":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#, data: [1, 2])
+        XCTAssertEqual(try SafeTensors.read(contentsOf: distinct).tensors.count, 2)
+    }
+
     func testOverlapsHolesAndTrailingBytes() throws {
         let overlap = try rawFile("ov.safetensors", header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
                                     + #""b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: Array(repeating: 0, count: 8))

@@ -119,6 +119,33 @@ final class HuggingFaceWriterTests: XCTestCase {
         }
     }
 
+    /// From a GGUF file the folder gets the tokenizer as tokenizer.json, tokenizer_config.json and
+    /// special_tokens_map.json, and loads back (`PretrainedModel.load`) with the same ids.
+    func testGGUFTokenizerIsWrittenAsTokenizerJSON() throws {
+        let source = try PretrainedModel.load(fixture("gpt2-tiny/model.gguf").path)
+        let dir = try temporaryDirectory()
+        let files = try HuggingFaceWriter.write(source, to: dir)
+        XCTAssertEqual(files.map(\.lastPathComponent), ["config.json", "generation_config.json", "model.safetensors",
+                                                        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"])
+        let loaded = try PretrainedModel.load(dir.path)
+        for text in ["the theory", "Hello, world!  \n\tthe end", "numbers 123 and caf\u{e9}", ""] {
+            XCTAssertEqual(loaded.tokenizer.encode(text), source.tokenizer.encode(text), text)
+            XCTAssertEqual(loaded.tokenizer.decode(source.tokenizer.encode(text)), source.tokenizer.decode(source.tokenizer.encode(text)), text)
+        }
+        XCTAssertEqual(loaded.tokenizer.eos, source.tokenizer.eos)
+        let config = try JSONParser.parse([UInt8](Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json"))))
+        XCTAssertEqual(config["tokenizer_class"]?.stringValue, "PreTrainedTokenizerFast")
+        XCTAssertEqual(config["eos_token"]?.stringValue, source.tokenizer.token(for: source.tokenizer.eos!))
+        XCTAssertEqual(config["model_max_length"]?.intValue, try XCTUnwrap({ if case .gpt2(let g) = source.kind { g.config.maxPositions } else { nil } }()))
+        XCTAssertEqual(config["add_bos_token"], .bool(false))
+
+        // A chat template alone (no tokenizer) still goes into tokenizer_config.json.
+        let plain = try temporaryDirectory()
+        let written = try HuggingFaceWriter.write(source.kind, chatTemplate: "{{ x }}", to: plain)
+        XCTAssertEqual(written.last?.lastPathComponent, "tokenizer_config.json")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: plain.appendingPathComponent("tokenizer.json").path))
+    }
+
     func testBadTargetsAreClearErrors() throws {
         let model = try DecoderModel.load(huggingFaceFolder: fixture("llama-tiny"))
         let dir = try temporaryDirectory()

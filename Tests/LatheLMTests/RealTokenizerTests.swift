@@ -42,6 +42,36 @@ final class RealTokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.decode(ids, skipSpecialTokens: true), try shakespeare40k())
     }
 
+    /// The GGUF vocabularies written as tokenizer.json (as `lathe convert` writes them) read back
+    /// as tokenizers that give the GGUF tokenizers' ids, on Shakespeare and on the multilingual
+    /// text, and decode them alike.
+    func testGGUFVocabulariesWrittenAsTokenizerJSONGiveTheSameIDs() throws {
+        let multilingual = try String(contentsOf: fixturesDirectory.appendingPathComponent("text/multilingual.txt"), encoding: .utf8)
+        for name in ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"] {
+            let gguf = try GGUFFile(contentsOf: try fetchedModel(name))
+            let tokenizer = try XCTUnwrap(try PretrainedModel.ggufTokenizer(gguf) as? BPETokenizer)
+            let dir = try temporaryDirectory()
+            try Data(tokenizer.tokenizerJSON().utf8).write(to: dir.appendingPathComponent("tokenizer.json"))
+            try Data(JSONWriter.serialize(tokenizer.tokenizerConfigJSON(chatTemplate: try gguf.string("tokenizer.chat_template"))).utf8)
+                .write(to: dir.appendingPathComponent("tokenizer_config.json"))
+            let written = try loadTokenizer(contentsOf: dir)
+            XCTAssertEqual(written.vocabularySize, tokenizer.vocabularySize, name)
+            XCTAssertEqual([written.bos, written.eos, written.pad, written.unk], [tokenizer.bos, tokenizer.eos, tokenizer.pad, tokenizer.unk], name)
+            XCTAssertEqual(written.addedTokens, tokenizer.addedTokens, name)
+            let specials = tokenizer.addedTokens.prefix(3).map(\.content).joined(separator: "x ") + " " + (tokenizer.addedTokens.last?.content ?? "")
+            for (label, text) in [("shakespeare", try shakespeare40k()), ("multilingual", multilingual), ("specials", specials + multilingual + specials)] {
+                for special in [true, false] {
+                    let expected = tokenizer.encode(text, addSpecialTokens: special)
+                    let ids = written.encode(text, addSpecialTokens: special)
+                    XCTAssertTrue(ids == expected, "\(name) \(label) special \(special): first difference \(firstDifference(ids, expected))")
+                }
+                let ids = tokenizer.encode(text, addSpecialTokens: true)
+                XCTAssertEqual(written.decode(ids), tokenizer.decode(ids), "\(name) \(label) decode")
+                XCTAssertEqual(written.decode(ids, skipSpecialTokens: true), tokenizer.decode(ids, skipSpecialTokens: true), "\(name) \(label) decode")
+            }
+        }
+    }
+
     func testMiniLMTokenizerJSONGivesTransformersIDs() throws {
         let tokenizer = try loadTokenizer(contentsOf: try fetchedModel("all-MiniLM-L6-v2").appendingPathComponent("tokenizer.json"))
         let json = try JSONParser.parse([UInt8](Data(contentsOf: fixturesDirectory.appendingPathComponent("llm/minilm-reference.json"))))

@@ -21,10 +21,20 @@ final class SmolLM2Tests: XCTestCase {
         XCTAssertEqual(model.config.architecture, "llama")
         XCTAssertEqual(model.config.ropeLayout, .pairs)
         XCTAssertTrue(model.config.tieWordEmbeddings)
-        XCTAssertEqual(model.parameterCount(), 134_515_008)
         // "The capital of France is" in llama.cpp's ids; " Paris" "." follow.
-        let r = generate(model, prompt: [504, 3575, 282, 4649, 314], options: GenerationOptions(maxTokens: 2, stopTokens: []))
+        let prompt = [504, 3575, 282, 4649, 314]
+        let r = generate(model, prompt: prompt, options: GenerationOptions(maxTokens: 2, stopTokens: []))
         XCTAssertEqual(r.tokens, [7042, 30])
+        // The Q4_1 matrices stay quantized (float parameters: the embedding and the norms); the
+        // same model dequantised to float32 has every weight as a parameter, and the same logits
+        // up to the order of the sums.
+        XCTAssertEqual(model.parameterCount(), 49_152 * 576 + 61 * 576)
+        XCTAssertGreaterThan(model.namedModules.filter { $0.1 is WeightOnlyLinear }.count, 200)
+        let dense = try DecoderModel.load(gguf: try fetchedModel(Self.file), quantized: false)
+        XCTAssertEqual(dense.parameterCount(), 134_515_008)
+        XCTAssertFalse(dense.namedModules.contains { $0.1 is WeightOnlyLinear })
+        let a = model.logits(prompt).scalars, b = dense.logits(prompt).scalars
+        XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max()!, 2e-3)
     }
 }
 

@@ -111,6 +111,22 @@ void lathe_wq_dequantize(const lathe_wq_matrix *w, long N, long K, long n0, long
 void lathe_wq_gemm(long M, long N, long K, const float *X, long ldx, const lathe_wq_matrix *w,
                    const float *bias, float *Y, long ldy);
 
+/// Bytes of W (group-32 int4, or symmetric int8, K a multiple of 32) repacked for
+/// lathe_wq_gemv_repacked: 16 rows interleaved per vector, then the fp16 scales (and mins).
+size_t lathe_wq_repacked_size(const lathe_wq_matrix *w, long N, long K);
+void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out);
+/// Y[M,N] = X[M,K] W^T (+ bias) on a repacked W, with X quantized to int8 per 32-element block
+/// (as llama.cpp's Q8 activations) and exact integer block dot products, 16 rows per vector (no
+/// horizontal sums); the float part runs block by block per row on every ISA (the same bits
+/// everywhere). The decode path of quantized language models.
+void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, int bits,
+                            int symmetric, const float *bias, float *Y, long ldy);
+/// Whether W can be repacked for lathe_wq_gemv_repacked (group size 32, K a multiple of 32,
+/// int4 or symmetric int8).
+int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K);
+/// "avx512-vnni", "avx2" or "scalar": the path lathe_wq_gemv_repacked takes at the active ISA.
+const char *lathe_wq_gemv_variant(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,105 @@
+import Foundation
+import LatheCompress
+import LatheIO
+import LatheNN
+import LatheTensor
+
+/// GGUF blocks that Lathe's group-wise weights hold without loss, so that a layer keeps its
+/// quantized weights at run time (``WeightOnlyLinear``: fused dequantise-and-dot for one token,
+/// dequantised panels and the fp32 GEMM for many):
+/// - Q8_0 (`w = d q`, q int8, 32 per block) is symmetric int8 with group size 32;
+/// - Q4_0 (`w = d (u - 8)`) is symmetric int4 (`fmaf(u, s, -8 s)`, the same float);
+/// - Q4_1 (`w = d u + m`) is asymmetric int4 (`fmaf(u, s, m)`);
+/// - Q5_0 (`w = d (u - 16)`, u 5 bits) is symmetric int8 with q = u - 16 (a byte per weight
+///   instead of 5 bits: lossless, but 45% more to read than the file's blocks).
+/// Only the order of the nibbles differs: a GGUF block stores element `j` in the low nibble of
+/// byte `j` and element `j + 16` in its high nibble; Lathe stores elements `2j` and `2j + 1` in
+/// byte `j`. Other types (K-quants, Q5_0, ...) are not held this way yet.
+public enum GGUFGroupwise {
+    /// Whether tensors of `type` convert to ``GroupwiseWeights`` losslessly.
+    public static func supports(_ type: GGMLType) -> Bool { [.q8_0, .q4_0, .q4_1, .q5_0].contains(type) }
+
+    /// The weights of a 2-D tensor of a supported type (`shape` `[rows, cols]`, cols a multiple of 32).
+    public static func weights(_ info: GGUFTensorInfo, bytes: UnsafeRawBufferPointer) -> GroupwiseWeights? {
+        guard supports(info.type), info.shape.count == 2, info.shape[1] % 32 == 0 else { return nil }
+        let rows = info.shape[0], cols = info.shape[1], blocks = cols / 32
+        let blockBytes = [GGMLType.q8_0: 34, .q4_0: 18, .q4_1: 20, .q5_0: 22][info.type]!
+        guard bytes.count == rows * blocks * blockBytes else { return nil }
+        let bits = info.type == .q8_0 || info.type == .q5_0 ? 8 : 4
+        let rowBytes = bits == 8 ? cols : cols / 2
+        var codes = [UInt8](repeating: 0, count: rows * rowBytes)
+        var scales = [UInt16](repeating: 0, count: rows * blocks)
+        var mins = [UInt16](repeating: 0, count: info.type == .q4_1 ? rows * blocks : 0)
+        codes.withUnsafeMutableBufferPointer { c in
+            for r in 0..<rows {
+                for b in 0..<blocks {
+                    let block = (r * blocks + b) * blockBytes
+                    scales[r * blocks + b] = bytes.loadUnaligned(fromByteOffset: block, as: UInt16.self).littleEndian
+                    var q = block + 2
+                    if info.type == .q4_1 {
+                        mins[r * blocks + b] = bytes.loadUnaligned(fromByteOffset: block + 2, as: UInt16.self).littleEndian
+                        q += 2
+                    }
+                    if info.type == .q5_0 {
+                        // qh: bit e is the fifth bit of element e; qs: nibbles as in Q4_0.
+                        let qh = bytes.loadUnaligned(fromByteOffset: q, as: UInt32.self).littleEndian
+                        for e in 0..<32 {
+                            let low = (bytes[q + 4 + e % 16] >> (e < 16 ? 0 : 4)) & 0xF
+                            let u = Int(low) | Int((qh >> UInt32(e)) & 1) << 4
+                            c[r * rowBytes + b * 32 + e] = UInt8(bitPattern: Int8(u - 16))
+                        }
+                    } else if bits == 8 {
+                        for j in 0..<32 { c[r * rowBytes + b * 32 + j] = bytes[q + j] }
+                    } else {
+                        // Element e of the block: byte e % 16, low nibble for e < 16.
+                        let out = r * rowBytes + b * 16
+                        for j in 0..<16 {
+                            let e0 = 2 * j, e1 = 2 * j + 1
+                            let lo = (bytes[q + e0 % 16] >> (e0 < 16 ? 0 : 4)) & 0xF
+                            let hi = (bytes[q + e1 % 16] >> (e1 < 16 ? 0 : 4)) & 0xF
+                            c[out + j] = lo | hi << 4
+                        }
+                    }
+                }
+            }
+        }
+        return GroupwiseWeights(scheme: GroupwiseScheme(bits: bits, groupSize: 32, symmetric: info.type != .q4_1), rows: rows, cols: cols,
+                                codes: codes, scales: scales, mins: mins)
+    }
+}
+
+/// A GGUF model's tensors under Hugging Face's names, read one at a time: float tensors
+/// dequantised on request, and matrices of the ``GGUFGroupwise`` types as quantized layers.
+struct GGUFTensorSource: TensorSource {
+    let file: GGUFFile
+    /// Hugging Face name to GGUF name.
+    let names: [String: String]
+    /// Keep supported matrices quantized (false: everything as float32).
+    let quantized: Bool
+
+    init(_ file: GGUFFile, gemma: Bool, quantized: Bool) throws {
+        var names: [String: String] = [:]
+        for info in file.tensors {
+            guard let hf = DecoderModel.huggingFaceName(info.name, gemma: gemma) else {
+                throw ModelFileError(file: file.path, message: "tensor \(info.name) has no place in this model")
+            }
+            names[hf] = info.name
+        }
+        (self.file, self.names, self.quantized) = (file, names, quantized)
+    }
+
+    var tensorNames: [String] { Array(names.keys) }
+    func shape(of name: String) -> [Int]? { names[name].flatMap { file.tensorInfo(named: $0)?.shape } }
+    func float32Tensor(named name: String) throws -> Tensor {
+        guard let g = names[name] else { throw ModelFileError(file: file.path, message: "missing tensor \(name)") }
+        return try file.tensor(named: g)
+    }
+
+    /// The matrix `name` as a quantized linear layer, when its type allows.
+    func quantizedLinear(named name: String) throws -> WeightOnlyLinear? {
+        guard quantized, let g = names[name], let info = file.tensorInfo(named: g), GGUFGroupwise.supports(info.type) else { return nil }
+        return try file.withTensorData(named: g) { bytes in
+            GGUFGroupwise.weights(info, bytes: bytes).map { WeightOnlyLinear(weight: $0, bias: nil) }
+        }
+    }
+}
