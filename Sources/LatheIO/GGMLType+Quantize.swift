@@ -22,9 +22,9 @@ extension GGMLType {
     ///
     /// The blocks are ggml's reference encoder's: byte-identical to llama.cpp's
     /// `llama-quantize` without an importance matrix and, for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-    /// F16 and BF16, to gguf-py's `gguf.quants.quantize` (for finite inputs; Lathe writes an
-    /// all-zero Q4_0/Q5_0 block of negative zeros with the scale -0, as ggml does, where
-    /// gguf-py writes +0). F16 and BF16 round to nearest even.
+    /// F16 and BF16, to gguf-py's `gguf.quants.quantize` (for finite inputs whose `1/d` is
+    /// finite; for a Q4_0/Q5_0 block whose first element is -0 and all others zero, Lathe writes
+    /// the scale -0 as ggml does, where gguf-py writes +0). F16 and BF16 round to nearest even.
     ///
     /// Preconditions: ``isQuantizable``; `rowLength` a multiple of ``blockSize`` and
     /// `source.count` of `rowLength`; `destination` holds the result

@@ -268,6 +268,33 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
+    /// SmolLM2's GGUF file written as a Hugging Face folder (tokenizer.json included) and that
+    /// folder written as GGUF again: the same tensors in the same order, byte for byte, as
+    /// converting the GGUF file directly, and the same vocabulary (pre-tokenizer found: smollm).
+    func testSmolLM2ThroughAFolderAndBack() throws {
+        let smol = try fetchedModel("SmolLM2-135M-Instruct.Q4_1.gguf")
+        let source = try GGUFFile(contentsOf: smol)
+        let folder = temporary.appendingPathComponent("smollm2-hf")
+        try HuggingFaceWriter.write(try PretrainedModel.load(smol.path), to: folder)
+        let direct = temporary.appendingPathComponent("direct.gguf"), back = temporary.appendingPathComponent("back.gguf")
+        try source.requantize(to: direct, rules: GGUFTypeRules(fileType: .q8_0))
+        try GGUFExport.write(huggingFaceFolder: folder, to: back, rules: GGUFTypeRules(fileType: .q8_0))
+        let a = try GGUFFile(contentsOf: direct), b = try GGUFFile(contentsOf: back)
+        XCTAssertEqual(b.tensorNames, a.tensorNames, "the converter's order is the original file's")
+        for name in a.tensorNames {
+            XCTAssertEqual(b.tensorInfo(named: name)?.type, a.tensorInfo(named: name)?.type, name)
+            XCTAssertTrue(try a.tensorData(named: name).elementsEqual(try b.tensorData(named: name)), name)
+        }
+        for key in ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+                    "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
+                    "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.chat_template",
+                    "llama.block_count", "llama.context_length", "llama.embedding_length", "llama.feed_forward_length",
+                    "llama.attention.head_count", "llama.attention.head_count_kv", "llama.rope.freq_base",
+                    "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "llama.rope.dimension_count", "general.file_type"] {
+            XCTAssertEqual(b.value(key), a.value(key), key)
+        }
+    }
+
     func testHuggingFaceFoldersThatCannotBeWrittenAreClearErrors() throws {
         let out = temporary.appendingPathComponent("x.gguf")
         let noTokenizer = try makeLlamaFolder(tokenizer: false)
