@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "LatheTensor", dependencies: ["CLatheKernels"]),
         .target(name: "LatheNN", dependencies: ["LatheTensor", "LatheIO", "CLatheKernels"]),
         .target(name: "LatheData", dependencies: ["LatheTensor", "LatheText", "CLatheKernels"], resources: [.copy("Resources")]),
-        .target(name: "LatheIO", dependencies: ["LatheTensor"]),
+        .target(name: "LatheIO", dependencies: ["LatheTensor", "CLatheKernels"]),
         // Tokenizers: byte-level BPE, SentencePiece BPE, WordPiece, Unigram; tokenizer.json and GGUF vocabularies.
         .target(name: "LatheText", dependencies: ["LatheIO"]),
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),

@@ -250,7 +250,10 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
         }
     }
     private var repacked: [UInt8]?
-    public static let int8ActivationRows = 4
+    /// Inputs of up to this many rows take the 8-bit-activation kernel (decoding); more rows go
+    /// through dequantised panels and the fp32 GEMM. Raise it to run everything as decoding does
+    /// (`lathe perplexity --int8-activations`).
+    nonisolated(unsafe) public static var int8ActivationRows = 4
 
     public init(weight: GroupwiseWeights, bias: [Float]?) {
         precondition(bias == nil || bias!.count == weight.rows, "WeightOnlyLinear: bias has \(bias!.count) values for \(weight.rows) outputs")

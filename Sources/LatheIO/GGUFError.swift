@@ -26,6 +26,9 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
     case unsupportedType(path: String, tensor: String, type: GGMLType)
     /// No tensor of that name in the file.
     case tensorNotFound(path: String, name: String)
+    /// A file could not be written (``GGUFWriter``): what it was asked to write breaks the
+    /// format, or the file system refused.
+    case unwritable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -55,6 +58,8 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
                 + "(supported: \(GGMLType.dequantizable.map(\.name).joined(separator: ", ")))"
         case .tensorNotFound(let path, let name):
             return "\(path): no tensor named '\(name)'"
+        case .unwritable(let path, let reason):
+            return "\(path): cannot write the GGUF file: \(reason)"
         }
     }
 }

@@ -282,4 +282,6 @@ public enum GGUFArray: Sendable, Equatable {
 public struct GGUFKeyValue: Sendable, Equatable {
     public let key: String
     public let value: GGUFValue
+
+    public init(key: String, value: GGUFValue) { (self.key, self.value) = (key, value) }
 }

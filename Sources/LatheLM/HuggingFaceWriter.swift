@@ -288,7 +288,7 @@ extension DecoderModel {
     /// Reorders the rows of a q or k projection from adjacent-pair RoPE order (row `2i + j` of
     /// each head is element `j` of pair `i`) to rotate-half order (row `j * headDim/2 + i`),
     /// undoing llama.cpp's converter's permutation.
-    static func pairsToHalves(_ t: Tensor, heads: Int) -> Tensor {
+    package static func pairsToHalves(_ t: Tensor, heads: Int) -> Tensor {
         let rows = t.shape[0], headDim = rows / heads, half = headDim / 2
         let rest = t.rank == 2 ? t.shape[1] : 1
         let source = t.contiguous().scalars

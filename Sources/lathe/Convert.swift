@@ -4,14 +4,24 @@ import Lathe
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a model (GGUF file or Hugging Face folder) as a Hugging Face folder that transformers loads.",
+        abstract: "Write a model (GGUF file or Hugging Face folder) as a Hugging Face folder or as a GGUF file.",
         discussion: """
-        The folder gets config.json, generation_config.json, the weights (model.safetensors, or shards with \
+        To a folder: config.json, generation_config.json, the weights (model.safetensors, or shards with \
         model.safetensors.index.json) and the source folder's tokenizer files; from a GGUF file, its tokenizer is \
         written as tokenizer.json, tokenizer_config.json (with the chat template) and special_tokens_map.json. GGUF \
         weights are dequantised, and Llama's q/k rows and Gemma's norms are put back in Hugging Face's conventions.
 
-        Example: lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-hf --dtype bf16
+        To a .gguf file (--type): from a GGUF file, the metadata and tokenizer are copied and the tensors converted; \
+        from a Hugging Face folder of the Llama family (with a byte-level BPE tokenizer.json), the tensors are renamed \
+        and permuted as llama.cpp's converter does. Each tensor's type follows llama-quantize's rules: norms and other \
+        1-D tensors stay F32; with a quantised type the output projection (or the tied token embedding) gets Q6_K, or \
+        Q8_0 when its rows are not a multiple of 256; the _M mixtures give some attn_v and ffn_down tensors Q6_K. \
+        Tensors already in their new type are copied unchanged.
+
+        Examples:
+          lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-hf --dtype bf16
+          lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-q8_0.gguf --type q8_0
+          lathe convert smollm2-hf --output smollm2-f16.gguf --type f16
         """)
 
     enum WeightType: String, ExpressibleByArgument, CaseIterable {
@@ -20,16 +30,48 @@ struct Convert: ParsableCommand {
     }
 
     @Argument(help: "A GGUF file or a Hugging Face folder.") var model: String
-    @Option(help: "The Hugging Face folder to write (created if needed).") var output: String
-    @Option(help: "The weights' type in the files: \(WeightType.allCases.map(\.rawValue).joined(separator: ", ")).") var dtype: WeightType = .f32
-    @Option(help: "Split the weights into shards of at most this many megabytes (as save_pretrained's max_shard_size).")
+    @Option(help: "The Hugging Face folder to write (created if needed), or a .gguf file.") var output: String
+    @Option(help: "Folder output: the weights' type: \(WeightType.allCases.map(\.rawValue).joined(separator: ", ")).") var dtype: WeightType?
+    @Option(help: "Folder output: split the weights into shards of at most this many megabytes (as save_pretrained's max_shard_size).")
     var maxShardMB: Int?
+    @Option(help: "GGUF output: the file type: \(GGUFFileType.names.joined(separator: ", ")).") var type: String?
+    @Flag(help: "GGUF output: every converted tensor in --type, without llama-quantize's per-tensor rules (its --pure).") var pure = false
+    @Option(name: .customLong("output-tensor-type"), help: "GGUF output: the type of output.weight (llama-quantize's --output-tensor-type).")
+    var outputTensorType: String?
+    @Option(name: .customLong("token-embedding-type"), help: "GGUF output: the type of token_embd.weight (llama-quantize's --token-embedding-type).")
+    var tokenEmbeddingType: String?
+    @Flag(help: "GGUF output: print each tensor's conversion.") var verbose = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        let toGGUF = output.lowercased().hasSuffix(".gguf")
+        if toGGUF {
+            if dtype != nil { throw ValidationError("--dtype is for Hugging Face folders; a .gguf output takes --type") }
+            if maxShardMB != nil { throw ValidationError("--max-shard-mb is for Hugging Face folders") }
+            guard let type else { throw ValidationError("writing a .gguf file needs --type (\(GGUFFileType.names.joined(separator: ", ")))") }
+            guard GGUFFileType(name: type) != nil else {
+                throw ValidationError("unknown --type '\(type)'; Lathe writes \(GGUFFileType.names.joined(separator: ", "))")
+            }
+            for (flag, value) in [("--output-tensor-type", outputTensorType), ("--token-embedding-type", tokenEmbeddingType)] {
+                if let value, Self.tensorType(value) == nil {
+                    throw ValidationError("unknown \(flag) '\(value)'; Lathe writes \(GGMLType.quantizable.map { $0.name.lowercased() }.joined(separator: ", "))")
+                }
+            }
+        } else {
+            if type != nil || pure || outputTensorType != nil || tokenEmbeddingType != nil {
+                throw ValidationError("--type, --pure, --output-tensor-type and --token-embedding-type are for .gguf outputs; a folder takes --dtype")
+            }
+            if let mb = maxShardMB, mb < 1 { throw ValidationError("--max-shard-mb must be at least 1") }
+        }
+    }
+
+    static func tensorType(_ name: String) -> GGMLType? {
+        GGMLType.quantizable.first { $0.name.lowercased() == name.lowercased() }
+    }
 
     func run() throws {
-        guard !output.lowercased().hasSuffix(".gguf") else {
-            throw ValidationError("writing GGUF files is not supported yet; --output names a Hugging Face folder to write")
-        }
-        if let mb = maxShardMB, mb < 1 { throw ValidationError("--max-shard-mb must be at least 1") }
+        try threadOptions.apply()
+        if output.lowercased().hasSuffix(".gguf") { return try writeGGUF() }
         var t0 = Timing.now()
         let source = URL(fileURLWithPath: model)
         let kind = try PretrainedModel.loadModel(model)
@@ -48,12 +90,46 @@ struct Convert: ParsableCommand {
         t0 = Timing.now()
         let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, tokenizer: tokenizer, chatTemplate: template,
                                                 to: URL(fileURLWithPath: output),
-                                                options: .init(dtype: dtype.dtype, maxShardBytes: maxShardMB.map { $0 << 20 }))
+                                                options: .init(dtype: (dtype ?? .f32).dtype, maxShardBytes: maxShardMB.map { $0 << 20 }))
         for f in files {
             let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? 0
             print(String(format: "%@  %.1f MB", f.lastPathComponent, Double(size) / 1e6))
         }
         print(String(format: "wrote %@ in %.1f s", output, Timing.now() - t0))
+    }
+
+    func writeGGUF() throws {
+        let fileType = GGUFFileType(name: type!)!
+        let rules = GGUFTypeRules(fileType: fileType, pure: pure, outputType: outputTensorType.flatMap(Self.tensorType),
+                                  tokenEmbeddingType: tokenEmbeddingType.flatMap(Self.tensorType))
+        let source = URL(fileURLWithPath: model), destination = URL(fileURLWithPath: output)
+        guard FileManager.default.fileExists(atPath: model) else { throw CLIError("\(model): no such file or folder") }
+        guard !GGUFFile.sameFile(destination.path, source.path) else { throw CLIError("\(output): the output is the input; write to another path") }
+        let t0 = Timing.now()
+        let verbose = self.verbose
+        let progress: (GGUFWrittenTensor) -> Void = { t in
+            guard verbose else { return }
+            let shape = "[" + t.dimensions.map(String.init).joined(separator: ", ") + "]"
+            print("\(t.name)  \(shape)  \(t.from.name) -> \(t.to.name)\(t.copied ? " (copied)" : "")")
+        }
+        let written: [GGUFWrittenTensor]
+        do {
+            if isFolder(model) {
+                written = try GGUFExport.write(huggingFaceFolder: source, to: destination, rules: rules, progress: progress)
+            } else {
+                written = try GGUFFile(contentsOf: source).requantize(to: destination, rules: rules, progress: progress)
+            }
+        } catch let e as GGUFError {
+            throw CLIError("\(e)")
+        } catch let e as ModelFileError {
+            throw CLIError("\(e)")
+        }
+        var counts: [String: Int] = [:]
+        for t in written { counts[t.to.name, default: 0] += 1 }
+        let types = counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key) \($0.value)" }
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print(String(format: "wrote %@ (%@): %d tensors (%@), %.1f MB in %.1f s", output, fileType.name, written.count,
+                     types.joined(separator: ", "), Double(size) / 1e6, Timing.now() - t0))
     }
 
     func isFolder(_ path: String) -> Bool {

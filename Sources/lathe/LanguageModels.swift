@@ -165,6 +165,10 @@ struct PerplexityCommand: ParsableCommand {
         discussion: """
         Non-overlapping chunks of --context tokens; the first token of each chunk is BOS where the vocabulary adds one; \
         only the second half of each chunk is scored. Prints the perplexity with its standard error.
+        With --reference (another model with the same vocabulary) or --reference-dequantized (the same GGUF file with \
+        every weight float32), both run on the same chunks and the output is what llama-perplexity's KL mode prints: \
+        both perplexities, the KL divergence from the reference with its percentiles, the change in the correct \
+        token's probability, and how often both pick the same top token.
         Example: lathe perplexity ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --file text.txt --context 512
         """
     )
@@ -173,17 +177,34 @@ struct PerplexityCommand: ParsableCommand {
     @Option(help: "The text file.") var file: String
     @Option(help: "Tokens per chunk.") var context: Int = 512
     @Option(help: "Score at most this many chunks (default: all).") var chunks: Int?
+    @Option(help: "A reference model (same vocabulary) to compare with: KL divergence and top-token agreement.") var reference: String?
+    @Flag(help: "Compare with the same GGUF file, every weight dequantised to float32.") var referenceDequantized = false
+    @Flag(help: "Run every row of the quantized layers with 8-bit activations, as decoding does (llama.cpp does so for all rows); slower.")
+    var int8Activations = false
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         try threadOptions.apply()
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file) as UTF-8 text") }
+        guard reference == nil || !referenceDequantized else { throw ValidationError("give one of --reference and --reference-dequantized") }
+        if referenceDequantized && !model.hasSuffix(".gguf") { throw ValidationError("--reference-dequantized applies to GGUF files") }
+        if int8Activations { WeightOnlyLinear.int8ActivationRows = Int.max }
         let loaded = try loadPretrained(model, quiet: json)
         let decoder = try loaded.languageModel()
         var ids = loaded.tokenizer.encode(text, addSpecialTokens: false)
         if let chunks { ids = Array(ids.prefix(chunks * context)) }
         let addsBOS = loaded.tokenizer.encode("a", addSpecialTokens: true).first == loaded.tokenizer.bos && loaded.tokenizer.bos != nil
+        if reference != nil || referenceDequantized {
+            let ref: any LanguageModel = referenceDequantized
+                ? try DecoderModel.load(gguf: URL(fileURLWithPath: model), quantized: false)
+                : try loadPretrained(reference!, quiet: json).languageModel()
+            let r = try Perplexity.compare(decoder, reference: ref, tokens: ids, context: context, bos: addsBOS ? loaded.tokenizer.bos : nil) { done, all, ppl in
+                if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, all, ppl).utf8)) }
+            }
+            printKL(r)
+            return
+        }
         let r = try Perplexity.evaluate(decoder, tokens: ids, context: context, bos: addsBOS ? loaded.tokenizer.bos : nil) { done, all, ppl in
             if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, all, ppl).utf8)) }
         }
@@ -195,6 +216,41 @@ struct PerplexityCommand: ParsableCommand {
             print(String(format: "perplexity %.4f +/- %.5f over %d tokens (%d chunks of %d), %.1f tokens/s", r.perplexity, r.standardError,
                          r.tokensScored, r.chunks, context, r.tokensPerSecond))
         }
+    }
+
+    /// llama-perplexity's KL-mode summary (or one JSON object).
+    func printKL(_ r: KLResult) {
+        let marks: [(String, Double)] = [("max", 1), ("99.9%", 0.999), ("99.0%", 0.99), ("95.0%", 0.95), ("90.0%", 0.9), ("median", 0.5),
+                                         ("10.0%", 0.1), ("5.0%", 0.05), ("1.0%", 0.01), ("0.1%", 0.001), ("min", 0)]
+        if json {
+            func stats(_ xs: [Double]) -> String {
+                JSONWriter.object(marks.map { (String($0.0.filter { $0.isLetter || $0.isNumber || $0 == "." }), JSONWriter.number(KLResult.percentile(xs, $0.1))) })
+            }
+            print(JSONWriter.object([
+                ("model", JSONWriter.quoted(model)), ("reference", JSONWriter.quoted(reference ?? model + " (float32)")), ("file", JSONWriter.quoted(file)),
+                ("context", "\(context)"), ("tokens_scored", "\(r.perplexity.tokensScored)"),
+                ("perplexity", JSONWriter.number(r.perplexity.perplexity)), ("reference_perplexity", JSONWriter.number(r.referencePerplexity.perplexity)),
+                ("mean_kld", JSONWriter.number(r.meanKL)), ("kld", stats(r.klDivergences)),
+                ("mean_delta_p", JSONWriter.number(r.meanDelta)), ("rms_delta_p", JSONWriter.number(r.rmsDelta)), ("delta_p", stats(r.probabilityDeltas)),
+                ("same_top_token", JSONWriter.number(r.sameTopToken)),
+            ]))
+            return
+        }
+        let ratio = r.perplexity.perplexity / r.referencePerplexity.perplexity
+        print("====== Perplexity statistics ======")
+        print(String(format: "Mean PPL(Q)                   : %10.6f +/- %.6f", r.perplexity.perplexity, r.perplexity.standardError))
+        print(String(format: "Mean PPL(base)                : %10.6f +/- %.6f", r.referencePerplexity.perplexity, r.referencePerplexity.standardError))
+        print(String(format: "Mean PPL(Q)/PPL(base)         : %10.6f", ratio))
+        print(String(format: "Mean ln(PPL(Q)/PPL(base))     : %10.6f", log(ratio)))
+        print("\n====== KL divergence statistics ======")
+        print(String(format: "Mean    KLD: %10.6f", r.meanKL))
+        for (name, f) in marks { print(String(format: "%-7@ KLD: %10.6f", name.padding(toLength: 7, withPad: " ", startingAt: 0), KLResult.percentile(r.klDivergences, f))) }
+        print("\n====== Token probability statistics ======")
+        print(String(format: "Mean    Δp: %8.4f %%", 100 * r.meanDelta))
+        for (name, f) in marks { print(String(format: "%-7@ Δp: %8.4f %%", name.padding(toLength: 7, withPad: " ", startingAt: 0), 100 * KLResult.percentile(r.probabilityDeltas, f))) }
+        print(String(format: "RMS Δp    : %8.4f %%", 100 * r.rmsDelta))
+        print(String(format: "Same top p: %8.4f %%", 100 * r.sameTopToken))
+        print(String(format: "(%d tokens scored, %d chunks of %d)", r.perplexity.tokensScored, r.perplexity.chunks, context))
     }
 }
 

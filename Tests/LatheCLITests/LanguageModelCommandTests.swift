@@ -50,10 +50,49 @@ final class LanguageModelCommandTests: XCTestCase {
 
         let gguf = try runLathe(["convert", source.path, "--output", out.path + ".gguf"])
         XCTAssertEqual(gguf.status, 64)
-        XCTAssertTrue(gguf.err.contains("writing GGUF files is not supported yet"), gguf.err)
+        XCTAssertTrue(gguf.err.contains("writing a .gguf file needs --type"), gguf.err)
+        let llama3 = try runLathe(["convert", source.path, "--output", out.path + ".gguf", "--type", "f16"])
+        XCTAssertEqual(llama3.status, 1)
+        XCTAssertTrue(llama3.err.contains("rope_freqs"), llama3.err)
         let missing = try runLathe(["convert", source.path + "-nope", "--output", out.path])
         XCTAssertEqual(missing.status, 1)
         XCTAssertTrue(missing.err.contains("no such file or folder"), missing.err)
+    }
+
+    /// `lathe convert FILE.gguf --output OUT.gguf --type T`: the file llama.cpp would load, and
+    /// clear errors for unknown types, mixed-up options and an output that is the input.
+    func testConvertWritesGGUF() throws {
+        let source = fixturesDirectory.appendingPathComponent("llm/gpt2-tiny/model.gguf")
+        let dir = try temporaryDirectory()
+        let out = dir.appendingPathComponent("q8.gguf")
+        let c = try runLathe(["convert", source.path, "--output", out.path, "--type", "q8_0", "--verbose"])
+        XCTAssertEqual(c.status, 0, c.err)
+        XCTAssertTrue(c.out.contains("wrote \(out.path) (Q8_0): 28 tensors (F32 19, Q8_0 9)"), c.out)
+        XCTAssertTrue(c.out.contains("blk.0.ffn_up.weight  [64, 256]  F32 -> Q8_0"), c.out)
+        XCTAssertTrue(c.out.contains("position_embd.weight  [64, 64]  F32 -> F32 (copied)"), c.out)
+        let file = try GGUFFile(contentsOf: out)
+        XCTAssertEqual(try file.int("general.file_type"), 7)
+        XCTAssertNoThrow(try GPT2Model.load(gguf: file))
+
+        let unknown = try runLathe(["convert", source.path, "--output", out.path, "--type", "q3_x"])
+        XCTAssertEqual(unknown.status, 64)
+        XCTAssertTrue(unknown.err.contains("unknown --type 'q3_x'; Lathe writes f32, f16, bf16, q8_0"), unknown.err)
+        let badOverride = try runLathe(["convert", source.path, "--output", out.path, "--type", "q4_0", "--output-tensor-type", "iq2_xs"])
+        XCTAssertEqual(badOverride.status, 64)
+        XCTAssertTrue(badOverride.err.contains("unknown --output-tensor-type 'iq2_xs'"), badOverride.err)
+        let dtype = try runLathe(["convert", source.path, "--output", out.path, "--dtype", "f16"])
+        XCTAssertEqual(dtype.status, 64)
+        XCTAssertTrue(dtype.err.contains("a .gguf output takes --type"), dtype.err)
+        let folderType = try runLathe(["convert", source.path, "--output", dir.appendingPathComponent("hf").path, "--type", "q8_0"])
+        XCTAssertEqual(folderType.status, 64)
+        XCTAssertTrue(folderType.err.contains("are for .gguf outputs"), folderType.err)
+        let same = try runLathe(["convert", out.path, "--output", out.path, "--type", "q4_0"])
+        XCTAssertEqual(same.status, 1)
+        XCTAssertTrue(same.err.contains("the output is the input"), same.err)
+        let noTokenizer = try runLathe(["convert", fixturesDirectory.appendingPathComponent("llm/llama-tiny").path,
+                                        "--output", dir.appendingPathComponent("llama.gguf").path, "--type", "f16"])
+        XCTAssertEqual(noTokenizer.status, 1)
+        XCTAssertTrue(noTokenizer.err.contains("the tokenizer cannot be written to GGUF"), noTokenizer.err)
     }
 
     /// A GGUF file converted to a folder generates from the folder as from the file: the folder

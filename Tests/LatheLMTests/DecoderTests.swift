@@ -157,6 +157,32 @@ final class GenerateTests: XCTestCase {
         }
     }
 
+    /// KL mode: a model against itself is 0 everywhere; against another model with the same
+    /// vocabulary, the KL is positive and the summary agrees with the per-model perplexities.
+    func testCompareGivesKLAndTopTokenAgreement() throws {
+        let a = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/llama-tiny"))
+        let b = try DecoderModel.load(huggingFaceFolder: fixturesDirectory.appendingPathComponent("llm/qwen2-tiny"))
+        var g = RandomGenerator(seed: 5)
+        let ids = Tensor.randint([64], low: 0, high: 96, generator: &g).intScalars
+        let same = try Perplexity.compare(a, reference: a, tokens: ids, context: 16, bos: 1)
+        XCTAssertEqual(same.meanKL, 0, accuracy: 1e-9)
+        XCTAssertEqual(same.sameTopToken, 1)
+        XCTAssertEqual(same.rmsDelta, 0, accuracy: 1e-9)
+        let r = try Perplexity.compare(a, reference: b, tokens: ids, context: 16, bos: 1)
+        XCTAssertEqual(r.klDivergences.count, 4 * 7)
+        XCTAssertGreaterThan(r.meanKL, 0.01)
+        XCTAssertLessThan(r.sameTopToken, 1)
+        XCTAssertEqual(r.perplexity.perplexity, try Perplexity.evaluate(a, tokens: ids, context: 16, bos: 1).perplexity, accuracy: 1e-3)
+        XCTAssertEqual(r.referencePerplexity.perplexity, try Perplexity.evaluate(b, tokens: ids, context: 16, bos: 1).perplexity, accuracy: 1e-3)
+        XCTAssertEqual(KLResult.percentile(r.klDivergences, 1), r.klDivergences.max())
+        XCTAssertTrue(r.probabilityDeltas.contains { $0 < 0 } && r.probabilityDeltas.contains { $0 > 0 })
+        let gpt2 = try PretrainedModel.loadModel(fixturesDirectory.appendingPathComponent("llm/gpt2-tiny").path)
+        guard case .gpt2(let other) = gpt2 else { return XCTFail("not GPT-2") }
+        XCTAssertThrowsError(try Perplexity.compare(a, reference: other, tokens: ids, context: 16, bos: nil)) {
+            XCTAssertTrue("\($0)".contains("vocabularies differ"), "\($0)")
+        }
+    }
+
     func testMinPAndRepetitionPenalty() {
         let p = Sampling.probabilities(logits: [3, 2.9, 0, -1], options: SamplingOptions(temperature: 1, minP: 0.5))
         XCTAssertEqual(p.filter { $0 > 0 }.count, 2)

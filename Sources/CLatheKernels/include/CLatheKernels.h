@@ -3,6 +3,7 @@
 #include "lathe_attention.h"
 #include "lathe_conv.h"
 #include "lathe_elementwise.h"
+#include "lathe_ggml.h"
 #include "lathe_inflate.h"
 #include "lathe_kernels.h"
 #include "lathe_norm.h"

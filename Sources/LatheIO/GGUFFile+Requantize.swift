@@ -1,0 +1,117 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What happened to one tensor when a file was written.
+public struct GGUFWrittenTensor: Sendable, Equatable {
+    public var name: String
+    /// GGML order.
+    public var dimensions: [Int]
+    /// The type it had (F32 for a Hugging Face tensor) and the type written.
+    public var from: GGMLType
+    public var to: GGMLType
+    /// Bytes written (without padding).
+    public var byteCount: Int
+    /// True when the bytes were copied as they were (the type did not change).
+    public var copied: Bool
+
+    public init(name: String, dimensions: [Int], from: GGMLType, to: GGMLType, byteCount: Int, copied: Bool) {
+        (self.name, self.dimensions, self.from, self.to, self.byteCount, self.copied) = (name, dimensions, from, to, byteCount, copied)
+    }
+}
+
+extension GGUFFile {
+    /// Writes this file's model to `url` with its tensors converted as `rules` say
+    /// (llama-quantize's choices, see ``GGUFTypeRules``): the metadata is copied (tokenizer, chat
+    /// template, hyper-parameters and any other key) with `general.file_type` set to the new
+    /// type, `general.quantization_version` to 2 and `split.*` left out; tensors keep their order
+    /// and names. A tensor whose type does not change is copied byte for byte; the others are
+    /// dequantised to float32 (ggml's `dequantize_row_*`) and quantised again (ggml's reference
+    /// encoders), 4 Mi values at a time. Peak memory: the largest tensor's new bytes, 16 MiB of
+    /// float32, and the pages of the mapped source being read.
+    ///
+    /// Throws ``GGUFError/unwritable(path:reason:)`` when `url` is this file, or when a tensor
+    /// must change type but its type cannot be dequantised (IQ types); `progress` is called after
+    /// each tensor. Returns what was written, tensor by tensor.
+    @discardableResult
+    public func requantize(to url: URL, rules: GGUFTypeRules,
+                           progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
+        try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, progress: progress)
+    }
+
+    /// ``requantize(to:rules:progress:)`` converting `slabElements` values at a time (tests).
+    package func requantize(to url: URL, rules: GGUFTypeRules, slabElements: Int,
+                            progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
+        if GGUFFile.sameFile(url.path, path) {
+            throw GGUFError.unwritable(path: url.path, reason: "the output is the input file; write to another path")
+        }
+        let arch = try string("general.architecture")
+        let layers: Int? = try arch.map { try int("\($0).block_count") } ?? nil
+        let targets = try rules.types(for: tensors.map { GGUFTypeRules.Tensor(name: $0.name, dimensions: $0.dimensions, type: $0.type) },
+                                      layers: layers)
+        for (t, target) in zip(tensors, targets) where t.type != target && !t.type.isDequantizable {
+            throw GGUFError.unwritable(path: url.path, reason: "tensor '\(t.name)' is \(t.type.name), which Lathe cannot dequantise to convert it to \(target.name)")
+        }
+        var metadata = self.metadata.filter { !$0.key.hasPrefix("split.") }
+        GGUFFile.set(&metadata, "general.file_type", .uint32(rules.fileType.id))
+        GGUFFile.set(&metadata, "general.quantization_version", .uint32(2))
+        let descriptors = zip(tensors, targets).map { GGUFTensorDescriptor(name: $0.name, dimensions: $0.dimensions, type: $1) }
+        var written: [GGUFWrittenTensor] = []
+        var floats: [Float] = []
+        try GGUFWriter.write(to: url, metadata: metadata, tensors: descriptors) { i, buffer in
+            let info = tensors[i], target = targets[i]
+            let source = try tensorData(named: info.name)
+            if info.type == target {
+                buffer.copyMemory(from: source)
+            } else {
+                // A slab of rows at a time (blocks never cross rows), so that the float32 copy
+                // stays small whatever the tensor's size.
+                let rowLength = info.dimensions[0], rows = info.elementCount / rowLength
+                let slab = max(1, slabElements / rowLength)
+                let sourceRow = info.byteCount / rows, targetRow = buffer.count / rows
+                if floats.count < min(rows, slab) * rowLength { floats = [Float](repeating: 0, count: min(rows, slab) * rowLength) }
+                withExtendedLifetime(self) {
+                    floats.withUnsafeMutableBufferPointer { f in
+                        for r0 in stride(from: 0, to: rows, by: slab) {
+                            let n = min(slab, rows - r0)
+                            let values = UnsafeMutableBufferPointer(rebasing: f[0..<n * rowLength])
+                            info.type.dequantize(UnsafeRawBufferPointer(rebasing: source[r0 * sourceRow..<(r0 + n) * sourceRow]),
+                                                 count: n * rowLength, into: values)
+                            target.quantize(UnsafeBufferPointer(values), rowLength: rowLength,
+                                            into: UnsafeMutableRawBufferPointer(rebasing: buffer[r0 * targetRow..<(r0 + n) * targetRow]))
+                        }
+                    }
+                }
+            }
+            let record = GGUFWrittenTensor(name: info.name, dimensions: info.dimensions, from: info.type, to: target,
+                                           byteCount: buffer.count, copied: info.type == target)
+            written.append(record)
+            progress?(record)
+        }
+        return written
+    }
+
+    /// Values converted at a time by ``requantize(to:rules:progress:)`` (4 Mi floats, 16 MiB).
+    static let slabElements = 1 << 22
+
+    /// Replaces the value of `key` where it is, or appends it.
+    static func set(_ metadata: inout [GGUFKeyValue], _ key: String, _ value: GGUFValue) {
+        if let i = metadata.firstIndex(where: { $0.key == key }) {
+            metadata[i] = GGUFKeyValue(key: key, value: value)
+        } else {
+            metadata.append(GGUFKeyValue(key: key, value: value))
+        }
+    }
+
+    /// Whether two paths name the same file (the same device and inode, or the same standardised
+    /// path when the first does not exist yet).
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+        return URL(fileURLWithPath: a).standardizedFileURL.resolvingSymlinksInPath().path
+            == URL(fileURLWithPath: b).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+}
