@@ -566,9 +566,11 @@ def versions():
     return out
 
 
-# Matrix types Lathe keeps as stored at run time (Sources/LatheLM/GGUFLoading.swift); it dequantises the others
-# to float32 at load, so for files with other types it reads more bytes per token than the file's figure.
-LATHE_KEPT_TYPES = ("F32", "Q8_0", "Q4_0", "Q4_1")
+# How Lathe holds each GGUF type at run time, as bytes held / bytes in the file (GGUFGroupwise in
+# Sources/LatheLM/GGUFQuantized.swift): Q8_0, Q4_0 and Q4_1 as stored; Q5_0 as int8 codes with the fp16
+# scale (34 bytes per 32 weights against 22); every other type is dequantised to float32 at load. Keep
+# this in step with GGUFGroupwise.supports: it only explains the Lathe figures, the limits use the file.
+LATHE_HELD = {"F32": 1.0, "Q8_0": 1.0, "Q4_0": 1.0, "Q4_1": 1.0, "Q5_0": 34 / 22}
 LLM_HEADING = "## LLM inference — Lathe vs llama.cpp (llama-bench)"
 
 
@@ -577,7 +579,7 @@ def lathe_bytes_per_token(path):
     info = json.loads(subprocess.run([args.lathe, "inspect", "--json", path], capture_output=True, text=True).stdout)
     total, emb = 0, None
     for t in info["tensors"]:
-        size = t["bytes"] if t["type"] in LATHE_KEPT_TYPES else 4 * t["elements"]
+        size = t["bytes"] * LATHE_HELD[t["type"]] if t["type"] in LATHE_HELD else 4 * t["elements"]
         if t["name"] == "token_embd.weight":
             emb = (size, t["shape"][0])
         else:
@@ -649,14 +651,18 @@ def llm_section():
                  f"{fmt(b, 0)} | {pct(r['lathe'])} | {pct(r['ref'])} |")
     L.append("")
     for m in LLM_MODELS:
-        other = sorted(k for k in m["matrix_types"] if k not in LATHE_KEPT_TYPES)
-        if other:
+        wider = sorted(k for k in m["matrix_types"] if LATHE_HELD.get(k) != 1.0)
+        if wider:
             lb = lathe_bytes_per_token(m["path"])
-            L += [f"{m['name']}: Lathe keeps only {', '.join(LATHE_KEPT_TYPES[1:])} matrices quantized at run time for now; "
-                  f"this file's {', '.join(other)} matrices are dequantised to float32 at load, so Lathe reads about "
-                  f"{lb / 1e6:.0f} MB per decoded token where the file (and llama.cpp) needs {m['bytes_per_token'] / 1e6:.0f} MB, "
-                  "and its prompt matmuls on those matrices are fp32 GEMMs. Its figures for this model measure that "
-                  "fallback, not a K-quant kernel; the limits above are those of the file as stored.", ""]
+            f32 = [k for k in wider if k not in LATHE_HELD]
+            held = [k for k in wider if k in LATHE_HELD]
+            L += [f"{m['name']}: Lathe keeps {', '.join(k for k, f in LATHE_HELD.items() if f == 1.0 and k != 'F32')} "
+                  "matrices as stored at run time"
+                  + "".join(f", {k} as int8 ({LATHE_HELD[k] * 22:.0f} bytes per 32 weights against 22)" for k in held if k == "Q5_0")
+                  + (f", and dequantises the others ({', '.join(f32)} here) to float32 at load" if f32 else "")
+                  + f": it reads about {lb / 1e6:.0f} MB per decoded token where the file (and llama.cpp) needs "
+                  f"{m['bytes_per_token'] / 1e6:.0f} MB. Its decode figures for this model measure that fallback, not "
+                  "kernels for these types; the limits above are those of the file as stored.", ""]
     L += ["Reproduce (llama-bench built as in README.md, Benchmarks; the models from `Tools/fetch-models`):", "",
           "```sh", f"LLAMA_BENCH=/path/to/llama.cpp/build/bin/llama-bench {args.command}", "```", ""]
     return L
