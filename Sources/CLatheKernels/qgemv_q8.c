@@ -8,6 +8,7 @@
 // The integer dot products are exact on every path (vpdpbusd on AVX-512 VNNI, maddubs on AVX2,
 // plain C), and the float combination runs block by block for each row everywhere: every ISA
 // gives the same bits, and the scalar path is the naive twin.
+#include "lathe_elementwise.h"
 #include "lathe_kernels.h"
 #include "lathe_quant.h"
 
@@ -24,21 +25,10 @@
 
 enum { QB = 32, Q8_ROWS_PER_TASK = 16 };
 
-/// IEEE binary16 to binary32 (exact).
+/// IEEE binary16 to binary32 (exact), for the scalar twin.
 static float q8_half(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else {
-            float f = (float)man * 5.9604644775390625e-8f;
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else if (exp == 31) bits = sign | 0x7F800000 | (man << 13);
-    else bits = sign | ((exp + 112) << 23) | (man << 13);
     float f;
-    memcpy(&f, &bits, 4);
+    lathe_f16_to_f32(&h, &f, 1);
     return f;
 }
 

@@ -182,10 +182,5 @@ public struct GPT2Config: Sendable, Equatable {
     }
 
     /// `generation_config.json`: the BOS and EOS ids.
-    func generationJSON() -> JSONValue {
-        var m: [(key: String, value: JSONValue)] = []
-        if let bos = bosTokenID { m.append(("bos_token_id", .int(bos))) }
-        if !eosTokenIDs.isEmpty { m.append(("eos_token_id", eosTokenIDs.count == 1 ? .int(eosTokenIDs[0]) : .array(eosTokenIDs.map { .int($0) }))) }
-        return .object(m)
-    }
+    func generationJSON() -> JSONValue { HuggingFaceWriter.generationJSON(bos: bosTokenID, eos: eosTokenIDs) }
 }

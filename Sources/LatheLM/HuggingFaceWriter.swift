@@ -158,6 +158,14 @@ public enum HuggingFaceWriter {
         }
     }
 
+    /// `generation_config.json` (and the ids config.json repeats): BOS, and EOS as a number or a list.
+    static func generationJSON(bos: Int?, eos: [Int]) -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
+        if let bos { m.append(("bos_token_id", .int(bos))) }
+        if !eos.isEmpty { m.append(("eos_token_id", eos.count == 1 ? .int(eos[0]) : .array(eos.map { .int($0) }))) }
+        return .object(m)
+    }
+
     static func writeJSON(_ value: JSONValue, to url: URL) throws -> URL {
         do {
             try AtomicFile.write(to: url) { try $0.write(contentsOf: Data((JSONWriter.serialize(value) + "\n").utf8)) }
@@ -238,12 +246,7 @@ extension DecoderConfig {
     }
 
     /// `generation_config.json`: the BOS and EOS ids.
-    func generationJSON() -> JSONValue {
-        var m: [(key: String, value: JSONValue)] = []
-        if let bos = bosTokenID { m.append(("bos_token_id", .int(bos))) }
-        if !eosTokenIDs.isEmpty { m.append(("eos_token_id", eosTokenIDs.count == 1 ? .int(eosTokenIDs[0]) : .array(eosTokenIDs.map { .int($0) }))) }
-        return .object(m)
-    }
+    func generationJSON() -> JSONValue { HuggingFaceWriter.generationJSON(bos: bosTokenID, eos: eosTokenIDs) }
 }
 
 extension DecoderModel {
