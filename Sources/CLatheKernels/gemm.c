@@ -405,6 +405,11 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
                       const float *A, long lda, const float *B, long ldb, float beta,
                       float *C, long ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
+    if (M <= 2 && !transA && transB && K > 0 && alpha == 1.0f && beta == 0.0f) {
+        // One or two rows against a [N, K] matrix (decoding): packing B would cost more than the product.
+        lathe_sgemv_rows(M, N, K, A, lda, B, ldb, C, ldc, bias);
+        return;
+    }
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
         if (bias) {

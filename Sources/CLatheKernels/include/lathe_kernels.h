@@ -52,6 +52,10 @@ void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
 /// lathe_sgemm, then C[i][j] += bias[j] (bias: N floats, or NULL for none), added to each
 /// block of C while it is still in cache. The same bits as lathe_sgemm followed by a separate
 /// bias add.
+/// C[M,N] = A[M,K] B[N,K]^T (+ bias[N]) for M of 1 or 2 (lathe_sgemm_bias takes this path for
+/// them when alpha is 1 and beta 0): dot products straight from B's rows, no packing.
+void lathe_sgemv_rows(long M, long N, long K, const float *A, long lda, const float *B, long ldb, float *C, long ldc,
+                      const float *bias);
 void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alpha,
                       const float *A, long lda, const float *B, long ldb, float beta,
                       float *C, long ldc, const float *bias);
