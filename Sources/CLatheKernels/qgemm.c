@@ -104,7 +104,7 @@ static const lathe_qgemm_kernel k_qscalar = {
 
 // ---- Variant choice ----------------------------------------------------------------------------
 
-static int has_vnni(void) {
+int lathe_has_avx512_vnni(void) {
 #if defined(__x86_64__)
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
@@ -123,7 +123,7 @@ static const lathe_qgemm_kernel *qkernel(void) {
     switch (lathe_active_isa()) {
 #if defined(__x86_64__)
     case LATHE_ISA_AVX512:
-        return has_vnni() ? &lathe_qgemm_kernel_vnni : &lathe_qgemm_kernel_qavx2;
+        return lathe_has_avx512_vnni() ? &lathe_qgemm_kernel_vnni : &lathe_qgemm_kernel_qavx2;
     case LATHE_ISA_AVX2: return &lathe_qgemm_kernel_qavx2;
 #endif
     default: return &k_qscalar;

@@ -4,7 +4,10 @@
 
 #include "lathe_quant.h"
 
-enum { QG_NBMAX = 4, QG_TILE_N = 64 };  // up to 4 blocks of 16 output channels per tile
+enum { QG_NBMAX = 4, QG_TILE_N = 64 };
+
+/// Whether the CPU has AVX512_VNNI (vpdpbusd), read once from CPUID (0 off x86).
+int lathe_has_avx512_vnni(void);  // up to 4 blocks of 16 output channels per tile
 
 /// Raw int32 tile: tile[i*64 + j] = sum_{k<K} a[i*lda + k] * W[n0 + j, k] for i < mr (<= the
 /// kernel's MR) and j < nb*16 (nb <= 4 blocks of the packed layout, starting at wp, each block

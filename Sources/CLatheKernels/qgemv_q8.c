@@ -11,13 +11,13 @@
 #include "lathe_elementwise.h"
 #include "lathe_kernels.h"
 #include "lathe_quant.h"
+#include "qgemm_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
 #define Q8_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define Q8_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -57,18 +57,6 @@ static void quantize_x(const float *x, long nb, q8_row *r) {
     }
 }
 
-#if defined(__x86_64__)
-static int q8_has_vnni(void) {
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v >= 0) return v;
-    unsigned a, b, c, d;
-    v = 0;
-    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) v = (c >> 11) & 1;
-    __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    return v;
-}
-#endif
 
 // ---- Repacked decode layout: 16 rows per vector ----------------------------------------------------
 //
@@ -250,7 +238,7 @@ static void r16_task(void *ctx, long t) {
 const char *lathe_wq_gemv_variant(void) {
 #if defined(__x86_64__)
     switch (lathe_active_isa()) {
-    case LATHE_ISA_AVX512: return q8_has_vnni() ? "avx512-vnni" : "avx2";
+    case LATHE_ISA_AVX512: return lathe_has_avx512_vnni() ? "avx512-vnni" : "avx2";
     case LATHE_ISA_AVX2: return "avx2";
     default: break;
     }
@@ -276,7 +264,7 @@ void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, co
     r16_fn f = r16_group_scalar;
 #if defined(__x86_64__)
     switch (lathe_active_isa()) {
-    case LATHE_ISA_AVX512: f = q8_has_vnni() ? r16_group_vnni : r16_group_avx2; break;
+    case LATHE_ISA_AVX512: f = lathe_has_avx512_vnni() ? r16_group_vnni : r16_group_avx2; break;
     case LATHE_ISA_AVX2: f = r16_group_avx2; break;
     default: break;
     }

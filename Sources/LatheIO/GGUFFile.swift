@@ -63,19 +63,26 @@ public final class GGUFFile: @unchecked Sendable {
 
     private let keyIndex: [String: Int]
     private let tensorIndex: [String: Int]
-    private let storage: Storage
+    private let storage: MappedFile
 
     /// Opens and checks the GGUF file at `url`, mapping it into memory.
     public convenience init(contentsOf url: URL) throws(GGUFError) {
-        try self.init(storage: try Storage(mapping: url.path), path: url.path)
+        let storage: MappedFile
+        do { storage = try MappedFile(mapping: url.path) } catch {
+            switch error {
+            case .notFound: throw .fileNotFound(path: url.path)
+            case .unreadable(let reason): throw .unreadable(path: url.path, reason: reason)
+            }
+        }
+        try self.init(storage: storage, path: url.path)
     }
 
     /// Checks `bytes` as a GGUF file called `path` (for error messages), from a copy of the bytes.
     public convenience init(bytes: some Collection<UInt8>, path: String = "<memory>") throws(GGUFError) {
-        try self.init(storage: Storage(copying: bytes), path: path)
+        try self.init(storage: MappedFile(copying: bytes), path: path)
     }
 
-    private init(storage: Storage, path: String) throws(GGUFError) {
+    private init(storage: MappedFile, path: String) throws(GGUFError) {
         let parsed = try GGUFFile.parse(storage.bytes, path: path)
         self.storage = storage
         self.path = path
@@ -195,57 +202,6 @@ public final class GGUFFile: @unchecked Sendable {
     }
 }
 
-extension GGUFFile {
-    /// The file's bytes: a read-only private mapping of the file, or an owned copy.
-    final class Storage: @unchecked Sendable {
-        let bytes: UnsafeRawBufferPointer
-        /// What to release: the mapping, or the allocation (`nil` for an empty file).
-        private let base: UnsafeMutableRawPointer?
-        private let isMapped: Bool
-
-        /// Maps the file at `path`; an empty file gives an empty buffer (no mapping).
-        init(mapping path: String) throws(GGUFError) {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                let code = errno
-                if code == ENOENT || code == ENOTDIR { throw .fileNotFound(path: path) }
-                throw .unreadable(path: path, reason: String(cString: strerror(code)))
-            }
-            defer { close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0 else { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
-            guard (st.st_mode & S_IFMT) == S_IFREG else {
-                throw .unreadable(path: path, reason: (st.st_mode & S_IFMT) == S_IFDIR ? "it is a directory" : "it is not a regular file")
-            }
-            let size = Int(st.st_size)
-            guard size > 0 else {
-                (bytes, base, isMapped) = (UnsafeRawBufferPointer(start: nil, count: 0), nil, false)
-                return
-            }
-            guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != UnsafeMutableRawPointer(bitPattern: -1) else {
-                throw .unreadable(path: path, reason: "mmap failed: " + String(cString: strerror(errno)))
-            }
-            (bytes, base, isMapped) = (UnsafeRawBufferPointer(start: p, count: size), p, true)
-        }
-
-        /// An owned copy of `source`.
-        init(copying source: some Collection<UInt8>) {
-            let count = source.count
-            let p = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
-            _ = p.initializeMemory(as: UInt8.self, from: source)
-            (bytes, base, isMapped) = (UnsafeRawBufferPointer(start: p.baseAddress, count: count), p.baseAddress, false)
-        }
-
-        deinit {
-            guard let base else { return }
-            if isMapped {
-                munmap(base, bytes.count)
-            } else {
-                base.deallocate()
-            }
-        }
-    }
-}
 
 extension GGUFFile {
     /// True when the file at `path` starts with the GGUF magic `"GGUF"` (reads 4 bytes; false if

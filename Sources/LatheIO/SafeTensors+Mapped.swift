@@ -36,46 +36,24 @@ extension Dictionary: TensorSource where Key == String, Value == Tensor {
 /// holds its weights and about one tensor of the file, not the whole file besides.
 public final class MappedSafeTensors: TensorSource, @unchecked Sendable {
     public let header: SafeTensorsHeader
-    /// The file's bytes, mapped read-only (never copied as a whole).
-    private let bytes: UnsafeRawBufferPointer
+    /// The file, mapped read-only (never copied as a whole).
+    private let file: MappedFile
+    private var bytes: UnsafeRawBufferPointer { file.bytes }
     private let entries: [String: SafeTensorsHeader.Entry]
 
     public init(contentsOf url: URL) throws {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw SafeTensorsError.fileNotFound(path: path) }
-            throw SafeTensorsError.unreadable(path: path, reason: String(cString: strerror(code)))
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SafeTensorsError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError.unreadable(path: path, reason: (st.st_mode & S_IFMT) == S_IFDIR ? "it is a directory" : "it is not a regular file")
-        }
-        let size = Int(st.st_size)
-        // An empty or short file gets headerLength's error; map at least one byte's worth.
-        var mapped = UnsafeRawBufferPointer(start: nil, count: 0)
-        if size > 0 {
-            guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != UnsafeMutableRawPointer(bitPattern: -1) else {
-                throw SafeTensorsError.unreadable(path: path, reason: "mmap failed: " + String(cString: strerror(errno)))
+        do { file = try MappedFile(mapping: path) } catch {
+            switch error {
+            case .notFound: throw SafeTensorsError.fileNotFound(path: path)
+            case .unreadable(let reason): throw SafeTensorsError.unreadable(path: path, reason: reason)
             }
-            mapped = UnsafeRawBufferPointer(start: p, count: size)
         }
-        do {
-            let n = try SafeTensors.headerLength(first8: mapped, fileSize: size, path: path)
-            header = try SafeTensors.parseHeader(UnsafeRawBufferPointer(rebasing: mapped[8..<8 + n]), fileSize: size, path: path)
-        } catch {
-            if let base = mapped.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), size) }
-            throw error
-        }
-        bytes = mapped
+        // An empty or short file gets headerLength's error.
+        let mapped = file.bytes
+        let n = try SafeTensors.headerLength(first8: mapped, fileSize: mapped.count, path: path)
+        header = try SafeTensors.parseHeader(UnsafeRawBufferPointer(rebasing: mapped[8..<8 + n]), fileSize: mapped.count, path: path)
         entries = Dictionary(header.entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-    }
-
-    deinit {
-        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
 
     public var tensorNames: [String] { header.names }

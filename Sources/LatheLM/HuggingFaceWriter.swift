@@ -37,6 +37,24 @@ public enum HuggingFaceWriter {
                   chatTemplate: model.chatTemplate, to: folder, options: options)
     }
 
+    /// Converts the model at `path` (a GGUF file or a Hugging Face folder, whose tokenizer it
+    /// does not need) into `folder`: the network, and the tokenizer files copied from a folder
+    /// or, from a GGUF file, its tokenizer and chat template. A GGUF tokenizer that cannot be
+    /// read does not stop the conversion: `warn` gets why, and the folder has no tokenizer.json.
+    @discardableResult
+    public static func convert(modelAt path: String, to folder: URL, options: Options = Options(),
+                               warn: (String) -> Void = { _ in }) throws -> [URL] {
+        let source = URL(fileURLWithPath: path)
+        let kind = try PretrainedModel.loadModel(path)
+        var template: String?, tokenizer: (any Tokenizer)?
+        if try !PretrainedModel.isFolder(path) {
+            let file = try GGUFFile(contentsOf: source)
+            template = try file.string("tokenizer.chat_template")
+            do { tokenizer = try PretrainedModel.ggufTokenizer(file) } catch { warn("the tokenizer is not written (\(error))") }
+        }
+        return try write(kind, tokenizerSource: source, tokenizer: tokenizer, chatTemplate: template, to: folder, options: options)
+    }
+
     /// Writes a decoder or encoder. The tokenizer files are copied from `tokenizerSource` when it
     /// is a folder; otherwise `tokenizer` (a `BPETokenizer`, such as a GGUF file's) is written as
     /// `tokenizer.json`, `tokenizer_config.json` (with `chatTemplate` and the model's context

@@ -68,6 +68,12 @@ public struct PretrainedModel {
         return .decoder(try DecoderModel.load(gguf: file))
     }
 
+    /// Whether `path` is an existing folder (false when nothing is there).
+    public static func isDirectory(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
     /// Whether `path` is a folder; an error when nothing is there.
     static func isFolder(_ path: String) throws -> Bool {
         var isDirectory: ObjCBool = false

@@ -72,25 +72,11 @@ struct Convert: ParsableCommand {
     func run() throws {
         try threadOptions.apply()
         if output.lowercased().hasSuffix(".gguf") { return try writeGGUF() }
-        var t0 = Timing.now()
-        let source = URL(fileURLWithPath: model)
-        let kind = try PretrainedModel.loadModel(model)
-        var template: String?, tokenizer: (any Tokenizer)?
-        if !isFolder(model) {
-            let file = try GGUFFile(contentsOf: source)
-            template = try file.string("tokenizer.chat_template")
-            do {
-                tokenizer = try PretrainedModel.ggufTokenizer(file)
-            } catch {
-                // The weights are still worth writing; the folder then lacks tokenizer.json.
-                FileHandle.standardError.write(Data("warning: the tokenizer is not written (\(error))\n".utf8))
-            }
+        let t0 = Timing.now()
+        let files = try HuggingFaceWriter.convert(modelAt: model, to: URL(fileURLWithPath: output),
+                                                  options: .init(dtype: (dtype ?? .f32).dtype, maxShardBytes: maxShardMB.map { $0 << 20 })) {
+            FileHandle.standardError.write(Data("warning: \($0)\n".utf8))
         }
-        FileHandle.standardError.write(Data(String(format: "loaded %@ in %.1f s\n", model, Timing.now() - t0).utf8))
-        t0 = Timing.now()
-        let files = try HuggingFaceWriter.write(kind, tokenizerSource: source, tokenizer: tokenizer, chatTemplate: template,
-                                                to: URL(fileURLWithPath: output),
-                                                options: .init(dtype: (dtype ?? .f32).dtype, maxShardBytes: maxShardMB.map { $0 << 20 }))
         for f in files {
             let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? 0
             print(String(format: "%@  %.1f MB", f.lastPathComponent, Double(size) / 1e6))
@@ -114,7 +100,7 @@ struct Convert: ParsableCommand {
         }
         let written: [GGUFWrittenTensor]
         do {
-            if isFolder(model) {
+            if PretrainedModel.isDirectory(model) {
                 written = try GGUFExport.write(huggingFaceFolder: source, to: destination, rules: rules, progress: progress)
             } else {
                 written = try GGUFFile(contentsOf: source).requantize(to: destination, rules: rules, progress: progress)
@@ -132,8 +118,4 @@ struct Convert: ParsableCommand {
                      types.joined(separator: ", "), Double(size) / 1e6, Timing.now() - t0))
     }
 
-    func isFolder(_ path: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
-    }
 }

@@ -9,7 +9,7 @@
 //   swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name GGUFFuzz Tools/fuzz/gguf_fuzz.swift \
 //     Sources/LatheIO/GGMLType.swift Sources/LatheIO/GGMLType+Dequantize.swift Sources/LatheIO/GGUFValue.swift \
 //     Sources/LatheIO/GGUFError.swift Sources/LatheIO/GGUFFile.swift Sources/LatheIO/GGUFFile+Parse.swift \
-//     Sources/LatheIO/GGUFFile+Summary.swift Sources/LatheIO/TextFormat.swift Sources/LatheIO/JSON.swift \
+//     Sources/LatheIO/GGUFFile+Summary.swift Sources/LatheIO/TextFormat.swift Sources/LatheIO/JSON.swift Sources/LatheIO/MappedFile.swift \
 //     -o /tmp/gguf_fuzz
 //   mkdir -p /tmp/gguf_corpus && cp Tests/Fixtures/gguf/*.gguf /tmp/gguf_corpus/
 //   /tmp/gguf_fuzz -runs=1000000 -max_len=16384 -dict=Tools/fuzz/gguf.dict /tmp/gguf_corpus

@@ -31,7 +31,7 @@
 //     -emit-object -o /tmp/stfuzz/mods/LatheTensor.o Sources/LatheTensor/*.swift Sources/LatheTensor/Kernels/*.swift
 //   swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name LatheIO -package-name Lathe \
 //     -I /tmp/stfuzz/mods -Xcc -fmodule-map-file=/tmp/stfuzz/module.modulemap Tools/fuzz/safetensors_fuzz.swift \
-//     Sources/LatheIO/SafeTensors*.swift Sources/LatheIO/JSON.swift Sources/LatheIO/AtomicFile.swift \
+//     Sources/LatheIO/SafeTensors*.swift Sources/LatheIO/MappedFile.swift Sources/LatheIO/JSON.swift Sources/LatheIO/AtomicFile.swift \
 //     Sources/LatheIO/TextFormat.swift /tmp/stfuzz/mods/LatheTensor.o /tmp/stfuzz/ck/*.o -o /tmp/safetensors_fuzz
 //   mkdir -p /tmp/safetensors_corpus && cp Tools/fuzz/safetensors_seeds/* Tests/Fixtures/io/*.safetensors /tmp/safetensors_corpus/
 //   for d in gpt mlp cnn resnet; do cp Tests/Fixtures/models/$d/batch.safetensors /tmp/safetensors_corpus/$d-batch.safetensors; done
