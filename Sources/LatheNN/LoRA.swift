@@ -86,6 +86,23 @@ public final class LoRALinear: Module {
         noGrad { loraB.weight.value.matmul(loraA.weight.value) * scaling }
     }
 
+    /// The last row norms computed in evaluation mode, with the A and B they came from: decoding
+    /// one token at a time would otherwise form `B A` (`out · in · r` multiply-adds) per token.
+    private var normCache: (a: [Float], b: [Float], norm: Tensor)?
+
+    private func weightNorm(_ w: Tensor) -> Tensor {
+        let (a, b) = (loraA.weight.value, loraB.weight.value)
+        guard !isTraining else {
+            normCache = nil
+            return LoRALinear.rowNorms(w, a: a, b: b, scaling: scaling)
+        }
+        let (av, bv) = (a.scalars, b.scalars)
+        if let c = normCache, c.a == av, c.b == bv { return c.norm }
+        let norm = LoRALinear.rowNorms(w, a: a, b: b, scaling: scaling)
+        normCache = (av, bv, norm)
+        return norm
+    }
+
     public override func forward(_ x: Tensor) -> Tensor {
         let y = $base(x)
         let dropped = loraDropout.map { $0(x) } ?? x
@@ -93,7 +110,7 @@ public final class LoRALinear: Module {
         guard let m = loraMagnitudeVector else { return y + lora * scaling }
         let base = linearBase
         let w = base.denseWeight
-        let norm = LoRALinear.rowNorms(w, a: loraA.weight.value, b: loraB.weight.value, scaling: scaling)
+        let norm = weightNorm(w)
         let magnitudeScale = m.value / norm
         let baseResult: Tensor
         if let d = loraDropout, d.isTraining {
@@ -153,6 +170,7 @@ extension Module {
             }
             let wrapped = LoRALinear(base: module as! LinearLayer, rank: config.rank(for: path), scaling: config.scaling(for: path),
                                      dora: config.useDoRA, dropout: config.dropout, initialization: init_)
+            wrapped.train(module.isTraining)  // the mode of the layer it replaces
             do { try setModule(wrapped, at: path) } catch { throw LoRAError("\(error)") }
         }
         return chosen.map(\.0)

@@ -55,6 +55,14 @@ final class LoRATests: XCTestCase {
             expected = expected + base.bias!.value
             assertClose(layer(x), expected, rtol: 1e-5, atol: 1e-5)
         }
+        // In evaluation mode DoRA keeps its row norms while A and B stay the same, and no longer.
+        let dora = LoRALinear(base: base, rank: 2, scaling: 1, dora: true, initialization: .kaimingUniform(seed: 3))
+        dora.eval()
+        XCTAssertLessThan(zip(dora(x).scalars, base(x).scalars).map { abs($0 - $1) }.max()!, 1e-5)
+        dora.loraB.weight.value = Tensor.normal([3, 2], generator: &g)
+        let merged = base.weight.value + dora.deltaWeight
+        let m = dora.loraMagnitudeVector!.value
+        assertClose(dora(x), x.matmul(merged.T) * (m / merged.square().sum(dim: 1).sqrt()) + base.bias!.value, rtol: 1e-5, atol: 1e-5)
     }
 
     /// LoRA's gradients (x, A, B) and DoRA's (x, m; its norm is a constant by design) against
