@@ -68,7 +68,7 @@ public struct LoRAConfig: Sendable, Equatable {
     /// Checks the numbers and compiles the patterns; throws a ``LoRAError`` naming the field.
     public func validate() throws(LoRAError) {
         guard rank >= 1, rank <= 1 << 16 else { throw LoRAError("r must be in 1...65536, got \(rank)") }
-        guard alpha.isFinite else { throw LoRAError("lora_alpha must be a finite number, got \(alpha)") }
+        guard Float(alpha).isFinite else { throw LoRAError("lora_alpha must be a finite float32 number, got \(alpha)") }
         guard dropout >= 0, dropout < 1 else { throw LoRAError("lora_dropout must be in [0, 1), got \(dropout)") }
         if let layers, layers.contains(where: { $0 < 0 }) { throw LoRAError("layers_to_transform holds a negative index") }
         if case .regex = targets, layers != nil { throw LoRAError("layers_to_transform cannot be used when target_modules is a regex (as in PEFT)") }
@@ -77,7 +77,7 @@ public struct LoRAConfig: Sendable, Equatable {
         for o in rankPattern where !(o.value >= 1 && o.value <= 1 << 16) {
             throw LoRAError("rank_pattern['\(o.pattern)'] must be in 1...65536, got \(o.value)")
         }
-        for o in alphaPattern where !o.value.isFinite { throw LoRAError("alpha_pattern['\(o.pattern)'] must be finite") }
+        for o in alphaPattern where !Float(o.value).isFinite { throw LoRAError("alpha_pattern['\(o.pattern)'] must be a finite float32 number") }
         for (field, written, pattern) in patterns where (try? Regex(pattern)) == nil {
             throw LoRAError("\(field): '\(written)' is not a regular expression Lathe can read")
         }
