@@ -32,8 +32,12 @@ extension DecoderModel {
         let positions = segmentIDs.map { Self.segmentPositions($0.intScalars, rows: b, length: t) }
         var x = model.embedTokens(ids.to(.int64))
         if let scale = c.embeddingScale { x = x * scale }
+        let segments = segmentIDs?.intScalars
+        var masks: [Int?: Tensor] = [:]  // one per window size
         for (i, layer) in model.layers.enumerated() {
-            let mask = Self.attentionMask(rows: b, length: t, window: c.window(layer: i), segments: segmentIDs?.intScalars)
+            let window = c.window(layer: i)
+            let mask = masks[window] ?? Self.attentionMask(rows: b, length: t, window: window, segments: segments)
+            masks[window] = mask
             let (cos, sin) = rotaries[i].tables(positions: positions, rows: b, length: t)
             x = layer.trainingForward(x, mask: mask, cos: cos, sin: sin, rotary: rotaries[i], config: c)
         }
