@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "LatheText", dependencies: ["LatheIO"]),
         .target(name: "LatheCompress", dependencies: ["LatheNN", "LatheIO", "CLatheKernels"]),
         // Recipes, the trainer, and the pipelines built on them (compress: stages, variant reports).
-        .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
+        .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", "LatheLM", .product(name: "Yams", package: "Yams")]),
         // Pretrained language models: configs, decoders, key/value caches, generation.
         .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "LatheCompress", "CLatheKernels"]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).

@@ -28,6 +28,12 @@ extension DecoderModel {
     ///   whose layers are quantized (their outputs carry no gradient).
     public func trainingLogits(_ ids: Tensor, segmentIDs: Tensor? = nil) throws -> Tensor {
         let (b, t) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
+        let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t)
+        return outputLogits(h.reshaped([b * t, config.hiddenSize])).reshaped([b, t, config.vocabularySize])
+    }
+
+    /// The final-norm hidden states `[B, T, hidden]` of checked input, recording gradients.
+    func trainingHiddenStates(_ ids: Tensor, segmentIDs: Tensor?, rows b: Int, length t: Int) -> Tensor {
         let c = config
         let positions = segmentIDs.map { Self.segmentPositions($0.intScalars, rows: b, length: t) }
         var x = model.embedTokens(ids.to(.int64))
@@ -41,10 +47,13 @@ extension DecoderModel {
             let (cos, sin) = rotaries[i].tables(positions: positions, rows: b, length: t)
             x = layer.trainingForward(x, mask: mask, cos: cos, sin: sin, rotary: rotaries[i], config: c)
         }
-        let h = model.norm(x)
-        let logits = $lmHead.module.map { $0(h) }
-            ?? h.reshaped([b * t, c.hiddenSize]).linear(weight: model.embedTokens.weight.value).reshaped([b, t, c.vocabularySize])
-        guard let cap = c.finalLogitSoftcap else { return logits }
+        return model.norm(x)
+    }
+
+    /// The output projection (with final soft-capping) of hidden states `[N, hidden]`: `[N, vocab]`.
+    func outputLogits(_ h: Tensor) -> Tensor {
+        let logits = $lmHead.module.map { $0(h) } ?? h.linear(weight: model.embedTokens.weight.value)
+        guard let cap = config.finalLogitSoftcap else { return logits }
         return (logits / cap).tanh() * cap
     }
 
@@ -63,7 +72,7 @@ extension DecoderModel {
         return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
     }
 
-    private func checkTrainingInput(_ ids: Tensor, segmentIDs: Tensor?) throws -> (Int, Int) {
+    func checkTrainingInput(_ ids: Tensor, segmentIDs: Tensor?) throws -> (Int, Int) {
         guard ids.rank == 2, ids.shape[0] > 0, ids.shape[1] > 0 else { throw TrainingInputError("ids must be [B, T] with B, T > 0, got \(ids.shape)") }
         guard ids.dtype == .int64 || ids.dtype == .int32 else { throw TrainingInputError("ids must be int64 or int32, got \(ids.dtype)") }
         if let bad = ids.intScalars.first(where: { $0 < 0 || $0 >= config.vocabularySize }) {

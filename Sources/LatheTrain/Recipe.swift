@@ -113,6 +113,12 @@ extension Recipe {
 
     /// Parses recipe YAML; `file` names the source in errors.
     public static func parse(_ text: String, file: String = "<recipe>", overrides: [String] = []) throws -> Recipe {
+        var reader = Reader(file: file)
+        return try reader.recipe(yamlMapping(text, file: file, overrides: overrides))
+    }
+
+    /// The top-level mapping of recipe YAML with `overrides` applied.
+    static func yamlMapping(_ text: String, file: String, overrides: [String]) throws -> [String: Any] {
         let root: Any?
         do { root = try Yams.load(yaml: text) } catch {
             throw RecipeError(file: file, key: nil, message: "not valid YAML: \(error)")
@@ -131,8 +137,7 @@ extension Recipe {
             let value: Any? = parsed ?? valueText
             dict = setting(dict, path: path[...], value: value)
         }
-        var reader = Reader(file: file)
-        return try reader.recipe(dict)
+        return dict
     }
 
     private static func setting(_ dict: [String: Any], path: ArraySlice<String>, value: Any?) -> [String: Any] {
@@ -229,6 +234,34 @@ struct Reader {
         return value
     }
 
+    /// The `optimizer` section of `root`.
+    func optimizerSpec(_ root: [String: Any]) throws -> Recipe.OptimizerSpec {
+        var o = Recipe.OptimizerSpec()
+        let d = try section(root, "optimizer", allowed: ["name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"])
+        o.name = try string(d, "optimizer.", "name", oneOf: ["sgd", "adam", "adamw"]) ?? o.name
+        o.lr = try float(d, "optimizer.", "lr") ?? o.lr
+        if !(o.lr > 0) { throw fail("optimizer.lr", "must be positive, got \(o.lr)") }
+        o.momentum = try float(d, "optimizer.", "momentum") ?? o.momentum
+        o.nesterov = try bool(d, "optimizer.", "nesterov") ?? o.nesterov
+        o.weightDecay = try float(d, "optimizer.", "weight_decay")
+        o.betas = try doubles(d, "optimizer.", "betas")?.map(Float.init) ?? o.betas
+        if o.betas.count != 2 { throw fail("optimizer.betas", "expected two numbers, e.g. [0.9, 0.999]") }
+        o.eps = try float(d, "optimizer.", "eps") ?? o.eps
+        return o
+    }
+
+    /// The `schedule` section of `root`.
+    func scheduleSpec(_ root: [String: Any]) throws -> Recipe.ScheduleSpec {
+        var s_ = Recipe.ScheduleSpec()
+        let s = try section(root, "schedule", allowed: ["name", "warmup_steps", "step_size", "gamma", "min_lr"])
+        s_.name = try string(s, "schedule.", "name", oneOf: ["constant", "step", "cosine"]) ?? s_.name
+        s_.warmupSteps = try int(s, "schedule.", "warmup_steps") ?? s_.warmupSteps
+        s_.stepSize = try positive(int(s, "schedule.", "step_size"), "schedule.step_size") ?? s_.stepSize
+        s_.gamma = try float(s, "schedule.", "gamma") ?? s_.gamma
+        s_.minLR = try float(s, "schedule.", "min_lr") ?? s_.minLR
+        return s_
+    }
+
     mutating func recipe(_ root: [String: Any]) throws -> Recipe {
         let top: Set<String> = ["model", "data", "optimizer", "schedule", "training", "seed", "threads", "output", "compress"]
         if let unknown = root.keys.sorted().first(where: { !top.contains($0) }) {
@@ -277,23 +310,8 @@ struct Reader {
             if DataRegistry.shared[r.data.name]?.kind == .text { throw fail("data.augment", "applies to images, not to the text data set '\(r.data.name)'") }
         }
 
-        let o = try section(root, "optimizer", allowed: ["name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"])
-        r.optimizer.name = try string(o, "optimizer.", "name", oneOf: ["sgd", "adam", "adamw"]) ?? r.optimizer.name
-        r.optimizer.lr = try float(o, "optimizer.", "lr") ?? r.optimizer.lr
-        if !(r.optimizer.lr > 0) { throw fail("optimizer.lr", "must be positive, got \(r.optimizer.lr)") }
-        r.optimizer.momentum = try float(o, "optimizer.", "momentum") ?? r.optimizer.momentum
-        r.optimizer.nesterov = try bool(o, "optimizer.", "nesterov") ?? r.optimizer.nesterov
-        r.optimizer.weightDecay = try float(o, "optimizer.", "weight_decay")
-        r.optimizer.betas = try doubles(o, "optimizer.", "betas")?.map(Float.init) ?? r.optimizer.betas
-        if r.optimizer.betas.count != 2 { throw fail("optimizer.betas", "expected two numbers, e.g. [0.9, 0.999]") }
-        r.optimizer.eps = try float(o, "optimizer.", "eps") ?? r.optimizer.eps
-
-        let s = try section(root, "schedule", allowed: ["name", "warmup_steps", "step_size", "gamma", "min_lr"])
-        r.schedule.name = try string(s, "schedule.", "name", oneOf: ["constant", "step", "cosine"]) ?? r.schedule.name
-        r.schedule.warmupSteps = try int(s, "schedule.", "warmup_steps") ?? r.schedule.warmupSteps
-        r.schedule.stepSize = try positive(int(s, "schedule.", "step_size"), "schedule.step_size") ?? r.schedule.stepSize
-        r.schedule.gamma = try float(s, "schedule.", "gamma") ?? r.schedule.gamma
-        r.schedule.minLR = try float(s, "schedule.", "min_lr") ?? r.schedule.minLR
+        r.optimizer = try optimizerSpec(root)
+        r.schedule = try scheduleSpec(root)
 
         let t = try section(root, "training", allowed: ["epochs", "steps", "batch_size", "accumulation", "clip_grad_norm",
                                                          "label_smoothing", "eval_every", "checkpoint_every", "eval_batches"])

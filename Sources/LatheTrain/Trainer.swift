@@ -99,30 +99,10 @@ public final class Trainer {
     }
 
     func makeOptimizer() -> Optimizer {
-        let o = recipe.optimizer
-        let params = model.namedParameters.filter { $0.1.requiresGrad }
-        switch o.name {
-        case "sgd":
-            return SGD(params, learningRate: o.lr, momentum: o.momentum, weightDecay: o.weightDecay ?? 0,
-                       nesterov: o.nesterov)
-        case "adam":
-            return Adam(params, learningRate: o.lr, betas: (o.betas[0], o.betas[1]), eps: o.eps, weightDecay: o.weightDecay ?? 0)
-        default:
-            return AdamW(params, learningRate: o.lr, betas: (o.betas[0], o.betas[1]), eps: o.eps, weightDecay: o.weightDecay ?? 0.01)
-        }
+        recipe.optimizer.makeOptimizer(model.namedParameters.filter { $0.1.requiresGrad })
     }
 
-    var schedule: LRSchedule {
-        let s = recipe.schedule
-        var base: LRSchedule
-        switch s.name {
-        case "step": base = .step(stepSize: s.stepSize, gamma: s.gamma)
-        case "cosine": base = .cosine(totalSteps: Swift.max(1, totalSteps - s.warmupSteps), minRate: s.minLR)
-        default: base = .constant
-        }
-        if s.warmupSteps > 0 { base = .warmup(warmupSteps: s.warmupSteps, after: base) }
-        return base
-    }
+    var schedule: LRSchedule { recipe.schedule.schedule(totalSteps: totalSteps) }
 
     var checkpointURL: URL { output.appendingPathComponent("checkpoint.safetensors") }
 
