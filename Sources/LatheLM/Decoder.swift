@@ -213,8 +213,8 @@ final class MLP: Module {
     }
 
     override func forward(_ x: Tensor) -> Tensor {
-        let g = $gateProj(x)
-        return $downProj((gelu ? g.gelu(approximateTanh: true) : g.silu()) * $upProj(x))
+        let gu = projections([gateProj, upProj], x) { [$gateProj(x), $upProj(x)] }
+        return $downProj((gelu ? gu[0].gelu(approximateTanh: true) : gu[0].silu()) * gu[1])
     }
 }
 
@@ -237,8 +237,10 @@ final class DecoderLayer: Module {
     func forward(_ x: Tensor, start: Int, cache: KVCache, layer: Int, rotary: Rotary, config c: DecoderConfig) -> Tensor {
         let rows = x.shape[0]
         let h = inputLayernorm(x)
-        var q = selfAttn.$qProj(h).scalars, k = selfAttn.$kProj(h).scalars
-        let v = selfAttn.$vProj(h).scalars
+        let p = selfAttn
+        let qkv = projections([p.qProj, p.kProj, p.vProj], h) { [p.$qProj(h), p.$kProj(h), p.$vProj(h)] }
+        var q = qkv[0].scalars, k = qkv[1].scalars
+        let v = qkv[2].scalars
         selfAttn.qNorm?.normalizeHeads(&q, headDim: c.headDim)
         selfAttn.kNorm?.normalizeHeads(&k, headDim: c.headDim)
         q.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.heads, start: start) }
@@ -262,6 +264,14 @@ final class DecoderLayer: Module {
         let y = x + a
         return y + mlp(postAttentionLayernorm(y))
     }
+}
+
+/// Projections of the same input: one fused kernel call when every module is a quantized layer
+/// on the decode path (``WeightOnlyLinear/forward(_:sharing:)``), else `separately`.
+func projections(_ modules: [Module], _ x: Tensor, separately: () -> [Tensor]) -> [Tensor] {
+    let quantized = modules.compactMap { $0 as? WeightOnlyLinear }
+    if quantized.count == modules.count, let ys = WeightOnlyLinear.forward(quantized, sharing: x) { return ys }
+    return separately()
 }
 
 /// A module held outside the module tree (not a child, not in the state dict).
