@@ -99,7 +99,7 @@ extension ParameterSetting {
     /// by substring, gradients interpolated linearly between neighbouring entries at
     /// `t · (count − 1)` (booleans and strings take the entry at its integer part). nil when no
     /// condition matches (the next scope is then asked).
-    func evaluate(tensorName: String, t: Double, kind: MergeMethod.Kind) throws(SettingError) -> ResolvedValue? {
+    public func evaluate(tensorName: String, t: Double, kind: MergeMethod.Kind) throws(SettingError) -> ResolvedValue? {
         switch self {
         case .scalar(let v): return try Self.validate(v, kind)
         case .gradient(let values):
@@ -118,7 +118,7 @@ extension ParameterSetting {
         }
     }
 
-    struct SettingError: Error { let message: String }
+    public struct SettingError: Error { public let message: String }
 
     static func validate(_ v: ParameterValue, _ kind: MergeMethod.Kind) throws(SettingError) -> ResolvedValue {
         switch (v, kind) {

@@ -96,10 +96,11 @@ public enum Merger {
             }
             outDType = d
         }
-        try checkCompatible(models: models, sources: sources)
+        // Shapes first (the error names the tensor), then what config.json says.
         let plan = try MergePlan(config: config, file: file, models: models, sources: sources)
         for w in plan.warnings { warn(w) }
         try checkShapes(plan, sources: sources)
+        try checkCompatible(models: models, sources: sources)
 
         // The model whose config.json and tokenizer the output takes.
         let reference = config.baseModel ?? models[0]

@@ -15,10 +15,10 @@ import LatheTensor
 /// either sum is below 1e-7. ``DARERescale/inverseDensity`` divides by `density` instead, as
 /// PEFT's DARE does. Random draws come from Lathe's counter-based generator: entry i uses
 /// word i of the stream of `generator`, so a seed gives the same mask at any thread count.
-enum Sparsify {
+public enum Sparsify {
     static let grain = 1 << 16
 
-    static func apply(_ method: MergeMethod.Sparsification, delta: UnsafeMutablePointer<Float>, count n: Int, rowLength: Int,
+    public static func apply(_ method: MergeMethod.Sparsification, delta: UnsafeMutablePointer<Float>, count n: Int, rowLength: Int,
                       density: Double, gamma: Double, epsilon: Double, rescale: DARERescale?, generator: RandomGenerator,
                       tensor: String) throws {
         switch method {

@@ -259,10 +259,12 @@ def main():
     save_model(os.path.join(ROOT, "models/wide"), w, c)
 
     cwd = os.getcwd()
-    os.chdir(ROOT)
+    # Model paths are relative to the configs' folder (mergekit: to the working directory).
+    os.chdir(os.path.join(ROOT, "configs"))
     try:
         for name, config in CONFIGS.items():
-            with open(os.path.join("configs", name + ".yaml"), "w") as f:
+            config = json.loads(json.dumps(config).replace('"models/', '"../models/'))
+            with open(name + ".yaml", "w") as f:
                 f.write(f"# mergekit {MERGEKIT_VERSION} merged this config into expected/{name}.safetensors\n")
                 yaml.safe_dump(config, f, sort_keys=False)
             out = os.path.join("/tmp", "lathe-merge-fixture-" + name)
@@ -277,7 +279,7 @@ def main():
                     tensors.update(load_file(os.path.join(out, f)))
             with open(os.path.join(out, "config.json")) as f:
                 layers = json.load(f)["num_hidden_layers"]
-            save_file({k: v.float().contiguous() for k, v in tensors.items()}, os.path.join("expected", name + ".safetensors"),
+            save_file({k: v.float().contiguous() for k, v in tensors.items()}, os.path.join("..", "expected", name + ".safetensors"),
                       metadata={"format": "pt", "mergekit": MERGEKIT_VERSION, "num_hidden_layers": str(layers)})
             print(f"{name}: {len(tensors)} tensors, {layers} layers")
             shutil.rmtree(out)
