@@ -21,6 +21,11 @@ public enum Sparsify {
     public static func apply(_ method: MergeMethod.Sparsification, delta: UnsafeMutablePointer<Float>, count n: Int, rowLength: Int,
                       density: Double, gamma: Double, epsilon: Double, rescale: DARERescale?, generator: RandomGenerator,
                       tensor: String) throws {
+        guard density.isFinite else { throw MergeError.invalidParameter(tensor: tensor, message: "density is \(density); give a number in [0, 1]") }
+        guard gamma.isFinite, (0...1).contains(gamma) else { throw MergeError.invalidParameter(tensor: tensor, message: "gamma is \(gamma); give a number in [0, 1]") }
+        guard epsilon.isFinite else { throw MergeError.invalidParameter(tensor: tensor, message: "epsilon is \(epsilon); give a number in (0, 1)") }
+        // Below 0 drops everything and above 1 keeps everything, as in mergekit; the clamp keeps ⌊density·n⌋ in range.
+        let density = min(max(density, -1), 2)
         switch method {
         case .magnitude:
             if density >= 1 { return }
