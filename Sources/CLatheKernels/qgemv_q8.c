@@ -72,34 +72,65 @@ static void quantize_x(const float *x, long nb, q8_row *r) {
 //   int4: per block 4 vectors; vector s, lane r, byte j: code(k = 8s + j) | code(k = 8s + 4 + j) << 4.
 //   int8: per block 8 vectors; vector s, lane r, byte j: the unsigned code u of k = 4s + j (the
 //         stored q + 128 when symmetric, so that w = s (u - 128); the stored u when asymmetric).
+//   int5: int8 weights in 32-element groups whose codes fit in 5 bits (GGUF Q5_0 and Q5_K: q in
+//         [-16, 15] when symmetric, u in [0, 31] otherwise) take 5 bits instead of 8: the int4
+//         vectors of u5 (q + 16, or u) and then one vector of fifth bits, lane r byte j holding
+//         bit 4 of code(k = 8s + j) in bit 2s and of code(k = 8s + 4 + j) in bit 2s + 1.
 // Then the scales, [groups][blocks][sub][16] in W's storage (fp16 or float32; sub = 32 / group
 // size: 2 for group-16 int8), and the mins after them in the same layout. Rows past N are zero.
+// A 64-byte header in front records the code width (4, 5 or 8).
+
+enum { R16_HEADER = 64 };
 
 typedef struct {
     long groups, nb;
+    int pbits;        // bits per packed code: 4, 5 or 8
     int sub;          // weight groups per 32-element block (1 or 2)
     size_t esz;       // bytes per scale: 2 (fp16) or 4 (float32)
     size_t code_bytes, block_bytes;
 } r16_geom;
 
-static r16_geom r16_layout(const lathe_wq_matrix *w, long N, long K) {
-    r16_geom g = {.groups = (N + 15) / 16, .nb = K / QB, .sub = w->group_size == 16 ? 2 : 1,
-                  .esz = w->scales_f32 ? 4 : 2, .block_bytes = 16 * (w->bits == 4 ? 16 : 32)};
-    g.code_bytes = (size_t)g.groups * g.nb * g.block_bytes;
+static r16_geom r16_layout(const lathe_wq_matrix *w, long N, long K, int pbits) {
+    r16_geom g = {.groups = (N + 15) / 16, .nb = K / QB, .pbits = pbits, .sub = w->group_size == 16 ? 2 : 1,
+                  .esz = w->scales_f32 ? 4 : 2, .block_bytes = 16 * (size_t)(pbits == 4 ? 16 : pbits == 5 ? 20 : 32)};
+    g.code_bytes = R16_HEADER + (size_t)g.groups * g.nb * g.block_bytes;
     return g;
 }
 
+/// 5 when W is int8 in groups of 32 with every code in 5 bits, else W's own width.
+static int r16_packed_bits(const lathe_wq_matrix *w, long N, long K) {
+    if (w->bits == 4) return 4;
+    if (w->group_size != QB) return 8;
+    for (long i = 0; i < N * K; i++) {
+        const int u = w->symmetric ? (int)(int8_t)w->q[i] + 16 : (int)w->q[i];
+        if (u < 0 || u > 31) return 8;
+    }
+    return 5;
+}
+
+/// The unsigned code u of element k of row `row` in the packed width, and the offset factor
+/// of a symmetric group (w = s (u + f)).
+static inline int r16_code(const lathe_wq_matrix *w, const uint8_t *row, long k, int pbits) {
+    if (w->bits == 4) return (row[k >> 1] >> ((k & 1) * 4)) & 0xF;
+    if (!w->symmetric) return row[k];
+    return (int)(int8_t)row[k] + (pbits == 5 ? 16 : 128);
+}
+static inline float r16_sym_offset(int pbits) { return pbits == 4 ? -8.0f : pbits == 5 ? -16.0f : -128.0f; }
+
 size_t lathe_wq_repacked_size(const lathe_wq_matrix *w, long N, long K) {
-    const r16_geom g = r16_layout(w, N, K);
+    const r16_geom g = r16_layout(w, N, K, r16_packed_bits(w, N, K));
     return g.code_bytes + (size_t)g.groups * g.nb * g.sub * 16 * g.esz * (w->symmetric ? 1 : 2);
 }
 
 void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
-    const r16_geom geo = r16_layout(w, N, K);
+    const int pbits = r16_packed_bits(w, N, K);
+    const r16_geom geo = r16_layout(w, N, K, pbits);
     const long nb = geo.nb, row_bytes = w->bits == 4 ? K / 2 : K, ng = (K + w->group_size - 1) / w->group_size;
-    uint8_t *codes = out, *scales = out + geo.code_bytes;
+    uint8_t *codes = out + R16_HEADER, *scales = out + geo.code_bytes;
     uint8_t *mins = scales + (size_t)geo.groups * nb * geo.sub * 16 * geo.esz;
     memset(out, 0, lathe_wq_repacked_size(w, N, K));
+    const uint32_t header[2] = {0x3151574C /* "LWQ1" */, (uint32_t)pbits};
+    memcpy(out, header, sizeof header);
     for (long n = 0; n < N; n++) {
         const long g = n / 16, r = n % 16;
         const uint8_t *row = w->q + n * row_bytes;
@@ -117,14 +148,13 @@ void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
                 }
             }
             for (int kk = 0; kk < QB; kk++) {
-                const long k = b * QB + kk;
-                if (w->bits == 4) {
-                    const uint8_t u = (row[k >> 1] >> ((k & 1) * 4)) & 0xF;
-                    const int s = kk / 8, j = kk % 8;
-                    blk[s * 64 + r * 4 + (j & 3)] |= (uint8_t)(j < 4 ? u : u << 4);
+                const int u = r16_code(w, row, b * QB + kk, pbits);
+                if (pbits == 8) {
+                    blk[(kk / 4) * 64 + r * 4 + kk % 4] = (uint8_t)u;
                 } else {
-                    const int s = kk / 4, j = kk % 4;
-                    blk[s * 64 + r * 4 + j] = w->symmetric ? (uint8_t)((int)(int8_t)row[k] + 128) : row[k];
+                    const int s = kk / 8, j = kk % 8;
+                    blk[s * 64 + r * 4 + (j & 3)] |= (uint8_t)(j < 4 ? (u & 0xF) : (u & 0xF) << 4);
+                    if (pbits == 5) blk[256 + r * 4 + (j & 3)] |= (uint8_t)(((u >> 4) & 1) << (2 * s + (j < 4 ? 0 : 1)));
                 }
             }
         }
@@ -133,7 +163,7 @@ void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
 
 typedef struct {
     const uint8_t *packed;
-    int bits, symmetric;
+    int symmetric;
     r16_geom geo;
     long N;
     const int8_t *q;      // natural order
@@ -144,7 +174,7 @@ typedef struct {
 } r16_job;
 
 static inline const uint8_t *r16_codes(const r16_job *j, long g, long b) {
-    return j->packed + (g * j->geo.nb + b) * j->geo.block_bytes;
+    return j->packed + R16_HEADER + (g * j->geo.nb + b) * j->geo.block_bytes;
 }
 /// The 16 lanes of scales of weight group h of block b of row group g.
 static inline const void *r16_scales(const r16_job *j, long g, long b, int h) {
@@ -171,17 +201,18 @@ static void r16_group_scalar(const r16_job *j, long g) {
                 int32_t isum = 0;
                 for (int kk = h * per; kk < (h + 1) * per; kk++) {
                     int u;
-                    if (j->bits == 4) {
+                    if (j->geo.pbits == 8) {
+                        u = c[(kk / 4) * 64 + r * 4 + kk % 4];
+                    } else {
                         const int s = kk / 8, jj = kk % 8;
                         const uint8_t byte = c[s * 64 + r * 4 + (jj & 3)];
                         u = jj < 4 ? (byte & 0xF) : (byte >> 4);
-                    } else {
-                        u = c[(kk / 4) * 64 + r * 4 + kk % 4];
+                        if (j->geo.pbits == 5) u |= ((c[256 + r * 4 + (jj & 3)] >> (2 * s + (jj < 4 ? 0 : 1))) & 1) << 4;
                     }
                     isum += u * q[kk];
                 }
                 const float s = r16_lane(j, r16_scales(j, g, b, h), r);
-                const float cc = j->symmetric ? s * (j->bits == 4 ? -8.0f : -128.0f) : r16_lane(j, r16_mins(j, g, b, h), r);
+                const float cc = j->symmetric ? s * r16_sym_offset(j->geo.pbits) : r16_lane(j, r16_mins(j, g, b, h), r);
                 acc = fmaf((float)isum, s * j->d[b], acc);
                 off = fmaf(cc, j->d[b] * (float)r16_xsum(j, b, h), off);
             }
@@ -196,21 +227,41 @@ static inline Q8_VNNI __m512 r16_load16(const r16_job *j, const void *p) {
     return j->geo.esz == 4 ? _mm512_loadu_ps(p) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
+/// The fifth-bit vector shifted so that bit 4 - n of each byte lands on bit 4 (other bits are masked
+/// off after; |n| <= 4 keeps bits of the neighbouring byte away from bit 4).
+#define R16_FIFTH(shift, v, n) ((n) >= 0 ? shift##_slli_epi16((v), (n)) : shift##_srli_epi16((v), -(n)))
+
 static Q8_VNNI void r16_group_vnni(const r16_job *j, long g) {
     __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
-    const __m512i low = _mm512_set1_epi8(0x0F);
-    const __m512 k = _mm512_set1_ps(j->bits == 4 ? -8.0f : -128.0f);
+    const __m512i low = _mm512_set1_epi8(0x0F), five = _mm512_set1_epi8(0x1F);
+    const __m512 k = _mm512_set1_ps(r16_sym_offset(j->geo.pbits));
     const int sub = j->geo.sub, per_vectors = 8 / sub;
     for (long b = 0; b < j->geo.nb; b++) {
         const uint8_t *c = r16_codes(j, g, b);
         const int32_t *q = (const int32_t *)(j->q + b * QB);
         __m512i isum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-        if (j->bits == 4) {
+        if (j->geo.pbits == 4) {
             for (int s = 0; s < 4; s++) {
                 const __m512i v = _mm512_loadu_si512(c + s * 64);
                 isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(v, low), _mm512_set1_epi32(q[2 * s]));
                 isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(_mm512_srli_epi16(v, 4), low), _mm512_set1_epi32(q[2 * s + 1]));
             }
+        } else if (j->geo.pbits == 5) {
+            const __m512i hv = _mm512_loadu_si512(c + 256);
+#define R16_VNNI5(s)                                                                                                       \
+    do {                                                                                                                   \
+        const __m512i v = _mm512_loadu_si512(c + (s) * 64);                                                               \
+        /* low ? v : fifth, then the 5 low bits */                                                                     \
+        const __m512i lo = _mm512_ternarylogic_epi32(v, R16_FIFTH(_mm512, hv, 4 - 2 * (s)), low, 0xE4);                   \
+        const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), R16_FIFTH(_mm512, hv, 3 - 2 * (s)), low, 0xE4); \
+        isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(lo, five), _mm512_set1_epi32(q[2 * (s)])); \
+        isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(hi, five), _mm512_set1_epi32(q[2 * (s) + 1])); \
+    } while (0)
+            R16_VNNI5(0);
+            R16_VNNI5(1);
+            R16_VNNI5(2);
+            R16_VNNI5(3);
+#undef R16_VNNI5
         } else {
             for (int s = 0; s < 8; s++)
                 isum[s / per_vectors] = _mm512_dpbusd_epi32(isum[s / per_vectors], _mm512_loadu_si512(c + s * 64), _mm512_set1_epi32(q[s]));
@@ -236,8 +287,9 @@ static inline Q8_AVX2 __m256 r16_load8(const r16_job *j, const void *p, int h) {
 /// products (pairs <= 2 * 255 * 127 would overflow int16 for int8 codes, so int8 takes the
 /// sign trick on the codes minus 128 and adds 128 * sum(q) back).
 static Q8_AVX2 void r16_group_avx2(const r16_job *j, long g) {
-    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bias128 = _mm256_set1_epi8((char)0x80);
-    const __m256 k = _mm256_set1_ps(j->bits == 4 ? -8.0f : -128.0f);
+    const __m256i low = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const __m256i bias128 = _mm256_set1_epi8((char)0x80);
+    const __m256 k = _mm256_set1_ps(r16_sym_offset(j->geo.pbits));
     const int sub = j->geo.sub, per_vectors = 8 / sub;
     for (int half = 0; half < 2; half++) {
         __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
@@ -245,13 +297,31 @@ static Q8_AVX2 void r16_group_avx2(const r16_job *j, long g) {
             const uint8_t *c = r16_codes(j, g, b) + half * 32;
             const int32_t *q = (const int32_t *)(j->q + b * QB);
             __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-            if (j->bits == 4) {
+            if (j->geo.pbits == 4) {
                 for (int s = 0; s < 4; s++) {
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(c + s * 64));
                     const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, low), _mm256_set1_epi32(q[2 * s]));
                     const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), _mm256_set1_epi32(q[2 * s + 1]));
                     isum[0] = _mm256_add_epi32(isum[0], _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
                 }
+            } else if (j->geo.pbits == 5) {
+                // Codes up to 31: pairs of products stay within int16 (2 * 31 * 127).
+                const __m256i hv = _mm256_loadu_si256((const __m256i *)(c + 256));
+#define R16_AVX2_5(s)                                                                                                     \
+    do {                                                                                                                  \
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(c + (s) * 64));                                           \
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_and_si256(R16_FIFTH(_mm256, hv, 4 - 2 * (s)), bit4)); \
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low),                             \
+                                           _mm256_and_si256(R16_FIFTH(_mm256, hv, 3 - 2 * (s)), bit4));                   \
+        const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(q[2 * (s)]));                                       \
+        const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(q[2 * (s) + 1]));                                   \
+        isum[0] = _mm256_add_epi32(isum[0], _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));                           \
+    } while (0)
+                R16_AVX2_5(0);
+                R16_AVX2_5(1);
+                R16_AVX2_5(2);
+                R16_AVX2_5(3);
+#undef R16_AVX2_5
             } else {
                 for (int s = 0; s < 8; s++) {
                     const __m256i sv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(c + s * 64)), bias128);  // u - 128
@@ -324,10 +394,12 @@ void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, co
     }
 #endif
     q8_row x = {.q = q, .d = d, .sum = s, .sum16 = s + nb};
-    const r16_geom geo = r16_layout(w, N, K);
+    uint32_t header[2];
+    memcpy(header, packed, sizeof header);
+    const r16_geom geo = r16_layout(w, N, K, (int)header[1]);
     for (long m = 0; m < M; m++) {
         quantize_x(X + m * ldx, nb, &x);
-        r16_job j = {.packed = packed, .bits = w->bits, .symmetric = w->symmetric, .geo = geo, .N = N,
+        r16_job j = {.packed = packed, .symmetric = w->symmetric, .geo = geo, .N = N,
                      .q = q, .d = d, .sum = s, .sum16 = s + nb, .bias = bias, .y = Y + m * ldy};
         const int threads = lathe_num_threads();
         if (threads <= 1 || (double)N * (double)K < 65536.0) {

@@ -233,7 +233,7 @@ public struct GroupwiseWeights: Equatable, Sendable {
     }
 
     /// Calls `body` with the kernel's view of these weights.
-    func withMatrix<R>(_ body: (UnsafePointer<lathe_wq_matrix>) -> R) -> R {
+    package func withMatrix<R>(_ body: (UnsafePointer<lathe_wq_matrix>) -> R) -> R {
         codes.withUnsafeBufferPointer { q in
             scales.withUnsafeBufferPointer { s in
                 mins.withUnsafeBufferPointer { m in

@@ -110,6 +110,7 @@ public final class DecoderModel: Module, LanguageModel {
         rotaries = (0..<c.layers).map { Rotary(headDim: c.headDim, base: c.ropeTheta(layer: $0), scaling: c.localLayers?[$0] == true ? nil : c.ropeScaling,
                                                layout: c.ropeLayout) }
         super.init()
+        eval()  // a pretrained model starts in evaluation mode, as transformers loads it; train() before training
         let extra = Set(weights.tensorNames).subtracting(used).sorted()
         if !extra.isEmpty {
             throw ModelFileError(file: file, message: "\(extra.count) tensor(s) the \(c.architecture) model does not use: "

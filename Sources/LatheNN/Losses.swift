@@ -53,6 +53,18 @@ public enum Loss {
         }
     }
 
+    /// The causal language-modelling loss as transformers computes it: logits `[B, T, V]` at
+    /// position `t` predict `labels[:, t + 1]` (`[B, T]` class ids), the mean cross-entropy over the
+    /// labels that are not `ignoreIndex`. NaN when every shifted label is ignored (as PyTorch).
+    public static func nextTokenCrossEntropy(_ logits: Tensor, labels: Tensor, ignoreIndex: Int = -100) -> Tensor {
+        precondition(logits.rank == 3 && labels.shape == Array(logits.shape.prefix(2)),
+                     "next_token_cross_entropy: logits \(logits.shape) should be [B, T, V] and labels \(labels.shape) [B, T]")
+        let (b, t, v) = (logits.shape[0], logits.shape[1], logits.shape[2])
+        let shifted = logits.sliced(dim: 1, end: t - 1).reshaped([b * (t - 1), v])
+        let targets = labels.sliced(dim: 1, start: 1).contiguous().reshaped([b * (t - 1)])
+        return crossEntropy(shifted, targets, ignoreIndex: ignoreIndex)
+    }
+
     /// Mean squared error `(x - y)^2`.
     public static func mse(_ x: Tensor, _ y: Tensor, reduction: Reduction = .mean) -> Tensor {
         reduce((x - y).square(), reduction)

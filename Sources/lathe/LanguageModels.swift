@@ -85,6 +85,8 @@ struct Generate: ParsableCommand {
     @Option(help: "The text to continue (with --chat: the user's message).") var prompt: String
     @Flag(help: "Render the prompt as a user message with the model's chat template, with the assistant's turn opened.") var chat = false
     @Option(help: "A system message before the prompt (with --chat).") var system: String?
+    @Option(help: "A PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to run with the model, unmerged.")
+    var adapter: String?
     @OptionGroup var sampling: SamplingFlags
     @OptionGroup var threadOptions: ThreadOptions
 
@@ -97,6 +99,12 @@ struct Generate: ParsableCommand {
         try threadOptions.apply()
         let loaded = try loadPretrained(model)
         let decoder = try loaded.languageModel()
+        if let adapter {
+            guard case .decoder(let d) = loaded.kind else { throw CLIError("--adapter: adapters apply to Llama-family decoders, not to \(model)") }
+            let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: adapter), into: d)
+            let base = config.baseModel.map { " (trained on \($0))" } ?? ""
+            FileHandle.standardError.write(Data("adapter \(adapter)\(base): \(config.useDoRA ? "DoRA" : "LoRA") on \(d.loraLayers.count) layers\n".utf8))
+        }
         let ids: [Int]
         var stopTokens: Set<Int>?
         if chat {

@@ -184,7 +184,9 @@ final class Int8ActivationGemvTests: XCTestCase {
     /// x quantized per 32-block (d = amax / 127, roundf), integer dots of each weight group's codes
     /// read as unsigned (symmetric int8: q + 128), then group by group acc += isum * (s d),
     /// off += c * (d sum) with c the group's offset for the unsigned codes.
-    func reference(x: [Float], w: GroupwiseWeights, bias: [Float]?) -> [Float] {
+    /// `fiveBit`: symmetric int8 codes read as q + 16 with c = -16 s (the 5-bit layout).
+    func reference(x: [Float], w: GroupwiseWeights, bias: [Float]?, fiveBit: Bool = false) -> [Float] {
+        let symmetricBias: Int32 = fiveBit ? 16 : 128
         let k = w.cols, nb = k / 32, gs = w.scheme.groupSize
         var y = [Float](repeating: 0, count: w.rows)
         var q = [Int32](repeating: 0, count: k), d = [Float](repeating: 0, count: nb)
@@ -202,12 +204,12 @@ final class Int8ActivationGemvTests: XCTestCase {
                 for kk in gi * gs..<(gi + 1) * gs {
                     let byte = w.codes[n * w.rowBytes + (w.scheme.bits == 4 ? kk / 2 : kk)]
                     let u: Int32 = w.scheme.bits == 4 ? Int32((byte >> UInt8((kk & 1) * 4)) & 0xF)
-                        : w.scheme.symmetric ? Int32(Int8(bitPattern: byte)) + 128 : Int32(byte)
+                        : w.scheme.symmetric ? Int32(Int8(bitPattern: byte)) + symmetricBias : Int32(byte)
                     isum += u * q[kk]
                     xsum += q[kk]
                 }
                 let (s, offset) = w.scaleAndOffset(group: n * w.groups + gi)
-                let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -128) : offset
+                let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -Float(symmetricBias)) : offset
                 acc = acc.addingProduct(Float(isum), s * d[b])
                 off = off.addingProduct(c, d[b] * Float(xsum))
             }
@@ -231,9 +233,20 @@ final class Int8ActivationGemvTests: XCTestCase {
             (GroupwiseScheme(bits: 4, groupSize: 32, symmetric: true), false), (GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false), false),
             (GroupwiseScheme(bits: 8, groupSize: 32, symmetric: true), false), (GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false), true),
             (GroupwiseScheme(bits: 8, groupSize: 32, symmetric: false), true), (GroupwiseScheme(bits: 8, groupSize: 16, symmetric: true), true)]
-        for (scheme, f32) in schemes {
+        // int8 codes that fit in 5 bits (Q5_0: q in [-16, 15]; Q5_K: u in [0, 31]) take the 5-bit layout.
+        let fiveBit: [(GroupwiseScheme, Bool)] = [(GroupwiseScheme(bits: 8, groupSize: 32, symmetric: true), false),
+                                                  (GroupwiseScheme(bits: 8, groupSize: 32, symmetric: false), true)]
+        for (index, (scheme, f32)) in (schemes + fiveBit).enumerated() {
+            let narrow = index >= schemes.count
             for (m, n, k) in [(1, 1, 32), (1, 17, 64), (1, 33, 288), (2, 40, 576), (4, 5, 1536), (1, 300, 96)] {
-                let quantized = GroupwiseWeights(quantizing: rng.floats(n * k, -1.5, 1), rows: n, cols: k, scheme: scheme)
+                var quantized = GroupwiseWeights(quantizing: rng.floats(n * k, -1.5, 1), rows: n, cols: k, scheme: scheme)
+                if narrow {
+                    let codes = quantized.codes.map { UInt8(bitPattern: scheme.symmetric ? Int8(Int($0) % 32 - 16) : Int8($0 % 32)) }
+                    quantized = GroupwiseWeights(scheme: scheme, rows: n, cols: k, codes: codes, scales: quantized.scales, mins: quantized.mins)
+                    let wide = GroupwiseWeights(quantizing: rng.floats(n * k, -1.5, 1), rows: n, cols: k, scheme: scheme)
+                    let (small, large) = (quantized.withMatrix { lathe_wq_repacked_size($0, n, k) }, wide.withMatrix { lathe_wq_repacked_size($0, n, k) })
+                    XCTAssertLessThan(small, large * 3 / 4, "5-bit codes take the 5-bit layout")
+                }
                 let g = f32 ? float32Scaled(quantized) : quantized
                 XCTAssertTrue(g.supportsInt8Activations, "\(scheme)")
                 var x = rng.floats(m * k, -3, 3)
@@ -241,9 +254,9 @@ final class Int8ActivationGemvTests: XCTestCase {
                 let bias = rng.floats(n)
                 let layer = WeightOnlyLinear(weight: g, bias: bias)
                 layer.int8Activations = true
-                let expected = (0..<m).flatMap { r in reference(x: Array(x[r * k..<(r + 1) * k]), w: g, bias: bias) }
+                let expected = (0..<m).flatMap { r in reference(x: Array(x[r * k..<(r + 1) * k]), w: g, bias: bias, fiveBit: narrow) }
                 let dense = QuantReference.weightOnlyMatmul(x: x, m: m, weights: g, bias: bias)
-                let label = "\(scheme)\(f32 ? " f32" : "") \(m)x\(n)x\(k)"
+                let label = "\(scheme)\(f32 ? " f32" : "")\(narrow ? " 5-bit" : "") \(m)x\(n)x\(k)"
                 forEachISAAndThreads { isa in
                     let y = layer(Tensor(x, shape: [m, k])).scalars
                     XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(label) \(isa) \(String(cString: lathe_wq_gemv_variant()))")
