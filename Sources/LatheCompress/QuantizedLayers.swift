@@ -354,6 +354,31 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
     }
 }
 
+/// An embedding table held as group-wise quantized rows: a lookup dequantises the rows it needs.
+/// A quantized tied embedding shares its ``GroupwiseWeights`` with the output projection (the
+/// arrays are shared, not copied), so a model like Gemma 3 270M does not hold its 262,144 x 640
+/// table as float32 (671 MB) beside the quantized head.
+public final class QuantizedEmbedding: Module {
+    public let weight: GroupwiseWeights
+    public init(weight: GroupwiseWeights) { self.weight = weight }
+
+    public var count: Int { weight.rows }
+    public var dimension: Int { weight.cols }
+
+    /// Ids of any shape (integers in `0..<count`) to vectors of shape `ids.shape + [dimension]`.
+    public override func forward(_ ids: Tensor) -> Tensor {
+        let rows = ids.intScalars, k = dimension
+        precondition(rows.allSatisfy { $0 >= 0 && $0 < count }, "QuantizedEmbedding: ids must be in 0..<\(count)")
+        var out = Tensor.zeros([rows.count, k])
+        out.withUnsafeMutableBufferPointer { o in
+            weight.withMatrix { m in
+                for (i, r) in rows.enumerated() { lathe_wq_dequantize(m, count, k, r, r + 1, o.baseAddress! + i * k, k) }
+            }
+        }
+        return out.reshaped(ids.shape + [k])
+    }
+}
+
 /// `weight` (int8, `shape`), `weight_scale` (f16 `[N]`: the scales are fp16 values) and `bias` (f32 `[N]`).
 func int8Tensors(_ w: PackedInt8Weights, shape: [Int], bias: [Float]?) -> [String: Tensor] {
     var t: [String: Tensor] = [:]

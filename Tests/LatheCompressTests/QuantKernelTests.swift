@@ -312,3 +312,18 @@ final class FusedProjectionTests: XCTestCase {
         XCTAssertNil(WeightOnlyLinear.forward([layers[0], plain], sharing: Tensor(rng.floats(k), shape: [1, k])))
     }
 }
+
+final class QuantizedEmbeddingTests: XCTestCase {
+    /// A lookup gives the dequantised rows of its ids, in the ids' shape.
+    func testLookupGivesTheDequantisedRows() {
+        var rng = TestRNG(8)
+        for scheme in [GroupwiseScheme(bits: 8, groupSize: 32), GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false)] {
+            let w = GroupwiseWeights(quantizing: rng.floats(50 * 96, -1, 1), rows: 50, cols: 96, scheme: scheme)
+            let table = w.dequantized(), e = QuantizedEmbedding(weight: w)
+            let ids = [3, 49, 0, 3, 17, 8]
+            let y = e(Tensor(ids, shape: [2, 3]))
+            XCTAssertEqual(y.shape, [2, 3, 96])
+            XCTAssertEqual(y.scalars, ids.flatMap { table[$0 * 96..<($0 + 1) * 96] }, "\(scheme)")
+        }
+    }
+}
