@@ -204,13 +204,7 @@ extension DecoderModel {
                 var colFactors = groups.map { $0.layers.map { [Float](repeating: 1, count: $0.inFeatures) } }
                 var alphas: [Float?] = [nil, nil, nil, nil]
                 if options.method == .awq {
-                    let mlpNorm = layer.preFeedforwardLayernorm ?? layer.postAttentionLayernorm
-                    let mlpNormName = layer.preFeedforwardLayernorm != nil ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"
-                    // What produces each input: a norm, or the rows of (group, layer) v_proj / up_proj.
-                    let folds: [(norm: DecoderNorm?, name: String, rows: (group: Int, layer: Int)?)] = [
-                        (layer.inputLayernorm, "input_layernorm.weight", nil), (nil, "", (0, 2)), (mlpNorm, mlpNormName, nil), (nil, "", (2, 1)),
-                    ]
-                    let group = c.heads / c.kvHeads
+                    var scales: [[Float]] = []
                     for (g, entry) in groups.enumerated() {
                         var meanAbs = entry.input.meanAbs
                         if g == 1 { meanAbs = Self.tiedOverKeyValueHeads(meanAbs, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim) }
@@ -218,28 +212,13 @@ extension DecoderModel {
                                                       cols: entry.input.channels, meanAbs: meanAbs, hessian: entry.input.hessian,
                                                       symmetric: options.symmetric, gridSize: options.awqGrid)
                         alphas[g] = search.alpha
-                        let s = search.scales
-                        for (j, l) in entry.layers.enumerated() {
-                            l.weight.value = Self.scaledColumns(l.weight.value, s)
-                            for cc in 0..<s.count { colFactors[g][j][cc] *= s[cc] }
-                        }
-                        if let norm = folds[g].norm {
-                            let w = norm.weight.value.scalars
-                            norm.weight.value = Tensor((0..<w.count).map { (w[$0] + norm.offset) / s[$0] - norm.offset }, shape: [w.count])
-                            changed[p + folds[g].name] = norm.weight.value.scalars
-                        }
-                        if let (pg, pj) = folds[g].rows {
-                            let previous = groups[pg].layers[pj]
-                            // Row `kv * headDim + d` of v_proj feeds o_proj's channels `h * headDim + d`
-                            // of the query heads `h` of that key/value head, whose scales are tied.
-                            let rowScales: [Float] = (0..<previous.outFeatures).map { row in
-                                g == 1 ? s[(row / c.headDim) * group * c.headDim + row % c.headDim] : s[row]
-                            }
-                            previous.weight.value = Self.scaledRows(previous.weight.value, rowScales.map { 1 / $0 })
-                            if let b = previous.bias { b.value = Tensor(zip(b.value.scalars, rowScales).map { $0 / $1 }, shape: b.value.shape) }
-                            for r in 0..<rowScales.count { rowFactors[pg][pj][r] /= rowScales[r] }
-                        }
+                        scales.append(search.scales)
+                        for j in entry.layers.indices { colFactors[g][j] = search.scales }
                     }
+                    let fold = foldInputScales(layer: i, scales)
+                    changed.merge(fold.norms) { $1 }
+                    rowFactors[0][2] = fold.valueRows.map { 1 / $0 }
+                    rowFactors[2][1] = fold.upRows.map { 1 / $0 }
                 }
                 for (g, entry) in groups.enumerated() {
                     let h = entry.input.hessian, tokens = Double(max(entry.input.count, 1))
@@ -283,9 +262,47 @@ extension DecoderModel {
         return .init(projections: projections, changedTensors: changed, tokens: rows.reduce(0) { $0 + $1.count }, seconds: Timing.now() - start)
     }
 
+    /// Scales the four inputs of layer `layer` (AWQ's transformation, which leaves the float model's
+    /// output unchanged): for input `g` with scales `s = scales[g]`, the columns of the projections
+    /// reading it are multiplied by `s` and `1/s` is folded into what produces it:
+    /// 0 (q/k/v): the input norm's weight; 1 (o): the rows of `v_proj` (row `kv * headDim + d`
+    /// takes the scale of channel `d` of the first query head of key/value head `kv`, so the
+    /// scales must be tied over the query heads that share it, see ``tiedOverKeyValueHeads``);
+    /// 2 (gate/up): the norm before the MLP; 3 (down): the rows of `up_proj`. A norm's scale
+    /// `w + offset` becomes `(w + offset) / s`.
+    ///
+    /// Returns the new norm weights by Hugging Face name and the scales the rows of `v_proj` and
+    /// `up_proj` were divided by.
+    package func foldInputScales(layer i: Int, _ scales: [[Float]]) -> (norms: [String: [Float]], valueRows: [Float], upRows: [Float]) {
+        precondition(scales.count == 4, "foldInputScales: four inputs per layer, got \(scales.count)")
+        let layer = model.layers[i], c = config, p = "model.layers.\(i)."
+        func linear(_ path: String) -> Linear { layer.module(at: path) as! Linear }
+        let readers = [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_attn.o_proj"], ["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]]
+        for (g, paths) in readers.enumerated() {
+            for path in paths { let l = linear(path); l.weight.value = Self.scaledColumns(l.weight.value, scales[g]) }
+        }
+        var norms: [String: [Float]] = [:]
+        let mlpNorm = layer.preFeedforwardLayernorm ?? layer.postAttentionLayernorm
+        let mlpNormName = layer.preFeedforwardLayernorm != nil ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"
+        for (norm, name, s) in [(layer.inputLayernorm, "input_layernorm.weight", scales[0]), (mlpNorm, mlpNormName, scales[2])] {
+            let w = norm.weight.value.scalars
+            norm.weight.value = Tensor((0..<w.count).map { (w[$0] + norm.offset) / s[$0] - norm.offset }, shape: [w.count])
+            norms[p + name] = norm.weight.value.scalars
+        }
+        func divideRows(_ l: Linear, _ rowScales: [Float]) {
+            l.weight.value = Self.scaledRows(l.weight.value, rowScales.map { 1 / $0 })
+            if let b = l.bias { b.value = Tensor(zip(b.value.scalars, rowScales).map { $0 / $1 }, shape: b.value.shape) }
+        }
+        let v = linear("self_attn.v_proj"), group = c.heads / c.kvHeads
+        let valueRows = (0..<v.outFeatures).map { row in scales[1][(row / c.headDim) * group * c.headDim + row % c.headDim] }
+        divideRows(v, valueRows)
+        divideRows(linear("mlp.up_proj"), scales[3])
+        return (norms, valueRows, scales[3])
+    }
+
     /// `meanAbs` of `o_proj`'s input (`heads * headDim` channels) with the query heads that share
     /// a key/value head averaged, so that one scale per key/value channel can be folded into `v_proj`.
-    static func tiedOverKeyValueHeads(_ meanAbs: [Float], heads: Int, kvHeads: Int, headDim: Int) -> [Float] {
+    package static func tiedOverKeyValueHeads(_ meanAbs: [Float], heads: Int, kvHeads: Int, headDim: Int) -> [Float] {
         let group = heads / kvHeads
         guard group > 1 else { return meanAbs }
         var out = meanAbs
