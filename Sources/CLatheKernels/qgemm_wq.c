@@ -48,8 +48,9 @@ static wq_geom geom(const lathe_wq_matrix *w, long K) {
 /// Scale and offset of group g of row n: w = fmaf(u, s, c).
 static inline void group_sc(const lathe_wq_matrix *w, const wq_geom *g, long n, long gi, float *s,
                             float *c) {
-    *s = half_to_float(w->scales[n * g->ng + gi]);
-    if (!w->symmetric) *c = half_to_float(w->mins[n * g->ng + gi]);
+    const long i = n * g->ng + gi;
+    *s = w->scales_f32 ? w->scales_f32[i] : half_to_float(w->scales[i]);
+    if (!w->symmetric) *c = w->scales_f32 ? w->mins_f32[i] : half_to_float(w->mins[i]);
     else *c = w->bits == 4 ? -8.0f * *s : 0.0f;
 }
 

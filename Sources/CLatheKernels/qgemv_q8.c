@@ -1,12 +1,15 @@
-// Group-32 weight-only GEMV with 8-bit activations (lathe_quant.h, lathe_wq_gemv_repacked): the
-// decode path of quantized language models, as llama.cpp computes Q4_0/Q4_1/Q8_0 x Q8.
+// Weight-only GEMV with 8-bit activations (lathe_quant.h, lathe_wq_gemv_repacked): the decode path
+// of quantized language models, as llama.cpp computes Q4_0/Q4_1/Q8_0/Q4_K/Q6_K x Q8.
 //
 // Each 32-element block of x is quantized to int8 (d = amax / 127, q = roundf(x / d), as ggml's
 // quantize_row_q8_0_ref). A weight is w = s * u + c with u its code read as unsigned (int4:
-// 0..15; int8: the stored q plus 128) and c the block's offset (-8 s, the min, or -128 s), so
-//   row . x = sum_b d_b * (s_b * dot(u_b, q_b) + c_b * sum(q_b)).
+// 0..15; int8: the stored q plus 128 when symmetric, the stored u otherwise) and c its group's
+// offset (-8 s, -128 s or the min), so for 32-element groups
+//   row . x = sum_b d_b * (s_b * dot(u_b, q_b) + c_b * sum(q_b)),
+// and 16-element groups (Q6_K) take the two halves of a block with their own s, c and sum(q).
+// Scales are fp16 or float32 (K-quants: d * sc is not an fp16 value).
 // The integer dot products are exact on every path (vpdpbusd on AVX-512 VNNI, maddubs on AVX2,
-// plain C), and the float combination runs block by block for each row everywhere: every ISA
+// plain C), and the float combination runs group by group for each row everywhere: every ISA
 // gives the same bits, and the scalar path is the naive twin.
 #include "lathe_elementwise.h"
 #include "lathe_kernels.h"
@@ -37,6 +40,7 @@ typedef struct {
     int8_t *q;        // [nb * 32]
     float *d;         // [nb]
     int32_t *sum;     // [nb]: sum of the block's q
+    int32_t *sum16;   // [2 nb]: sums of its two halves (for 16-element weight groups)
 } q8_row;
 
 static void quantize_x(const float *x, long nb, q8_row *r) {
@@ -45,15 +49,16 @@ static void quantize_x(const float *x, long nb, q8_row *r) {
         float amax = 0.0f;
         for (int j = 0; j < QB; j++) amax = fmaxf(amax, fabsf(xb[j]));
         const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int32_t s = 0;
+        int32_t s[2] = {0, 0};
         int8_t *q = r->q + b * QB;
         for (int j = 0; j < QB; j++) {
             const int v = (int)roundf(xb[j] * id);
             q[j] = (int8_t)v;
-            s += v;
+            s[j / 16] += v;
         }
         r->d[b] = d;
-        r->sum[b] = s;
+        r->sum[b] = s[0] + s[1];
+        r->sum16[2 * b] = s[0], r->sum16[2 * b + 1] = s[1];
     }
 }
 
@@ -65,30 +70,52 @@ static void quantize_x(const float *x, long nb, q8_row *r) {
 // 4 matching activation bytes broadcast adds one row's 4 products into each lane, and a block's
 // integer dot products end in the 16 lanes without any horizontal sum.
 //   int4: per block 4 vectors; vector s, lane r, byte j: code(k = 8s + j) | code(k = 8s + 4 + j) << 4.
-//   int8: per block 8 vectors; vector s, lane r, byte j: code(k = 4s + j) + 128.
-// Scales (and mins) follow as fp16 [groups][blocks][16]. Rows past N are zero.
+//   int8: per block 8 vectors; vector s, lane r, byte j: the unsigned code u of k = 4s + j (the
+//         stored q + 128 when symmetric, so that w = s (u - 128); the stored u when asymmetric).
+// Then the scales, [groups][blocks][sub][16] in W's storage (fp16 or float32; sub = 32 / group
+// size: 2 for group-16 int8), and the mins after them in the same layout. Rows past N are zero.
+
+typedef struct {
+    long groups, nb;
+    int sub;          // weight groups per 32-element block (1 or 2)
+    size_t esz;       // bytes per scale: 2 (fp16) or 4 (float32)
+    size_t code_bytes, block_bytes;
+} r16_geom;
+
+static r16_geom r16_layout(const lathe_wq_matrix *w, long N, long K) {
+    r16_geom g = {.groups = (N + 15) / 16, .nb = K / QB, .sub = w->group_size == 16 ? 2 : 1,
+                  .esz = w->scales_f32 ? 4 : 2, .block_bytes = 16 * (w->bits == 4 ? 16 : 32)};
+    g.code_bytes = (size_t)g.groups * g.nb * g.block_bytes;
+    return g;
+}
 
 size_t lathe_wq_repacked_size(const lathe_wq_matrix *w, long N, long K) {
-    const long g = (N + 15) / 16, nb = K / QB;
-    const size_t codes = (size_t)g * nb * 16 * (w->bits == 4 ? 16 : 32);
-    const size_t scales = (size_t)g * nb * 16 * 2 * (w->symmetric ? 1 : 2);
-    return codes + scales;
+    const r16_geom g = r16_layout(w, N, K);
+    return g.code_bytes + (size_t)g.groups * g.nb * g.sub * 16 * g.esz * (w->symmetric ? 1 : 2);
 }
 
 void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
-    const long groups = (N + 15) / 16, nb = K / QB, row_bytes = w->bits == 4 ? K / 2 : K;
-    const long block_bytes = 16 * (w->bits == 4 ? 16 : 32);
-    uint8_t *codes = out;
-    uint16_t *scales = (uint16_t *)(out + (size_t)groups * nb * block_bytes);
-    uint16_t *mins = scales + (size_t)groups * nb * 16;
+    const r16_geom geo = r16_layout(w, N, K);
+    const long nb = geo.nb, row_bytes = w->bits == 4 ? K / 2 : K, ng = (K + w->group_size - 1) / w->group_size;
+    uint8_t *codes = out, *scales = out + geo.code_bytes;
+    uint8_t *mins = scales + (size_t)geo.groups * nb * geo.sub * 16 * geo.esz;
     memset(out, 0, lathe_wq_repacked_size(w, N, K));
     for (long n = 0; n < N; n++) {
         const long g = n / 16, r = n % 16;
         const uint8_t *row = w->q + n * row_bytes;
         for (long b = 0; b < nb; b++) {
-            uint8_t *blk = codes + (g * nb + b) * block_bytes;
-            scales[(g * nb + b) * 16 + r] = w->scales[n * nb + b];
-            if (!w->symmetric) mins[(g * nb + b) * 16 + r] = w->mins[n * nb + b];
+            uint8_t *blk = codes + (g * nb + b) * geo.block_bytes;
+            for (int h = 0; h < geo.sub; h++) {
+                const long src = n * ng + b * geo.sub + h;
+                const size_t dst = (((size_t)(g * nb + b) * geo.sub + h) * 16 + r) * geo.esz;
+                if (w->scales_f32) {
+                    memcpy(scales + dst, w->scales_f32 + src, 4);
+                    if (!w->symmetric) memcpy(mins + dst, w->mins_f32 + src, 4);
+                } else {
+                    memcpy(scales + dst, w->scales + src, 2);
+                    if (!w->symmetric) memcpy(mins + dst, w->mins + src, 2);
+                }
+            }
             for (int kk = 0; kk < QB; kk++) {
                 const long k = b * QB + kk;
                 if (w->bits == 4) {
@@ -97,7 +124,7 @@ void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
                     blk[s * 64 + r * 4 + (j & 3)] |= (uint8_t)(j < 4 ? u : u << 4);
                 } else {
                     const int s = kk / 4, j = kk % 4;
-                    blk[s * 64 + r * 4 + j] = (uint8_t)((int)(int8_t)row[k] + 128);
+                    blk[s * 64 + r * 4 + j] = w->symmetric ? (uint8_t)((int)(int8_t)row[k] + 128) : row[k];
                 }
             }
         }
@@ -107,48 +134,57 @@ void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
 typedef struct {
     const uint8_t *packed;
     int bits, symmetric;
-    long N, nb, groups;
+    r16_geom geo;
+    long N;
     const int8_t *q;      // natural order
     const float *d;
-    const int32_t *sum;
+    const int32_t *sum, *sum16;
     const float *bias;
     float *y;
 } r16_job;
 
 static inline const uint8_t *r16_codes(const r16_job *j, long g, long b) {
-    return j->packed + (g * j->nb + b) * 16 * (j->bits == 4 ? 16 : 32);
+    return j->packed + (g * j->geo.nb + b) * j->geo.block_bytes;
 }
-static inline const uint16_t *r16_scales(const r16_job *j, long g, long b) {
-    const uint16_t *s = (const uint16_t *)(j->packed + (size_t)j->groups * j->nb * 16 * (j->bits == 4 ? 16 : 32));
-    return s + (g * j->nb + b) * 16;
+/// The 16 lanes of scales of weight group h of block b of row group g.
+static inline const void *r16_scales(const r16_job *j, long g, long b, int h) {
+    return j->packed + j->geo.code_bytes + (((size_t)(g * j->geo.nb + b) * j->geo.sub + h) * 16) * j->geo.esz;
 }
-static inline const uint16_t *r16_mins(const r16_job *j, long g, long b) {
-    return r16_scales(j, g, b) + (size_t)j->groups * j->nb * 16;
+static inline const void *r16_mins(const r16_job *j, long g, long b, int h) {
+    return (const uint8_t *)r16_scales(j, g, b, h) + (size_t)j->geo.groups * j->geo.nb * j->geo.sub * 16 * j->geo.esz;
 }
+static inline float r16_lane(const r16_job *j, const void *p, int r) {
+    return j->geo.esz == 4 ? ((const float *)p)[r] : q8_half(((const uint16_t *)p)[r]);
+}
+/// The activation sum that weight group h of block b multiplies.
+static inline int32_t r16_xsum(const r16_job *j, long b, int h) { return j->geo.sub == 1 ? j->sum[b] : j->sum16[2 * b + h]; }
 
-/// The naive twin: per row, block by block, acc += isum * (s d), off += c * (d sum); y = acc + off.
+/// The naive twin: per row, group by group, acc += isum * (s d), off += c * (d sum); y = acc + off.
 static void r16_group_scalar(const r16_job *j, long g) {
+    const int sub = j->geo.sub, per = QB / sub;
     for (int r = 0; r < 16 && g * 16 + r < j->N; r++) {
         float acc = 0.0f, off = 0.0f;
-        for (long b = 0; b < j->nb; b++) {
+        for (long b = 0; b < j->geo.nb; b++) {
             const uint8_t *c = r16_codes(j, g, b);
             const int8_t *q = j->q + b * QB;
-            int32_t isum = 0;
-            for (int kk = 0; kk < QB; kk++) {
-                int u;
-                if (j->bits == 4) {
-                    const int s = kk / 8, jj = kk % 8;
-                    const uint8_t byte = c[s * 64 + r * 4 + (jj & 3)];
-                    u = jj < 4 ? (byte & 0xF) : (byte >> 4);
-                } else {
-                    u = c[(kk / 4) * 64 + r * 4 + kk % 4];
+            for (int h = 0; h < sub; h++) {
+                int32_t isum = 0;
+                for (int kk = h * per; kk < (h + 1) * per; kk++) {
+                    int u;
+                    if (j->bits == 4) {
+                        const int s = kk / 8, jj = kk % 8;
+                        const uint8_t byte = c[s * 64 + r * 4 + (jj & 3)];
+                        u = jj < 4 ? (byte & 0xF) : (byte >> 4);
+                    } else {
+                        u = c[(kk / 4) * 64 + r * 4 + kk % 4];
+                    }
+                    isum += u * q[kk];
                 }
-                isum += u * q[kk];
+                const float s = r16_lane(j, r16_scales(j, g, b, h), r);
+                const float cc = j->symmetric ? s * (j->bits == 4 ? -8.0f : -128.0f) : r16_lane(j, r16_mins(j, g, b, h), r);
+                acc = fmaf((float)isum, s * j->d[b], acc);
+                off = fmaf(cc, j->d[b] * (float)r16_xsum(j, b, h), off);
             }
-            const float s = q8_half(r16_scales(j, g, b)[r]);
-            const float cc = j->symmetric ? s * (j->bits == 4 ? -8.0f : -128.0f) : q8_half(r16_mins(j, g, b)[r]);
-            acc = fmaf((float)isum, s * j->d[b], acc);
-            off = fmaf(cc, j->d[b] * (float)j->sum[b], off);
         }
         const long n = g * 16 + r;
         j->y[n] = acc + off + (j->bias ? j->bias[n] : 0.0f);
@@ -156,70 +192,86 @@ static void r16_group_scalar(const r16_job *j, long g) {
 }
 
 #if defined(__x86_64__)
+static inline Q8_VNNI __m512 r16_load16(const r16_job *j, const void *p) {
+    return j->geo.esz == 4 ? _mm512_loadu_ps(p) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
 static Q8_VNNI void r16_group_vnni(const r16_job *j, long g) {
     __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
     const __m512i low = _mm512_set1_epi8(0x0F);
     const __m512 k = _mm512_set1_ps(j->bits == 4 ? -8.0f : -128.0f);
-    for (long b = 0; b < j->nb; b++) {
+    const int sub = j->geo.sub, per_vectors = 8 / sub;
+    for (long b = 0; b < j->geo.nb; b++) {
         const uint8_t *c = r16_codes(j, g, b);
         const int32_t *q = (const int32_t *)(j->q + b * QB);
-        __m512i isum = _mm512_setzero_si512();
+        __m512i isum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
         if (j->bits == 4) {
             for (int s = 0; s < 4; s++) {
                 const __m512i v = _mm512_loadu_si512(c + s * 64);
-                isum = _mm512_dpbusd_epi32(isum, _mm512_and_si512(v, low), _mm512_set1_epi32(q[2 * s]));
-                isum = _mm512_dpbusd_epi32(isum, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), _mm512_set1_epi32(q[2 * s + 1]));
+                isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(v, low), _mm512_set1_epi32(q[2 * s]));
+                isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(_mm512_srli_epi16(v, 4), low), _mm512_set1_epi32(q[2 * s + 1]));
             }
         } else {
-            for (int s = 0; s < 8; s++) isum = _mm512_dpbusd_epi32(isum, _mm512_loadu_si512(c + s * 64), _mm512_set1_epi32(q[s]));
+            for (int s = 0; s < 8; s++)
+                isum[s / per_vectors] = _mm512_dpbusd_epi32(isum[s / per_vectors], _mm512_loadu_si512(c + s * 64), _mm512_set1_epi32(q[s]));
         }
-        const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)r16_scales(j, g, b)));
-        const __m512 cc = j->symmetric ? _mm512_mul_ps(sc, k) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)r16_mins(j, g, b)));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(j->d[b])), acc);
-        off = _mm512_fmadd_ps(cc, _mm512_set1_ps(j->d[b] * (float)j->sum[b]), off);
+        for (int h = 0; h < sub; h++) {
+            const __m512 sc = r16_load16(j, r16_scales(j, g, b, h));
+            const __m512 cc = j->symmetric ? _mm512_mul_ps(sc, k) : r16_load16(j, r16_mins(j, g, b, h));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h]), _mm512_mul_ps(sc, _mm512_set1_ps(j->d[b])), acc);
+            off = _mm512_fmadd_ps(cc, _mm512_set1_ps(j->d[b] * (float)r16_xsum(j, b, h)), off);
+        }
     }
     float y[16];
     _mm512_storeu_ps(y, _mm512_add_ps(acc, off));
     for (int r = 0; r < 16 && g * 16 + r < j->N; r++) j->y[g * 16 + r] = y[r] + (j->bias ? j->bias[g * 16 + r] : 0.0f);
 }
 
+static inline Q8_AVX2 __m256 r16_load8(const r16_job *j, const void *p, int h) {
+    return j->geo.esz == 4 ? _mm256_loadu_ps((const float *)p + 8 * h)
+                           : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + 8 * h)));
+}
+
 /// AVX2: 8 rows per ymm (two halves of the 16-row group); maddubs + madd give each lane's 4
 /// products (pairs <= 2 * 255 * 127 would overflow int16 for int8 codes, so int8 takes the
-/// sign trick on the codes minus 128).
+/// sign trick on the codes minus 128 and adds 128 * sum(q) back).
 static Q8_AVX2 void r16_group_avx2(const r16_job *j, long g) {
     const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bias128 = _mm256_set1_epi8((char)0x80);
     const __m256 k = _mm256_set1_ps(j->bits == 4 ? -8.0f : -128.0f);
-    for (int h = 0; h < 2; h++) {
+    const int sub = j->geo.sub, per_vectors = 8 / sub;
+    for (int half = 0; half < 2; half++) {
         __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
-        for (long b = 0; b < j->nb; b++) {
-            const uint8_t *c = r16_codes(j, g, b) + h * 32;
+        for (long b = 0; b < j->geo.nb; b++) {
+            const uint8_t *c = r16_codes(j, g, b) + half * 32;
             const int32_t *q = (const int32_t *)(j->q + b * QB);
-            __m256i isum = _mm256_setzero_si256();
+            __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
             if (j->bits == 4) {
                 for (int s = 0; s < 4; s++) {
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(c + s * 64));
                     const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, low), _mm256_set1_epi32(q[2 * s]));
                     const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), _mm256_set1_epi32(q[2 * s + 1]));
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
+                    isum[0] = _mm256_add_epi32(isum[0], _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
                 }
             } else {
                 for (int s = 0; s < 8; s++) {
-                    const __m256i sv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(c + s * 64)), bias128);  // the signed code
+                    const __m256i sv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(c + s * 64)), bias128);  // u - 128
                     const __m256i xv = _mm256_set1_epi32(q[s]);
                     const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(sv, sv), _mm256_sign_epi8(xv, sv));
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                    isum[s / per_vectors] = _mm256_add_epi32(isum[s / per_vectors], _mm256_madd_epi16(p, ones));
                 }
-                isum = _mm256_add_epi32(isum, _mm256_set1_epi32(128 * j->sum[b]));
+                for (int h = 0; h < sub; h++) isum[h] = _mm256_add_epi32(isum[h], _mm256_set1_epi32(128 * r16_xsum(j, b, h)));
             }
-            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r16_scales(j, g, b) + h * 8)));
-            const __m256 cc = j->symmetric ? _mm256_mul_ps(sc, k) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r16_mins(j, g, b) + h * 8)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(sc, _mm256_set1_ps(j->d[b])), acc);
-            off = _mm256_fmadd_ps(cc, _mm256_set1_ps(j->d[b] * (float)j->sum[b]), off);
+            for (int h = 0; h < sub; h++) {
+                const __m256 sc = r16_load8(j, r16_scales(j, g, b, h), half);
+                const __m256 cc = j->symmetric ? _mm256_mul_ps(sc, k) : r16_load8(j, r16_mins(j, g, b, h), half);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]), _mm256_mul_ps(sc, _mm256_set1_ps(j->d[b])), acc);
+                off = _mm256_fmadd_ps(cc, _mm256_set1_ps(j->d[b] * (float)r16_xsum(j, b, h)), off);
+            }
         }
         float y[8];
         _mm256_storeu_ps(y, _mm256_add_ps(acc, off));
-        for (int r = 0; r < 8 && g * 16 + h * 8 + r < j->N; r++) {
-            const long n = g * 16 + h * 8 + r;
+        for (int r = 0; r < 8 && g * 16 + half * 8 + r < j->N; r++) {
+            const long n = g * 16 + half * 8 + r;
             j->y[n] = y[r] + (j->bias ? j->bias[n] : 0.0f);
         }
     }
@@ -231,7 +283,7 @@ typedef struct { const r16_job *j; r16_fn f; long per_task; } r16_ctx;
 
 static void r16_task(void *ctx, long t) {
     const r16_ctx *c = (const r16_ctx *)ctx;
-    const long g0 = t * c->per_task, g1 = g0 + c->per_task < c->j->groups ? g0 + c->per_task : c->j->groups;
+    const long g0 = t * c->per_task, g1 = g0 + c->per_task < c->j->geo.groups ? g0 + c->per_task : c->j->geo.groups;
     for (long g = g0; g < g1; g++) c->f(c->j, g);
 }
 
@@ -247,16 +299,18 @@ const char *lathe_wq_gemv_variant(void) {
 }
 
 int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K) {
-    return w->group_size == QB && K > 0 && K % QB == 0 && (w->bits == 4 || (w->bits == 8 && w->symmetric));
+    if (K <= 0 || K % QB) return 0;
+    if (w->group_size == QB) return w->bits == 4 || w->bits == 8;
+    return w->group_size == 16 && w->bits == 8;
 }
 
-void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, int bits, int symmetric,
+void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, const lathe_wq_matrix *w,
                             const float *bias, float *Y, long ldy) {
-    if (M <= 0 || N <= 0 || K <= 0 || K % QB) return;
+    if (M <= 0 || N <= 0 || K <= 0 || !lathe_wq_gemv_supported(w, K)) return;
     const long nb = K / QB;
     int8_t *q = (int8_t *)aligned_alloc(64, ((size_t)K + 63) & ~(size_t)63);
     float *d = (float *)calloc((size_t)nb, sizeof(float));
-    int32_t *s = (int32_t *)calloc((size_t)nb, sizeof(int32_t));
+    int32_t *s = (int32_t *)calloc((size_t)nb * 3, sizeof(int32_t));
     if (!q || !d || !s) {
         free(q), free(d), free(s);
         return;
@@ -269,20 +323,20 @@ void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, co
     default: break;
     }
 #endif
-    q8_row x = {.q = q, .d = d, .sum = s};
-    const long groups = (N + 15) / 16;
+    q8_row x = {.q = q, .d = d, .sum = s, .sum16 = s + nb};
+    const r16_geom geo = r16_layout(w, N, K);
     for (long m = 0; m < M; m++) {
         quantize_x(X + m * ldx, nb, &x);
-        r16_job j = {.packed = packed, .bits = bits, .symmetric = symmetric, .N = N, .nb = nb, .groups = groups,
-                     .q = q, .d = d, .sum = s, .bias = bias, .y = Y + m * ldy};
+        r16_job j = {.packed = packed, .bits = w->bits, .symmetric = w->symmetric, .geo = geo, .N = N,
+                     .q = q, .d = d, .sum = s, .sum16 = s + nb, .bias = bias, .y = Y + m * ldy};
         const int threads = lathe_num_threads();
         if (threads <= 1 || (double)N * (double)K < 65536.0) {
-            for (long g = 0; g < groups; g++) f(&j, g);
+            for (long g = 0; g < geo.groups; g++) f(&j, g);
         } else {
             // A few tasks per thread, so that an uneven split costs little.
-            const long tasks = groups < 4L * threads ? groups : 4L * threads;
-            r16_ctx c = {.j = &j, .f = f, .per_task = (groups + tasks - 1) / tasks};
-            lathe_parallel_for((groups + c.per_task - 1) / c.per_task, r16_task, &c);
+            const long tasks = geo.groups < 4L * threads ? geo.groups : 4L * threads;
+            r16_ctx c = {.j = &j, .f = f, .per_task = (geo.groups + tasks - 1) / tasks};
+            lathe_parallel_for((geo.groups + c.per_task - 1) / c.per_task, r16_task, &c);
         }
     }
     free(q), free(d), free(s);

@@ -132,29 +132,53 @@ public struct GroupwiseScheme: Equatable, Sendable, CustomStringConvertible {
 /// int4 codes are two per byte, low nibble first; a row takes `ceil(K/2)` bytes.
 /// Scales round up and mins round down to fp16, so the grid always covers the group's range
 /// and `|w - deq(q(w))| <= s / 2` (plus float rounding).
+///
+/// Scales and mins may instead be float32 (``float32Scales``, ``float32Mins``): GGUF's K-quants
+/// give each group a scale `d * sc` (fp16 times a 6- or 8-bit integer) that is exact in float32
+/// but not in fp16.
 public struct GroupwiseWeights: Equatable, Sendable {
     public let scheme: GroupwiseScheme
     public let rows: Int, cols: Int
     /// Codes, `rows * rowBytes` bytes.
     public let codes: [UInt8]
-    /// fp16 bits, `[rows, groups]`.
+    /// fp16 bits, `[rows, groups]`; empty when the scales are float32.
     public let scales: [UInt16]
-    /// fp16 bits, `[rows, groups]`; empty when symmetric.
+    /// fp16 bits, `[rows, groups]`; empty when symmetric or float32.
     public let mins: [UInt16]
+    /// float32 scales `[rows, groups]` instead of ``scales``, or empty.
+    public let float32Scales: [Float]
+    /// float32 mins `[rows, groups]` instead of ``mins`` (asymmetric with float32 scales), or empty.
+    public let float32Mins: [Float]
 
     public var groups: Int { (cols + scheme.groupSize - 1) / scheme.groupSize }
     public var rowBytes: Int { scheme.bits == 4 ? (cols + 1) / 2 : cols }
+    public var hasFloat32Scales: Bool { !float32Scales.isEmpty }
+    /// Bytes of codes, scales and mins.
+    public var byteCount: Int { codes.count + 2 * (scales.count + mins.count) + 4 * (float32Scales.count + float32Mins.count) }
 
     public init(scheme: GroupwiseScheme, rows: Int, cols: Int, codes: [UInt8], scales: [UInt16], mins: [UInt16]) {
-        self.scheme = scheme
-        self.rows = rows
-        self.cols = cols
-        self.codes = codes
-        self.scales = scales
-        self.mins = mins
+        (self.scheme, self.rows, self.cols, self.codes, self.scales, self.mins) = (scheme, rows, cols, codes, scales, mins)
+        (float32Scales, float32Mins) = ([], [])
         precondition(codes.count == rows * rowBytes && scales.count == rows * groups
                         && mins.count == (scheme.symmetric ? 0 : rows * groups),
                      "GroupwiseWeights: buffer sizes do not match [\(rows), \(cols)] \(scheme)")
+    }
+
+    /// Weights with float32 scales (and mins when asymmetric).
+    public init(scheme: GroupwiseScheme, rows: Int, cols: Int, codes: [UInt8], float32Scales: [Float], float32Mins: [Float]) {
+        (self.scheme, self.rows, self.cols, self.codes, scales, mins) = (scheme, rows, cols, codes, [], [])
+        (self.float32Scales, self.float32Mins) = (float32Scales, float32Mins)
+        precondition(codes.count == rows * rowBytes && float32Scales.count == rows * groups
+                        && float32Mins.count == (scheme.symmetric ? 0 : rows * groups),
+                     "GroupwiseWeights: buffer sizes do not match [\(rows), \(cols)] \(scheme)")
+    }
+
+    /// The scale and offset of group `index` (`row * groups + group`): `w = fma(u, scale, offset)`
+    /// with `u` the code as stored (int8 read as signed when symmetric).
+    public func scaleAndOffset(group index: Int) -> (scale: Float, offset: Float) {
+        let s = hasFloat32Scales ? float32Scales[index] : QuantMath.float(fromFloat16Bits: scales[index])
+        if !scheme.symmetric { return (s, hasFloat32Scales ? float32Mins[index] : QuantMath.float(fromFloat16Bits: mins[index])) }
+        return (s, scheme.bits == 4 ? -8 * s : 0)
     }
 
     /// Quantizes `w` `[rows, cols]` row-major.
@@ -213,19 +237,26 @@ public struct GroupwiseWeights: Equatable, Sendable {
         codes.withUnsafeBufferPointer { q in
             scales.withUnsafeBufferPointer { s in
                 mins.withUnsafeBufferPointer { m in
-                    var mat = lathe_wq_matrix(bits: Int32(scheme.bits), group_size: Int32(scheme.groupSize),
-                                              symmetric: scheme.symmetric ? 1 : 0, q: q.baseAddress, scales: s.baseAddress,
-                                              mins: scheme.symmetric ? nil : m.baseAddress)
-                    return body(&mat)
+                    float32Scales.withUnsafeBufferPointer { s32 in
+                        float32Mins.withUnsafeBufferPointer { m32 in
+                            var mat = lathe_wq_matrix(bits: Int32(scheme.bits), group_size: Int32(scheme.groupSize),
+                                                      symmetric: scheme.symmetric ? 1 : 0, q: q.baseAddress,
+                                                      scales: hasFloat32Scales ? nil : s.baseAddress,
+                                                      mins: scheme.symmetric || hasFloat32Scales ? nil : m.baseAddress,
+                                                      scales_f32: hasFloat32Scales ? s32.baseAddress : nil,
+                                                      mins_f32: hasFloat32Scales && !scheme.symmetric ? m32.baseAddress : nil)
+                            return body(&mat)
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Whether the 8-bit-activation decode kernels take these weights (group size 32, cols a
-    /// multiple of 32, int4 or symmetric int8).
+    /// Whether the 8-bit-activation decode kernels take these weights (cols a multiple of 32;
+    /// group size 32 with int4 or int8, or group size 16 with int8).
     public var supportsInt8Activations: Bool {
-        scheme.groupSize == 32 && cols > 0 && cols % 32 == 0 && (scheme.bits == 4 || scheme.symmetric)
+        withMatrix { lathe_wq_gemv_supported($0, cols) != 0 }
     }
 
     /// The dequantised weight `[rows, cols]` (the C kernel; bitwise equal to the reference).

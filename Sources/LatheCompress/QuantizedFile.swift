@@ -254,12 +254,16 @@ private final class TensorReader {
             let scheme = GroupwiseScheme(bits: e.bits, groupSize: g, symmetric: sym)
             let rowBytes = e.bits == 4 ? (k + 1) / 2 : k, groups = (k + g - 1) / g
             let codes = try tensor("weight", e.bits == 8 && sym ? .int8 : .uint8, [n, rowBytes])!
-            let scales = try tensor("weight_scale", .float16, [n, groups])!
-            let mins = sym ? nil : try tensor("weight_min", .float16, [n, groups])!
-            return WeightOnlyLinear(weight: GroupwiseWeights(scheme: scheme, rows: n, cols: k, codes: bytes(codes, as: UInt8.self),
-                                                             scales: bytes(scales, as: UInt16.self),
-                                                             mins: mins.map { bytes($0, as: UInt16.self) } ?? []),
-                                    bias: try bias(e))
+            // fp16 scales (Lathe's own), or float32 (K-quant weights saved from a GGUF model).
+            let scaleType: DType = tensors[prefix.isEmpty ? "weight_scale" : "\(prefix).weight_scale"]?.dtype == .float32 ? .float32 : .float16
+            let scales = try tensor("weight_scale", scaleType, [n, groups])!
+            let mins = sym ? nil : try tensor("weight_min", scaleType, [n, groups])!
+            let weight = scaleType == .float32
+                ? GroupwiseWeights(scheme: scheme, rows: n, cols: k, codes: bytes(codes, as: UInt8.self), float32Scales: scales.scalars,
+                                   float32Mins: mins?.scalars ?? [])
+                : GroupwiseWeights(scheme: scheme, rows: n, cols: k, codes: bytes(codes, as: UInt8.self), scales: bytes(scales, as: UInt16.self),
+                                   mins: mins.map { bytes($0, as: UInt16.self) } ?? [])
+            return WeightOnlyLinear(weight: weight, bias: try bias(e))
         default:
             throw bad("unknown type/scheme '\(e.type)'/'\(e.scheme)' (expected linear or conv2d with int8_static, int8_dynamic or weight_only)")
         }

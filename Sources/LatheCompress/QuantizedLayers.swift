@@ -236,8 +236,8 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
     public let weight: GroupwiseWeights
     public let bias: [Float]?
     /// Up to ``int8ActivationRows`` rows of input are quantized to int8 per 32-element block and
-    /// multiplied with integer dot products (as llama.cpp decodes), when the weights are group-32
-    /// int4 or symmetric int8; off: float activations throughout. Turning it on repacks the
+    /// multiplied with integer dot products (as llama.cpp decodes), when the kernels take the
+    /// weights (``GroupwiseWeights/supportsInt8Activations``); off: float activations throughout. Turning it on repacks the
     /// weights once into the 16-rows-per-vector decode layout (`lathe_wq_repack`), kept beside them.
     public var int8Activations = false {
         didSet {
@@ -281,8 +281,8 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
                         guard m > 0 else { return }
                         if int8Activations && m <= Self.int8ActivationRows, let packed = repacked {
                             packed.withUnsafeBufferPointer { p in
-                                lathe_wq_gemv_repacked(m, n, k, xs.baseAddress!, k, p.baseAddress!, Int32(weight.scheme.bits),
-                                                       weight.scheme.symmetric ? 1 : 0, bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
+                                lathe_wq_gemv_repacked(m, n, k, xs.baseAddress!, k, p.baseAddress!, mat,
+                                                       bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
                             }
                         } else {
                             lathe_wq_gemm(m, n, k, xs.baseAddress!, k, mat, bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
@@ -307,8 +307,13 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
         t["weight"] = w.codes.withUnsafeBytes {
             Tensor(bytes: $0, shape: [w.rows, w.rowBytes], dtype: w.scheme.bits == 8 && w.scheme.symmetric ? .int8 : .uint8)
         }
-        t["weight_scale"] = w.scales.withUnsafeBytes { Tensor(bytes: $0, shape: [w.rows, w.groups], dtype: .float16) }
-        if !w.scheme.symmetric { t["weight_min"] = w.mins.withUnsafeBytes { Tensor(bytes: $0, shape: [w.rows, w.groups], dtype: .float16) } }
+        if w.hasFloat32Scales {
+            t["weight_scale"] = Tensor(w.float32Scales, shape: [w.rows, w.groups])
+            if !w.scheme.symmetric { t["weight_min"] = Tensor(w.float32Mins, shape: [w.rows, w.groups]) }
+        } else {
+            t["weight_scale"] = w.scales.withUnsafeBytes { Tensor(bytes: $0, shape: [w.rows, w.groups], dtype: .float16) }
+            if !w.scheme.symmetric { t["weight_min"] = w.mins.withUnsafeBytes { Tensor(bytes: $0, shape: [w.rows, w.groups], dtype: .float16) } }
+        }
         if let bias { t["bias"] = Tensor(bias) }
         return t
     }

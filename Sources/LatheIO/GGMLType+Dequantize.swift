@@ -310,3 +310,60 @@ func dequantizeRowQ8_K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, 
         for j in 0..<256 { out[j] = d * Float(Int8(bitPattern: byte(b, 4 + j))) }
     }
 }
+
+/// K-quant blocks as group-wise codes with float32 scales, the form in which Lathe keeps them
+/// quantized at run time. Per 256-element block:
+/// - Q4_K, Q5_K: eight 32-element groups, `w = fma(u, scale, min)` with `u` in `0..<16` or
+///   `0..<32`, `scale = d * sc` and `min = -(dmin * m)` (both exact in float32);
+/// - Q6_K: sixteen 16-element groups, `w = scale * q` with `q = q6 - 32` in `-32..<32` (stored as
+///   an int8 bit pattern) and `scale = d * sc`.
+/// `codes` receives one byte per element (`blocks * 256`), `scales` and `mins` one float per group
+/// (`mins` is not written for Q6_K).
+public func decodeKQuantGroups(_ type: GGMLType, _ x: UnsafeRawPointer, blocks: Int, codes: UnsafeMutablePointer<UInt8>,
+                               scales: UnsafeMutablePointer<Float>, mins: UnsafeMutablePointer<Float>) {
+    switch type {
+    case .q4_K, .q5_K:
+        let blockBytes = type == .q4_K ? 144 : 176
+        for i in 0..<blocks {
+            let b = x + i * blockBytes, out = codes + i * 256
+            let d = loadHalf(b, 0), dmin = loadHalf(b, 2), sc = b + 4
+            for g in 0..<8 {
+                let (s, m) = scaleMinK4(g, sc)
+                scales[i * 8 + g] = d * Float(s)
+                mins[i * 8 + g] = -(dmin * Float(m))
+            }
+            for c in 0..<4 {
+                let o = out + 64 * c
+                if type == .q4_K {
+                    let q = b + 16 + 32 * c
+                    for l in 0..<32 { o[l] = byte(q, l) & 0x0F; o[32 + l] = byte(q, l) >> 4 }
+                } else {
+                    let ql = b + 48 + 32 * c, qh = b + 16
+                    let u1 = UInt8(1) << UInt8(2 * c), u2 = UInt8(2) << UInt8(2 * c)
+                    for l in 0..<32 {
+                        o[l] = (byte(ql, l) & 0x0F) | (byte(qh, l) & u1 != 0 ? 16 : 0)
+                        o[32 + l] = (byte(ql, l) >> 4) | (byte(qh, l) & u2 != 0 ? 16 : 0)
+                    }
+                }
+            }
+        }
+    case .q6_K:
+        for i in 0..<blocks {
+            let b = x + i * 210
+            let d = loadHalf(b, 208)
+            for g in 0..<16 { scales[i * 16 + g] = d * Float(Int8(bitPattern: byte(b, 192 + g))) }
+            for half in 0..<2 {
+                let ql = b + 64 * half, qh = b + 128 + 32 * half, out = codes + i * 256 + 128 * half
+                for l in 0..<32 {
+                    let h = byte(qh, l), lo = byte(ql, l), hi = byte(ql, l + 32)
+                    out[l] = UInt8(bitPattern: Int8((lo & 0x0F) | ((h & 3) << 4)) - 32)
+                    out[l + 32] = UInt8(bitPattern: Int8((hi & 0x0F) | (((h >> 2) & 3) << 4)) - 32)
+                    out[l + 64] = UInt8(bitPattern: Int8((lo >> 4) | (((h >> 4) & 3) << 4)) - 32)
+                    out[l + 96] = UInt8(bitPattern: Int8((hi >> 4) | (((h >> 6) & 3) << 4)) - 32)
+                }
+            }
+        }
+    default:
+        preconditionFailure("decodeKQuantGroups: \(type) is not Q4_K, Q5_K or Q6_K")
+    }
+}

@@ -181,48 +181,61 @@ final class WeightOnlyKernelTests: XCTestCase {
 /// The decode kernel with 8-bit activations (`lathe_wq_gemv_repacked`) against a naive twin written
 /// from its definition, on every ISA and thread count: the same bits.
 final class Int8ActivationGemvTests: XCTestCase {
-    /// x quantized per 32-block (d = amax / 127, roundf), integer block dots of the codes read
-    /// as unsigned (int8: q + 128), then block by block acc += isum * (s d), off += c * (d sum).
+    /// x quantized per 32-block (d = amax / 127, roundf), integer dots of each weight group's codes
+    /// read as unsigned (symmetric int8: q + 128), then group by group acc += isum * (s d),
+    /// off += c * (d sum) with c the group's offset for the unsigned codes.
     func reference(x: [Float], w: GroupwiseWeights, bias: [Float]?) -> [Float] {
-        let k = w.cols, nb = k / 32
+        let k = w.cols, nb = k / 32, gs = w.scheme.groupSize
         var y = [Float](repeating: 0, count: w.rows)
-        var q = [Int32](repeating: 0, count: k), d = [Float](repeating: 0, count: nb), sums = [Int32](repeating: 0, count: nb)
+        var q = [Int32](repeating: 0, count: k), d = [Float](repeating: 0, count: nb)
         for b in 0..<nb {
             let amax = x[b * 32..<(b + 1) * 32].map { abs($0) }.max()!
             d[b] = amax / 127
             let id: Float = d[b] != 0 ? 1 / d[b] : 0
             for j in 0..<32 { q[b * 32 + j] = Int32((x[b * 32 + j] * id).rounded(.toNearestOrAwayFromZero)) }
-            sums[b] = q[b * 32..<(b + 1) * 32].reduce(0, +)
         }
-        func half(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
         for n in 0..<w.rows {
             var acc: Float = 0, off: Float = 0
-            for b in 0..<nb {
-                var isum: Int32 = 0
-                for j in 0..<32 {
-                    let kk = b * 32 + j
-                    let u: Int32 = w.scheme.bits == 4
-                        ? Int32((w.codes[n * w.rowBytes + kk / 2] >> UInt8((kk & 1) * 4)) & 0xF)
-                        : Int32(Int8(bitPattern: w.codes[n * w.rowBytes + kk])) + 128
+            for gi in 0..<w.groups {
+                let b = gi * gs / 32
+                var isum: Int32 = 0, xsum: Int32 = 0
+                for kk in gi * gs..<(gi + 1) * gs {
+                    let byte = w.codes[n * w.rowBytes + (w.scheme.bits == 4 ? kk / 2 : kk)]
+                    let u: Int32 = w.scheme.bits == 4 ? Int32((byte >> UInt8((kk & 1) * 4)) & 0xF)
+                        : w.scheme.symmetric ? Int32(Int8(bitPattern: byte)) + 128 : Int32(byte)
                     isum += u * q[kk]
+                    xsum += q[kk]
                 }
-                let s = half(w.scales[n * nb + b])
-                let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -128) : half(w.mins[n * nb + b])
+                let (s, offset) = w.scaleAndOffset(group: n * w.groups + gi)
+                let c: Float = w.scheme.symmetric ? s * (w.scheme.bits == 4 ? -8 : -128) : offset
                 acc = acc.addingProduct(Float(isum), s * d[b])
-                off = off.addingProduct(c, d[b] * Float(sums[b]))
+                off = off.addingProduct(c, d[b] * Float(xsum))
             }
             y[n] = acc + off + (bias?[n] ?? 0)
         }
         return y
     }
 
+    /// The same codes with float32 scales (and mins) that are not fp16 values, as K-quants have.
+    func float32Scaled(_ g: GroupwiseWeights) -> GroupwiseWeights {
+        let scales = g.scales.enumerated().map { i, h in Float(Float16(bitPattern: h)) * (1 + Float(i % 7 + 1) * 1e-4) }
+        let mins = g.mins.enumerated().map { i, h in Float(Float16(bitPattern: h)) * (1 - Float(i % 5 + 1) * 1e-4) }
+        return GroupwiseWeights(scheme: g.scheme, rows: g.rows, cols: g.cols, codes: g.codes, float32Scales: scales, float32Mins: mins)
+    }
+
     func testMatchesTheNaiveTwinBitForBitAndStaysCloseToFloat() {
         var rng = TestRNG(21)
-        let schemes = [GroupwiseScheme(bits: 4, groupSize: 32, symmetric: true), GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false),
-                       GroupwiseScheme(bits: 8, groupSize: 32, symmetric: true)]
-        for scheme in schemes {
+        // Q4_0/Q4_1/Q8_0 (fp16 scales), Q4_K (int4 asymmetric, float32), Q5_K (int8 asymmetric,
+        // float32), Q6_K (int8 symmetric in groups of 16, float32).
+        let schemes: [(GroupwiseScheme, Bool)] = [
+            (GroupwiseScheme(bits: 4, groupSize: 32, symmetric: true), false), (GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false), false),
+            (GroupwiseScheme(bits: 8, groupSize: 32, symmetric: true), false), (GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false), true),
+            (GroupwiseScheme(bits: 8, groupSize: 32, symmetric: false), true), (GroupwiseScheme(bits: 8, groupSize: 16, symmetric: true), true)]
+        for (scheme, f32) in schemes {
             for (m, n, k) in [(1, 1, 32), (1, 17, 64), (1, 33, 288), (2, 40, 576), (4, 5, 1536), (1, 300, 96)] {
-                let g = GroupwiseWeights(quantizing: rng.floats(n * k, -1.5, 1), rows: n, cols: k, scheme: scheme)
+                let quantized = GroupwiseWeights(quantizing: rng.floats(n * k, -1.5, 1), rows: n, cols: k, scheme: scheme)
+                let g = f32 ? float32Scaled(quantized) : quantized
+                XCTAssertTrue(g.supportsInt8Activations, "\(scheme)")
                 var x = rng.floats(m * k, -3, 3)
                 if k >= 64 { for j in 32..<64 { x[j] = 0 } }  // an all-zero block
                 let bias = rng.floats(n)
@@ -230,15 +243,25 @@ final class Int8ActivationGemvTests: XCTestCase {
                 layer.int8Activations = true
                 let expected = (0..<m).flatMap { r in reference(x: Array(x[r * k..<(r + 1) * k]), w: g, bias: bias) }
                 let dense = QuantReference.weightOnlyMatmul(x: x, m: m, weights: g, bias: bias)
-                forEachISAAndThreads { label in
+                let label = "\(scheme)\(f32 ? " f32" : "") \(m)x\(n)x\(k)"
+                forEachISAAndThreads { isa in
                     let y = layer(Tensor(x, shape: [m, k])).scalars
-                    XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(scheme) \(m)x\(n)x\(k) \(label) \(String(cString: lathe_wq_gemv_variant()))")
+                    XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(label) \(isa) \(String(cString: lathe_wq_gemv_variant()))")
                     // 8-bit activations cost a little precision: each x moves by at most 1/254 of its block's
                     // largest |x| (3 here), times weights up to 1.5 in size, over k terms of random sign.
                     let worst = zip(y, dense).map { abs($0 - $1) }.max()!
-                    XCTAssertLessThan(worst, 2 * Float(k).squareRoot() * 1.5 * 3 / 254, "\(scheme) \(m)x\(n)x\(k) \(label)")
+                    XCTAssertLessThan(worst, 2 * Float(k).squareRoot() * 1.5 * 3 / 254, "\(label) \(isa)")
+                    // The float-activation path (more rows than int8ActivationRows) with these scales.
+                    let rows = WeightOnlyLinear.int8ActivationRows + 1
+                    let xs = (0..<rows).flatMap { _ in x[0..<k] }
+                    let yf = layer(Tensor(xs, shape: [rows, k])).scalars
+                    let densef = QuantReference.weightOnlyMatmul(x: Array(xs), m: rows, weights: g, bias: bias)
+                    XCTAssertLessThan(zip(yf, densef).map { abs($0 - $1) }.max()!, 1e-3, "\(label) \(isa) float path")
                 }
             }
         }
+        // Weights the decode kernel does not take: int4 in groups of 16, K not a multiple of 32.
+        XCTAssertFalse(GroupwiseWeights(quantizing: rng.floats(64), rows: 2, cols: 32, scheme: GroupwiseScheme(bits: 4, groupSize: 16)).supportsInt8Activations)
+        XCTAssertFalse(GroupwiseWeights(quantizing: rng.floats(96), rows: 2, cols: 48, scheme: GroupwiseScheme(bits: 8, groupSize: 16)).supportsInt8Activations)
     }
 }

@@ -87,7 +87,9 @@ void lathe_transpose_f32(const float *src, long batches, long rows, long cols, f
 // ---- Weight-only group-wise int8 / int4 ---------------------------------------------------------
 //
 // W [N,K] is cut along K into groups of group_size (a multiple of 16; the last group of a row
-// may be shorter). Group g of row n has an fp16 scale s and, when asymmetric, an fp16 min m:
+// may be shorter). Group g of row n has a scale s and, when asymmetric, a min m, stored as fp16
+// (scales, mins) or, when scales_f32 is set, as float32 (scales_f32, mins_f32: GGUF's K-quants,
+// whose scales d * sc are not fp16 values):
 //   symmetric int8 : q int8 in [-127, 127],         w = s * q
 //   symmetric int4 : u in [0, 15] (q = u - 8),       w = fmaf(u, s, -8 s)
 //   asymmetric     : u uint8 [0, 255] or u4 [0, 15], w = fmaf(u, s, m)
@@ -101,6 +103,8 @@ typedef struct {
     const uint8_t *q;         // codes, [N, K] bytes (int8) or [N, ceil(K/2)] (int4)
     const uint16_t *scales;   // fp16 [N, ceil(K/group_size)]
     const uint16_t *mins;     // fp16 [N, ceil(K/group_size)], asymmetric only
+    const float *scales_f32;  // float32 [N, ceil(K/group_size)] instead of scales, or NULL
+    const float *mins_f32;    // float32 instead of mins (asymmetric, with scales_f32)
 } lathe_wq_matrix;
 
 /// Dequantises rows [n0, n1) of W to out [n1-n0, K] float32 (row stride ldo).
@@ -111,18 +115,20 @@ void lathe_wq_dequantize(const lathe_wq_matrix *w, long N, long K, long n0, long
 void lathe_wq_gemm(long M, long N, long K, const float *X, long ldx, const lathe_wq_matrix *w,
                    const float *bias, float *Y, long ldy);
 
-/// Bytes of W (group-32 int4, or symmetric int8, K a multiple of 32) repacked for
-/// lathe_wq_gemv_repacked: 16 rows interleaved per vector, then the fp16 scales (and mins).
+/// Bytes of W (K a multiple of 32; group-32 int4 or int8, or group-16 int8) repacked for
+/// lathe_wq_gemv_repacked: 16 rows interleaved per vector, then the scales (and mins) in W's
+/// storage (fp16 or float32).
 size_t lathe_wq_repacked_size(const lathe_wq_matrix *w, long N, long K);
 void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out);
 /// Y[M,N] = X[M,K] W^T (+ bias) on a repacked W, with X quantized to int8 per 32-element block
 /// (as llama.cpp's Q8 activations) and exact integer block dot products, 16 rows per vector (no
-/// horizontal sums); the float part runs block by block per row on every ISA (the same bits
-/// everywhere). The decode path of quantized language models.
-void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, int bits,
-                            int symmetric, const float *bias, float *Y, long ldy);
-/// Whether W can be repacked for lathe_wq_gemv_repacked (group size 32, K a multiple of 32,
-/// int4 or symmetric int8).
+/// horizontal sums); the float part runs group by group per row on every ISA (the same bits
+/// everywhere). The decode path of quantized language models. `w` gives the format only (bits,
+/// group size, symmetry, scale storage); its buffers are not read.
+void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed,
+                            const lathe_wq_matrix *w, const float *bias, float *Y, long ldy);
+/// Whether W can be repacked for lathe_wq_gemv_repacked (K a multiple of 32; group size 32 with
+/// int4 or int8, or group size 16 with int8).
 int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K);
 /// "avx512-vnni", "avx2" or "scalar": the path lathe_wq_gemv_repacked takes at the active ISA.
 const char *lathe_wq_gemv_variant(void);

@@ -46,13 +46,11 @@ package enum QuantReference {
         let gs = g.scheme.groupSize
         for r in 0..<g.rows {
             for k in 0..<g.cols {
-                let gi = r * g.groups + k / gs
-                let s = QuantMath.float(fromFloat16Bits: g.scales[gi])
+                let (s, c) = g.scaleAndOffset(group: r * g.groups + k / gs)
                 let byte = g.codes[r * g.rowBytes + (g.scheme.bits == 4 ? k / 2 : k)]
                 let u: Float
                 if g.scheme.bits == 4 { u = Float(k % 2 == 0 ? byte & 0xF : byte >> 4) }
                 else { u = g.scheme.symmetric ? Float(Int8(bitPattern: byte)) : Float(byte) }
-                let c: Float = g.scheme.symmetric ? (g.scheme.bits == 4 ? -8 * s : 0) : QuantMath.float(fromFloat16Bits: g.mins[gi])
                 out[r * g.cols + k] = c.addingProduct(u, s)
             }
         }
