@@ -165,8 +165,8 @@ struct PerplexityCommand: ParsableCommand {
         discussion: """
         Non-overlapping chunks of --context tokens; the first token of each chunk is BOS where the vocabulary adds one; \
         only the second half of each chunk is scored. Prints the perplexity with its standard error.
-        With --reference (another model with the same vocabulary) or --reference-dequantized (the same GGUF file with \
-        every weight float32), both run on the same chunks and the output is what llama-perplexity's KL mode prints: \
+        With --reference (another model with the same vocabulary) or --reference-dequantized (the same GGUF file, or the \
+        --reference GGUF file, with every weight float32), both run on the same chunks and the output is what llama-perplexity's KL mode prints: \
         both perplexities, the KL divergence from the reference with its percentiles, the change in the correct \
         token's probability, and how often both pick the same top token.
         Example: lathe perplexity ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --file text.txt --context 512
