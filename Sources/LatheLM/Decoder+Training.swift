@@ -36,7 +36,7 @@ extension DecoderModel {
     func trainingHiddenStates(_ ids: Tensor, segmentIDs: Tensor?, rows b: Int, length t: Int) -> Tensor {
         let c = config
         let positions = segmentIDs.map { Self.segmentPositions($0.intScalars, rows: b, length: t) }
-        var x = model.embedTokens(ids.to(.int64))
+        var x = model.$embedTokens(ids.to(.int64))
         if let scale = c.embeddingScale { x = x * scale }
         let segments = segmentIDs?.intScalars
         var masks: [Int?: Tensor] = [:]  // one per window size
@@ -52,7 +52,7 @@ extension DecoderModel {
 
     /// The output projection (with final soft-capping) of hidden states `[N, hidden]`: `[N, vocab]`.
     func outputLogits(_ h: Tensor) -> Tensor {
-        let logits = $lmHead.module.map { $0(h) } ?? h.linear(weight: model.embedTokens.weight.value)
+        let logits = $lmHead.module.map { $0(h) } ?? h.linear(weight: model.embeddingTable)
         guard let cap = config.finalLogitSoftcap else { return logits }
         return (logits / cap).tanh() * cap
     }
