@@ -95,6 +95,29 @@ final class FineTuneTests: XCTestCase {
         XCTAssertEqual(w.scalars, base["model.layers.0.self_attn.q_proj.weight"]?.scalars)
     }
 
+    func testDoRAAndFullFineTuningTrainToo() throws {
+        var dora = try recipe("dora", steps: 12)
+        dora.adapter = .dora
+        let d = try FineTuner(recipe: dora)
+        let doraBefore = d.evaluate().loss
+        let doraAfter = try XCTUnwrap(try d.run().validation).loss
+        XCTAssertLessThan(doraAfter, 0.8 * doraBefore)
+        let config = try PEFTAdapter.readConfig(folder: d.finalPath)
+        XCTAssertTrue(config.useDoRA)
+        var full = try recipe("full", steps: 12)
+        full.adapter = .full
+        full.optimizer.lr = 3e-3
+        let f = try FineTuner(recipe: full)
+        XCTAssertEqual(f.trainableParameters.count, f.model.parameters.count)
+        let fullBefore = f.evaluate().loss
+        let summary = try f.run()
+        XCTAssertLessThan(try XCTUnwrap(summary.validation).loss, 0.8 * fullBefore)
+        // Full fine-tuning writes the whole state dict, under Hugging Face's names.
+        let weights = try SafeTensors.read(contentsOf: f.finalPath).tensors
+        XCTAssertEqual(Set(weights.keys), Set(f.model.stateDict().keys))
+        XCTAssertNotNil(weights["model.layers.1.mlp.down_proj.weight"])
+    }
+
     func testResumeIsBitIdentical() throws {
         // Dropout on, so that the generators' offsets matter too; accumulation 2.
         let straight = try FineTuner(recipe: recipe("straight", steps: 8, training: ", accumulation: 2"))
