@@ -1,0 +1,136 @@
+import Foundation
+import LatheIO
+import LatheLM
+import LatheNN
+import LatheTensor
+
+/// Makes a LoRA adapter from a fine-tuned model and its base: for each targeted linear weight,
+/// `Δ = W_ft − W_base` (in double precision) and its truncated SVD at rank r give `B = U_r S_r`
+/// `[out, r]` and `A = V_rᵀ` `[r, in]` (``LowRank``, PEFT's split), with `lora_alpha = r` so the
+/// adapter's scale is 1 and `W_base + B A` is the best rank-r approximation of `W_ft` in the
+/// Frobenius norm (Eckart–Young): its error is `sqrt(Σ_{i>r} σᵢ²)`. At r ≥ min(out, in) the
+/// adapter reproduces the fine-tune up to float32 rounding of the factors.
+///
+/// Layers whose weights did not change are skipped. Changes an adapter cannot hold — embeddings,
+/// the output head, norms, biases, linear layers outside the targets — are reported, not captured.
+public enum LoRAExtraction {
+    public struct Options: Sendable {
+        public var rank: Int
+        /// Module names (`q_proj`) or paths matched as suffixes after a dot; nil: every linear
+        /// weight (2-D `.weight` tensors) except embeddings and the output head.
+        public var targets: [String]?
+        /// `base_model_name_or_path` written in the config.
+        public var baseModelName: String?
+        public init(rank: Int, targets: [String]? = nil, baseModelName: String? = nil) { (self.rank, self.targets, self.baseModelName) = (rank, targets, baseModelName) }
+    }
+
+    /// One extracted (or skipped) linear layer.
+    public struct Layer: Sendable {
+        public var module: String
+        public var shape: [Int]
+        /// ‖Δ‖_F.
+        public var deltaNorm: Double
+        /// ‖Δ − B A‖_F / ‖Δ‖_F of the rank-r factors (from the tail singular values; 0 when skipped).
+        public var relativeError: Double
+        public var skipped: Bool { deltaNorm == 0 }
+    }
+
+    public struct Result {
+        public var config: LoRAConfig
+        public var tensors: [String: Tensor]
+        public var layers: [Layer]
+        /// Tensors that differ but are not in the adapter: (name, largest |difference|).
+        public var notCaptured: [(name: String, maxDifference: Double)]
+        /// Tensors that only one of the two models has.
+        public var unmatched: [String]
+    }
+
+    /// Whether the weight named `name` (a `<module>.weight`, 2-D) is an extraction candidate.
+    static func isLinear(_ name: String, shape: [Int]?) -> Bool {
+        guard name.hasSuffix(".weight"), shape?.count == 2 else { return false }
+        let module = String(name.dropLast(".weight".count))
+        let last = module.split(separator: ".").last.map(String.init) ?? module
+        return !module.contains("embed") && last != "lm_head" && last != "wte" && last != "wpe"
+    }
+
+    static func matches(_ module: String, _ targets: [String]) -> Bool {
+        targets.contains { module == $0 || module.hasSuffix("." + $0) }
+    }
+
+    /// Extracts the adapter of `model` (the fine-tune) over `base`.
+    /// - Parameter progress: called with (done, total, module) after each targeted layer.
+    public static func extract(model: some TensorSource, base: some TensorSource, options: Options,
+                               progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> Result {
+        let r = options.rank
+        guard r >= 1, r <= 1 << 16 else { throw LoRAError("the rank must be in 1...65536, got \(r)") }
+        if let t = options.targets, t.isEmpty || t.contains(where: \.isEmpty) { throw LoRAError("--targets names no module") }
+        let baseNames = Set(base.tensorNames), modelNames = Set(model.tensorNames)
+        let linear = baseNames.filter { isLinear($0, shape: base.shape(of: $0)) }.sorted()
+        let candidates = linear.filter { name in options.targets.map { matches(String(name.dropLast(".weight".count)), $0) } ?? true }
+        if candidates.isEmpty {
+            let available = Set(linear.map { $0.dropLast(".weight".count).split(separator: ".").last.map(String.init) ?? $0 }).sorted()
+            throw LoRAError(options.targets == nil ? "the base model has no linear weights to extract"
+                            : "no linear weight of the base model matches --targets \(options.targets!.joined(separator: ",")) (its linear modules: \(available.joined(separator: ", ")))")
+        }
+        for name in candidates {
+            guard modelNames.contains(name) else { throw LoRAError("the fine-tuned model has no \(name), which the base has; is it a fine-tune of this base?") }
+            let s0 = base.shape(of: name)!, s1 = model.shape(of: name)!
+            guard s0 == s1 else { throw LoRAError("\(name) is \(s1) in the fine-tuned model but \(s0) in the base; extract-lora needs a fine-tune of this base (same architecture and size)") }
+        }
+        var tensors: [String: Tensor] = [:]
+        var layers: [Layer] = []
+        for (done, name) in candidates.enumerated() {
+            let module = String(name.dropLast(".weight".count))
+            let shape = base.shape(of: name)!
+            let (m, n) = (shape[0], shape[1])
+            let wb = try base.float32Tensor(named: name).contiguous().scalars, wf = try model.float32Tensor(named: name).contiguous().scalars
+            guard wb.count == m * n, wf.count == m * n else { throw LoRAError("\(name): \(wb.count) and \(wf.count) values for the shape \(shape)") }
+            var delta = [Double](repeating: 0, count: m * n)
+            var norm2 = 0.0
+            for i in 0..<m * n {
+                let d = Double(wf[i]) - Double(wb[i])
+                guard d.isFinite else { throw LoRAError("\(name) holds NaN or infinite values") }
+                delta[i] = d
+                norm2 += d * d
+            }
+            if norm2 == 0 {
+                layers.append(Layer(module: module, shape: shape, deltaNorm: 0, relativeError: 0))
+                progress(done + 1, candidates.count, module)
+                continue
+            }
+            let f: LowRankFactors
+            do { f = try LowRank.factor(delta, rows: m, columns: n, rank: r) } catch { throw LoRAError("\(name): \(error)") }
+            tensors[PEFTAdapter.prefix + module + ".lora_A.weight"] = Tensor(f.a.map(Float.init), shape: [r, n])
+            tensors[PEFTAdapter.prefix + module + ".lora_B.weight"] = Tensor(f.b.map(Float.init), shape: [m, r])
+            layers.append(Layer(module: module, shape: shape, deltaNorm: norm2.squareRoot(), relativeError: min(1, f.tailNorm / norm2.squareRoot())))
+            progress(done + 1, candidates.count, module)
+        }
+        guard !tensors.isEmpty else { throw LoRAError("none of the \(candidates.count) targeted linear weights differ between the two models; there is nothing to extract") }
+
+        // What the adapter does not hold.
+        var notCaptured: [(String, Double)] = []
+        let targeted = Set(candidates)
+        for name in baseNames.intersection(modelNames).sorted() where !targeted.contains(name) {
+            let a = try base.float32Tensor(named: name), b = try model.float32Tensor(named: name)
+            guard a.shape == b.shape else { notCaptured.append((name, .infinity)); continue }
+            let x = a.contiguous().scalars, y = b.contiguous().scalars
+            var worst = 0.0
+            for i in x.indices { worst = max(worst, abs(Double(y[i]) - Double(x[i]))) }
+            if worst > 0 || worst.isNaN { notCaptured.append((name, worst)) }
+        }
+        let unmatched = baseNames.symmetricDifference(modelNames).sorted()
+
+        // Targets: the short names when every layer of those names is in the adapter, else the exact paths.
+        let extracted = layers.filter { !$0.skipped }.map(\.module)
+        let shortNames = Set(extracted.map { $0.split(separator: ".").last.map(String.init) ?? $0 })
+        let covered = linear.map { String($0.dropLast(".weight".count)) }.filter { matches($0, Array(shortNames)) }
+        let targets: LoRAConfig.Targets = Set(covered) == Set(extracted) ? .names(shortNames.sorted()) : .names(extracted.sorted())
+        let config = LoRAConfig(targets: targets, rank: r, alpha: Double(r), baseModel: options.baseModelName)
+        return Result(config: config, tensors: tensors, layers: layers, notCaptured: notCaptured, unmatched: unmatched)
+    }
+
+    /// Writes the adapter of `result` as a PEFT folder.
+    public static func write(_ result: Result, to folder: URL) throws {
+        try AdapterArithmetic.writeAdapter(config: result.config, tensors: result.tensors, to: folder)
+    }
+}
