@@ -39,8 +39,9 @@ public enum LoRAExtraction {
         public var config: LoRAConfig
         public var tensors: [String: Tensor]
         public var layers: [Layer]
-        /// Tensors that differ but are not in the adapter: (name, largest |difference|).
-        public var notCaptured: [(name: String, maxDifference: Double)]
+        /// Tensors that differ but are not in the adapter: name, largest |difference|, and whether
+        /// it is a linear weight outside the targets (which a wider `targets` would capture).
+        public var notCaptured: [(name: String, maxDifference: Double, linear: Bool)]
         /// Tensors that only one of the two models has.
         public var unmatched: [String]
     }
@@ -108,15 +109,16 @@ public enum LoRAExtraction {
         guard !tensors.isEmpty else { throw LoRAError("none of the \(candidates.count) targeted linear weights differ between the two models; there is nothing to extract") }
 
         // What the adapter does not hold.
-        var notCaptured: [(String, Double)] = []
+        var notCaptured: [(String, Double, Bool)] = []
+        let linearNames = Set(linear)
         let targeted = Set(candidates)
         for name in baseNames.intersection(modelNames).sorted() where !targeted.contains(name) {
             let a = try base.float32Tensor(named: name), b = try model.float32Tensor(named: name)
-            guard a.shape == b.shape else { notCaptured.append((name, .infinity)); continue }
+            guard a.shape == b.shape else { notCaptured.append((name, .infinity, false)); continue }
             let x = a.contiguous().scalars, y = b.contiguous().scalars
             var worst = 0.0
             for i in x.indices { worst = max(worst, abs(Double(y[i]) - Double(x[i]))) }
-            if worst > 0 || worst.isNaN { notCaptured.append((name, worst)) }
+            if worst > 0 || worst.isNaN { notCaptured.append((name, worst, linearNames.contains(name))) }
         }
         let unmatched = baseNames.symmetricDifference(modelNames).sorted()
 

@@ -123,8 +123,14 @@ struct ExtractLoRA: ParsableCommand {
             print(String(format: "extracted %d layers at rank %d into %@ (%d unchanged, skipped); relative error %.3g overall, worst %.3g (%@)",
                          kept.count, rank, output, result.layers.count - kept.count, total2 > 0 ? (lost2 / total2).squareRoot() : 0,
                          worst.relativeError, worst.module))
-            for (name, diff) in result.notCaptured {
+            let others = result.notCaptured.filter { !$0.linear }, outside = result.notCaptured.filter(\.linear)
+            for (name, diff, _) in others.prefix(verbose ? others.count : 8) {
                 print(String(format: "not captured: %@ differs by up to %.3g (a LoRA adapter holds linear layers only)", name, diff))
+            }
+            if others.count > 8 && !verbose { print("not captured: \(others.count - 8) more tensors (--verbose lists them)") }
+            if let worst = outside.max(by: { $0.maxDifference < $1.maxDifference }) {
+                print(String(format: "not captured: %d linear weights outside --targets differ (up to %.3g, %@); add them to --targets to extract them",
+                             outside.count, worst.maxDifference, worst.name))
             }
             if !result.unmatched.isEmpty {
                 print("in one model only: " + result.unmatched.prefix(6).joined(separator: ", ") + (result.unmatched.count > 6 ? ", ..." : ""))
