@@ -1,4 +1,5 @@
 import Foundation
+import LatheTensor
 
 /// Eigenvalues and eigenvectors of a real symmetric matrix, in double precision.
 ///
@@ -61,35 +62,52 @@ public struct SymmetricEigen: Sendable {
             e[k] = alpha * scale
             // p = β A' v over the trailing block A' = a[k+1..., k+1...]
             a.withUnsafeMutableBufferPointer { ab in
-                let A = ab.baseAddress!
-                for i in 0..<m {
-                    let row = A + (k + 1 + i) * n + (k + 1)
-                    var s = 0.0
-                    for j in 0..<m { s += row[j] * v[j] }
-                    p[i] = beta * s
-                }
-                var pv = 0.0
-                for i in 0..<m { pv += p[i] * v[i] }
-                let kk = beta * pv / 2
-                for i in 0..<m { p[i] -= kk * v[i] }   // w = p − (β pᵀv / 2) v
-                // A' −= v wᵀ + w vᵀ
-                for i in 0..<m {
-                    let row = A + (k + 1 + i) * n + (k + 1)
-                    let vi = v[i], wi = p[i]
-                    for j in 0..<m { row[j] -= vi * p[j] + wi * v[j] }
+                v.withUnsafeMutableBufferPointer { vb in
+                    p.withUnsafeMutableBufferPointer { pb in
+                        let A = ab.baseAddress!, V = vb.baseAddress!, P = pb.baseAddress!
+                        let grain = max(1, 16_384 / m)
+                        ThreadPool.forChunks(m, grain: grain) { rows in
+                            for i in rows {
+                                let row = A + (k + 1 + i) * n + (k + 1)
+                                var s = 0.0
+                                for j in 0..<m { s += row[j] * V[j] }
+                                P[i] = beta * s
+                            }
+                        }
+                        var pv = 0.0
+                        for i in 0..<m { pv += P[i] * V[i] }
+                        let kk = beta * pv / 2
+                        for i in 0..<m { P[i] -= kk * V[i] }   // w = p − (β pᵀv / 2) v
+                        // A' −= v wᵀ + w vᵀ
+                        ThreadPool.forChunks(m, grain: grain) { rows in
+                            for i in rows {
+                                let row = A + (k + 1 + i) * n + (k + 1)
+                                let vi = V[i], wi = P[i]
+                                for j in 0..<m { row[j] -= vi * P[j] + wi * V[j] }
+                            }
+                        }
+                    }
                 }
             }
-            // qt ← H_k qt on rows k+1..<n.
+            // qt ← H_k qt on rows k+1..<n: u = vᵀ qt' by column blocks, then qt' −= β v uᵀ by rows.
             qt.withUnsafeMutableBufferPointer { qb in
-                let Q = qb.baseAddress!
-                for j in 0..<n { u[j] = 0 }
-                for i in 0..<m {
-                    let row = Q + (k + 1 + i) * n, vi = v[i]
-                    if vi != 0 { for j in 0..<n { u[j] += vi * row[j] } }
-                }
-                for i in 0..<m {
-                    let row = Q + (k + 1 + i) * n, f = beta * v[i]
-                    if f != 0 { for j in 0..<n { row[j] -= f * u[j] } }
+                v.withUnsafeMutableBufferPointer { vb in
+                    u.withUnsafeMutableBufferPointer { ub in
+                        let Q = qb.baseAddress!, V = vb.baseAddress!, U = ub.baseAddress!
+                        ThreadPool.forChunks(n, grain: 128) { columns in
+                            for j in columns { U[j] = 0 }
+                            for i in 0..<m {
+                                let row = Q + (k + 1 + i) * n, vi = V[i]
+                                if vi != 0 { for j in columns { U[j] += vi * row[j] } }
+                            }
+                        }
+                        ThreadPool.forChunks(m, grain: max(1, 16_384 / n)) { rows in
+                            for i in rows {
+                                let row = Q + (k + 1 + i) * n, f = beta * V[i]
+                                if f != 0 { for j in 0..<n { row[j] -= f * U[j] } }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -107,6 +125,8 @@ public struct SymmetricEigen: Sendable {
         // alone never passes among zero eigenvalues, as in a rank-deficient Gram matrix).
         var norm = 0.0
         for i in 0..<n { norm = max(norm, abs(d[i]) + abs(e[i])) }
+        var rotations: [(Int, Double, Double)] = []
+        rotations.reserveCapacity(n)
         for l in 0..<n {
             var iterations = 0
             while true {
@@ -127,6 +147,7 @@ public struct SymmetricEigen: Sendable {
                 var s = 1.0, c = 1.0, p = 0.0
                 var i = m - 1
                 var deflated = false
+                rotations.removeAll(keepingCapacity: true)
                 while i >= l {
                     let f = s * e[i], b = c * e[i]
                     r = (f * f + g * g).squareRoot()
@@ -144,15 +165,24 @@ public struct SymmetricEigen: Sendable {
                     p = s * r
                     d[i + 1] = g + p
                     g = c * r - b
+                    rotations.append((i, c, s))
+                    i -= 1
+                }
+                // The step's rotations, in order, on rows i, i+1 of zt; columns are independent.
+                rotations.withUnsafeBufferPointer { rb in
                     zt.withUnsafeMutableBufferPointer { zb in
-                        let z0 = zb.baseAddress! + i * n, z1 = z0 + n
-                        for k in 0..<n {
-                            let f1 = z1[k]
-                            z1[k] = s * z0[k] + c * f1
-                            z0[k] = c * z0[k] - s * f1
+                        let Z = zb.baseAddress!
+                        ThreadPool.forChunks(n, grain: 64) { columns in
+                            for (i, c, s) in rb {
+                                let z0 = Z + i * n, z1 = z0 + n
+                                for k in columns {
+                                    let f1 = z1[k]
+                                    z1[k] = s * z0[k] + c * f1
+                                    z0[k] = c * z0[k] - s * f1
+                                }
+                            }
                         }
                     }
-                    i -= 1
                 }
                 if deflated { continue }
                 d[l] -= p
