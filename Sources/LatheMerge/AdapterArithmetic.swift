@@ -180,7 +180,7 @@ public enum AdapterArithmetic {
         }
         if let r = options.rank {
             guard method.usesSVD else {
-                throw LoRAError("\(method.rawValue) takes no rank: cat's rank is the sum of the adapters' ranks, \(method.rawValue == "cat" ? "" : "and \(method.rawValue)'s ")the adapters' own; the svd methods take one")
+                throw LoRAError("\(method.rawValue) takes no rank (cat's is the sum of the adapters' ranks, the methods on the factors keep the adapters' own); only the svd methods take one")
             }
             guard r >= 1, r <= 1 << 16 else { throw LoRAError("the rank must be in 1...65536, got \(r)") }
         }

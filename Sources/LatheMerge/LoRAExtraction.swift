@@ -131,6 +131,19 @@ public enum LoRAExtraction {
         return Result(config: config, tensors: tensors, layers: layers, notCaptured: notCaptured, unmatched: unmatched)
     }
 
+    /// Checks, from their `config.json`, that `model` can be a fine-tune of `base` and that
+    /// their linear weights are `[out, in]` (GPT-2's Conv1D `[in, out]` would need PEFT's
+    /// `fan_in_fan_out`, which Lathe's adapters do not have).
+    public static func checkCompatible(model: HuggingFaceWeights, base: HuggingFaceWeights) throws {
+        let types = [model, base].map { $0.config?["model_type"]?.stringValue }
+        if types.contains("gpt2") {
+            throw LoRAError("GPT-2's Conv1D layers store [in, out] weights, which need fan_in_fan_out adapters; extract-lora writes [out, in] LoRA only")
+        }
+        if let a = types[0], let b = types[1], a != b {
+            throw LoRAError("the fine-tuned model is a \(a) and the base a \(b); extract-lora needs a fine-tune of this base")
+        }
+    }
+
     /// Writes the adapter of `result` as a PEFT folder.
     public static func write(_ result: Result, to folder: URL) throws {
         try AdapterArithmetic.writeAdapter(config: result.config, tensors: result.tensors, to: folder)

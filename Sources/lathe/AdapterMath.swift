@@ -100,6 +100,7 @@ struct ExtractLoRA: ParsableCommand {
         let stderr = FileHandle.standardError
         do {
             let ft = try HuggingFaceWeights.open(model), b = try HuggingFaceWeights.open(base)
+            try LoRAExtraction.checkCompatible(model: ft, base: b)
             let targetList = targets.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
             var lastPercent = -1
             let result = try LoRAExtraction.extract(model: ft, base: b, options: LoRAExtraction.Options(rank: rank, targets: targetList, baseModelName: base),

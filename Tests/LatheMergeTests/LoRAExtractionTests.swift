@@ -158,6 +158,11 @@ final class LoRAExtractionTests: XCTestCase {
         XCTAssertTrue(message(base, .init(rank: 4)).contains("nothing to extract"))
         XCTAssertTrue(message(base, .init(rank: 0)).contains("rank must be"))
         XCTAssertTrue(message(base, .init(rank: 4, targets: ["c_attn"])).contains("its linear modules: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"))
+        let gpt2 = try HuggingFaceWeights.open(fixturesDirectory.appendingPathComponent("llm/gpt2-tiny").path)
+        XCTAssertThrowsError(try LoRAExtraction.checkCompatible(model: gpt2, base: gpt2)) { XCTAssertTrue("\($0)".contains("fan_in_fan_out"), "\($0)") }
+        let qwen = try HuggingFaceWeights.open(fixturesDirectory.appendingPathComponent("llm/qwen2-tiny").path)
+        XCTAssertThrowsError(try LoRAExtraction.checkCompatible(model: qwen, base: base)) { XCTAssertTrue("\($0)".contains("is a qwen2 and the base a llama"), "\($0)") }
+        XCTAssertNoThrow(try LoRAExtraction.checkCompatible(model: base, base: base))
         let other = try HuggingFaceWeights.open(fixturesDirectory.appendingPathComponent("llm/llama3-tiny").path)
         let m = message(other, .init(rank: 4))
         XCTAssertTrue(m.contains("in the fine-tuned model but") || m.contains("has no"), m)
