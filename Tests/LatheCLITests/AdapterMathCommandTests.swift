@@ -8,6 +8,18 @@ final class AdapterMathCommandTests: XCTestCase {
     let arithmetic = fixturesDirectory.appendingPathComponent("lora/arithmetic")
     let llamaTiny = fixturesDirectory.appendingPathComponent("llm/llama-tiny")
 
+    func testHelpNamesTheMethodsAndTheSplit() throws {
+        let merge = try runLathe(["merge-adapters", "--help"])
+        XCTAssertEqual(merge.status, 0)
+        for method in ["cat", "linear", "svd", "ties_svd", "dare_linear_svd", "dare_ties_svd", "magnitude_prune_svd", "--density", "--rank"] {
+            XCTAssertTrue(merge.out.contains(method), "merge-adapters --help lacks \(method)")
+        }
+        let extract = try runLathe(["extract-lora", "--help"])
+        XCTAssertEqual(extract.status, 0)
+        XCTAssertTrue(extract.out.contains("lora_B = U_r S_r"), extract.out)
+        XCTAssertTrue(extract.out.contains("--targets"), extract.out)
+    }
+
     func testMergeAdapters() throws {
         let dir = try temporaryDirectory()
         let a = arithmetic.appendingPathComponent("a").path, b = arithmetic.appendingPathComponent("b").path
