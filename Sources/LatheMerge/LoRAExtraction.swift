@@ -58,15 +58,75 @@ public enum LoRAExtraction {
         targets.contains { module == $0 || module.hasSuffix("." + $0) }
     }
 
-    /// Extracts the adapter of `model` (the fine-tune) over `base`.
+    /// Extracts the adapter of `model` (the fine-tune) over `base`, held in memory.
     /// - Parameter progress: called with (done, total, module) after each targeted layer.
     public static func extract(model: some TensorSource, base: some TensorSource, options: Options,
                                progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> Result {
+        let (candidates, linear) = try select(model: model, base: base, options: options)
+        var tensors: [String: Tensor] = [:]
+        var layers: [Layer] = []
+        for (done, name) in candidates.enumerated() {
+            let (layer, a, b) = try factor(name, model: model, base: base, rank: options.rank)
+            if let a, let b {
+                tensors[PEFTAdapter.prefix + layer.module + ".lora_A.weight"] = a
+                tensors[PEFTAdapter.prefix + layer.module + ".lora_B.weight"] = b
+            }
+            layers.append(layer)
+            progress(done + 1, candidates.count, layer.module)
+        }
+        guard !tensors.isEmpty else { throw nothingChanged(candidates.count) }
+        return try finish(model: model, base: base, options: options, candidates: candidates, linear: linear, layers: layers, tensors: tensors)
+    }
+
+    /// Extracts the adapter into the PEFT folder `folder`, writing each layer's factors as they
+    /// are computed (a first pass finds the changed layers), so that memory holds one layer's
+    /// factors rather than the adapter: a full-rank adapter is as large as the model. The result's
+    /// `tensors` is empty.
+    public static func extract(model: some TensorSource, base: some TensorSource, options: Options, to folder: URL,
+                               progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> Result {
+        let (candidates, linear) = try select(model: model, base: base, options: options)
+        let r = options.rank
+        var changed: [String] = []
+        var layers: [Layer] = []
+        for name in candidates {
+            let d = try difference(name, model: model, base: base)
+            if d.norm2 == 0 { layers.append(Layer(module: String(name.dropLast(".weight".count)), shape: d.shape, deltaNorm: 0, relativeError: 0)) } else { changed.append(name) }
+        }
+        guard !changed.isEmpty else { throw nothingChanged(candidates.count) }
+        var entries: [SafeTensors.StreamedEntry] = []
+        for name in changed {
+            let module = String(name.dropLast(".weight".count)), shape = base.shape(of: name)!
+            entries.append(.init(name: PEFTAdapter.prefix + module + ".lora_A.weight", shape: [r, shape[1]], dtype: .float32))
+            entries.append(.init(name: PEFTAdapter.prefix + module + ".lora_B.weight", shape: [shape[0], r], dtype: .float32))
+        }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var pendingB: Tensor?
+        try SafeTensors.write(streaming: entries, metadata: ["format": "pt"], to: folder.appendingPathComponent(PEFTAdapter.weightsFile)) { i in
+            if i % 2 == 1, let b = pendingB { pendingB = nil; return b }
+            let (layer, a, b) = try factor(changed[i / 2], model: model, base: base, rank: r)
+            guard let a, let b else { throw LoRAError("\(changed[i / 2]) changed between two reads") }
+            layers.append(layer)
+            pendingB = b
+            progress(i / 2 + 1, changed.count, layer.module)
+            return a
+        }
+        layers.sort { $0.module < $1.module }
+        let result = try finish(model: model, base: base, options: options, candidates: candidates, linear: linear, layers: layers, tensors: [:])
+        try AtomicFile.write(JSONWriter.serialize(result.config.peftJSON()) + "\n", to: folder.appendingPathComponent(PEFTAdapter.configFile))
+        return result
+    }
+
+    static func nothingChanged(_ count: Int) -> LoRAError {
+        LoRAError("none of the \(count) targeted linear weights differ between the two models; there is nothing to extract")
+    }
+
+    /// The targeted linear weights (sorted) and all linear weights of the base, after checking names and shapes.
+    static func select(model: some TensorSource, base: some TensorSource, options: Options) throws -> (candidates: [String], linear: [String]) {
         let r = options.rank
         guard r >= 1, r <= 1 << 16 else { throw LoRAError("the rank must be in 1...65536, got \(r)") }
         if let t = options.targets, t.isEmpty || t.contains(where: \.isEmpty) { throw LoRAError("--targets names no module") }
-        let baseNames = Set(base.tensorNames), modelNames = Set(model.tensorNames)
-        let linear = baseNames.filter { isLinear($0, shape: base.shape(of: $0)) }.sorted()
+        let modelNames = Set(model.tensorNames)
+        let linear = base.tensorNames.filter { isLinear($0, shape: base.shape(of: $0)) }.sorted()
         let candidates = linear.filter { name in options.targets.map { matches(String(name.dropLast(".weight".count)), $0) } ?? true }
         if candidates.isEmpty {
             let available = Set(linear.map { $0.dropLast(".weight".count).split(separator: ".").last.map(String.init) ?? $0 }).sorted()
@@ -78,37 +138,41 @@ public enum LoRAExtraction {
             let s0 = base.shape(of: name)!, s1 = model.shape(of: name)!
             guard s0 == s1 else { throw LoRAError("\(name) is \(s1) in the fine-tuned model but \(s0) in the base; extract-lora needs a fine-tune of this base (same architecture and size)") }
         }
-        var tensors: [String: Tensor] = [:]
-        var layers: [Layer] = []
-        for (done, name) in candidates.enumerated() {
-            let module = String(name.dropLast(".weight".count))
-            let shape = base.shape(of: name)!
-            let (m, n) = (shape[0], shape[1])
-            let wb = try base.float32Tensor(named: name).contiguous().scalars, wf = try model.float32Tensor(named: name).contiguous().scalars
-            guard wb.count == m * n, wf.count == m * n else { throw LoRAError("\(name): \(wb.count) and \(wf.count) values for the shape \(shape)") }
-            var delta = [Double](repeating: 0, count: m * n)
-            var norm2 = 0.0
-            for i in 0..<m * n {
-                let d = Double(wf[i]) - Double(wb[i])
-                guard d.isFinite else { throw LoRAError("\(name) holds NaN or infinite values") }
-                delta[i] = d
-                norm2 += d * d
-            }
-            if norm2 == 0 {
-                layers.append(Layer(module: module, shape: shape, deltaNorm: 0, relativeError: 0))
-                progress(done + 1, candidates.count, module)
-                continue
-            }
-            let f: LowRankFactors
-            do { f = try LowRank.factor(delta, rows: m, columns: n, rank: r) } catch { throw LoRAError("\(name): \(error)") }
-            tensors[PEFTAdapter.prefix + module + ".lora_A.weight"] = Tensor(f.a.map(Float.init), shape: [r, n])
-            tensors[PEFTAdapter.prefix + module + ".lora_B.weight"] = Tensor(f.b.map(Float.init), shape: [m, r])
-            layers.append(Layer(module: module, shape: shape, deltaNorm: norm2.squareRoot(), relativeError: min(1, f.tailNorm / norm2.squareRoot())))
-            progress(done + 1, candidates.count, module)
-        }
-        guard !tensors.isEmpty else { throw LoRAError("none of the \(candidates.count) targeted linear weights differ between the two models; there is nothing to extract") }
+        return (candidates, linear)
+    }
 
-        // What the adapter does not hold.
+    /// `W_ft − W_base` of the weight `name` in double precision, and its squared Frobenius norm.
+    static func difference(_ name: String, model: some TensorSource, base: some TensorSource) throws -> (delta: [Double], norm2: Double, shape: [Int]) {
+        let shape = base.shape(of: name)!
+        let count = shape[0] * shape[1]
+        let wb = try base.float32Tensor(named: name).contiguous().scalars, wf = try model.float32Tensor(named: name).contiguous().scalars
+        guard wb.count == count, wf.count == count else { throw LoRAError("\(name): \(wb.count) and \(wf.count) values for the shape \(shape)") }
+        var delta = [Double](repeating: 0, count: count)
+        var norm2 = 0.0
+        for i in 0..<count {
+            let d = Double(wf[i]) - Double(wb[i])
+            guard d.isFinite else { throw LoRAError("\(name) holds NaN or infinite values") }
+            delta[i] = d
+            norm2 += d * d
+        }
+        return (delta, norm2, shape)
+    }
+
+    /// The layer of weight `name` and, when it changed, its factors A `[r, in]` and B `[out, r]`.
+    static func factor(_ name: String, model: some TensorSource, base: some TensorSource, rank r: Int) throws -> (Layer, Tensor?, Tensor?) {
+        let module = String(name.dropLast(".weight".count))
+        let (delta, norm2, shape) = try difference(name, model: model, base: base)
+        if norm2 == 0 { return (Layer(module: module, shape: shape, deltaNorm: 0, relativeError: 0), nil, nil) }
+        let f: LowRankFactors
+        do { f = try LowRank.factor(delta, rows: shape[0], columns: shape[1], rank: r) } catch { throw LoRAError("\(name): \(error)") }
+        let layer = Layer(module: module, shape: shape, deltaNorm: norm2.squareRoot(), relativeError: min(1, f.tailNorm / norm2.squareRoot()))
+        return (layer, Tensor(f.a.map(Float.init), shape: [r, shape[1]]), Tensor(f.b.map(Float.init), shape: [shape[0], r]))
+    }
+
+    /// What the adapter does not hold, and the config.
+    static func finish(model: some TensorSource, base: some TensorSource, options: Options, candidates: [String], linear: [String],
+                       layers: [Layer], tensors: [String: Tensor]) throws -> Result {
+        let baseNames = Set(base.tensorNames), modelNames = Set(model.tensorNames)
         var notCaptured: [(String, Double, Bool)] = []
         let linearNames = Set(linear)
         let targeted = Set(candidates)
@@ -127,7 +191,7 @@ public enum LoRAExtraction {
         let shortNames = Set(extracted.map { $0.split(separator: ".").last.map(String.init) ?? $0 })
         let covered = linear.map { String($0.dropLast(".weight".count)) }.filter { matches($0, Array(shortNames)) }
         let targets: LoRAConfig.Targets = Set(covered) == Set(extracted) ? .names(shortNames.sorted()) : .names(extracted.sorted())
-        let config = LoRAConfig(targets: targets, rank: r, alpha: Double(r), baseModel: options.baseModelName)
+        let config = LoRAConfig(targets: targets, rank: options.rank, alpha: Double(options.rank), baseModel: options.baseModelName)
         return Result(config: config, tensors: tensors, layers: layers, notCaptured: notCaptured, unmatched: unmatched)
     }
 

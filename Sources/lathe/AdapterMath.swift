@@ -104,14 +104,13 @@ struct ExtractLoRA: ParsableCommand {
             let targetList = targets.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
             var lastPercent = -1
             let result = try LoRAExtraction.extract(model: ft, base: b, options: LoRAExtraction.Options(rank: rank, targets: targetList, baseModelName: base),
-                                                    progress: { done, total, _ in
+                                                    to: URL(fileURLWithPath: output), progress: { done, total, _ in
                 let percent = done * 100 / total
                 if percent / 10 != lastPercent / 10 || done == total {
                     lastPercent = percent
                     stderr.write(Data("factored \(done)/\(total) layers (\(percent)%)\n".utf8))
                 }
             })
-            try LoRAExtraction.write(result, to: URL(fileURLWithPath: output))
             let kept = result.layers.filter { !$0.skipped }
             if verbose {
                 for l in result.layers {

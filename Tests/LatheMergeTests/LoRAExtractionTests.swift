@@ -103,9 +103,17 @@ final class LoRAExtractionTests: XCTestCase {
         }
         print("extract-lora at full rank: max |W_base + B A - W_ft| = \(worst)")
 
-        // End to end: base + adapter (loaded as PEFT would) gives the fine-tune's logits.
+        // The streaming variant writes the same adapter (one layer's factors in memory at a time).
         let out = try temporaryDirectory().appendingPathComponent("adapter")
-        try LoRAExtraction.write(result, to: out)
+        let streamed = try LoRAExtraction.extract(model: ft, base: base, options: .init(rank: 64, baseModelName: "llama-tiny"), to: out)
+        XCTAssertTrue(streamed.tensors.isEmpty)
+        XCTAssertEqual(streamed.layers.map(\.module), result.layers.map(\.module))
+        XCTAssertEqual(streamed.config, result.config)
+        let written = try MappedSafeTensors(contentsOf: out.appendingPathComponent(PEFTAdapter.weightsFile))
+        XCTAssertEqual(Set(written.tensorNames), Set(result.tensors.keys))
+        for (name, t) in result.tensors { XCTAssertEqual(try written.float32Tensor(named: name).scalars, t.scalars, name) }
+
+        // End to end: base + adapter (loaded as PEFT would) gives the fine-tune's logits.
         let adapted = try DecoderModel.load(huggingFaceFolder: baseFolder)
         try PEFTAdapter.load(folder: out, into: adapted)
         XCTAssertEqual(adapted.loraLayers.count, 4)
