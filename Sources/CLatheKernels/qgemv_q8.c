@@ -287,7 +287,9 @@ static inline Q8_VNNI void r16_vnni_scale(const r16_job *j, long g, long b, int 
 
 /// Bytes ahead of the current block that each step prefetches (the rows of a group are one
 /// sequential stream; the hardware prefetcher alone leaves one thread waiting on memory).
-enum { R16_PREFETCH = 2048 };
+/// Measured on Gemma 3 270M / SmolLM2 decode at 1 thread: 2 KB 124 / 243 tokens/s, 4 KB 133 /
+/// 262, 8 KB 97-113 / 275.
+enum { R16_PREFETCH = 4096 };
 
 static Q8_VNNI void r16_group_vnni(const r16_job *j, long g) {
     __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
