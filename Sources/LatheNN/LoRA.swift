@@ -2,7 +2,8 @@ import Foundation
 import LatheTensor
 
 /// A layer that computes `x W^T (+ b)` and can show its weight as a float matrix: what a
-/// ``LoRALinear`` can wrap (DoRA needs the weight for its row norms).
+/// ``LoRALinear`` can wrap (DoRA needs the weight for its row norms). `Linear` and the
+/// weight-only quantized layer of LatheCompress (QLoRA) conform.
 public protocol LinearLayer: Module {
     var inFeatures: Int { get }
     var outFeatures: Int { get }
@@ -148,11 +149,11 @@ extension Module {
         }
         let linear = modules.filter { !$0.0.isEmpty && $0.1 is LinearLayer }
         let chosen = linear.filter { config.adapts($0.0, isOutput: $0.0 == outputLayer) }
-        // A targeted layer that is not a float linear layer (a quantized one): an error, not a silent skip.
+        // A targeted layer that no adapter can wrap (an int8 layer with quantized activations): an error, not a silent skip.
         if config.targets != .allLinear, let other = modules.first(where: { !$0.0.isEmpty && !($0.1 is LinearLayer)
                 && $0.1.namedChildren.isEmpty && config.adapts($0.0, isOutput: $0.0 == outputLayer) }) {
             throw LoRAError("'\(other.0)' is a \(type(of: other.1)), which an adapter cannot wrap (adapters wrap float linear "
-                            + "layers; quantized layers are not supported yet: load a float model, e.g. a Hugging Face folder)")
+                            + "layers and weight-only quantized ones, as GGUF models load)")
         }
         guard !chosen.isEmpty else {
             let names = Set(linear.map { $0.0.split(separator: ".").last.map(String.init) ?? $0.0 }).sorted()
