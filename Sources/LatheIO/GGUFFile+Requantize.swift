@@ -39,11 +39,21 @@ extension GGUFFile {
     @discardableResult
     public func requantize(to url: URL, rules: GGUFTypeRules,
                            progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
-        try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, progress: progress)
+        try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, replacing: nil, progress: progress)
     }
 
-    /// ``requantize(to:rules:progress:)`` converting `slabElements` values at a time (tests).
-    package func requantize(to url: URL, rules: GGUFTypeRules, slabElements: Int,
+    /// ``requantize(to:rules:progress:)`` with new values for some tensors: `replacing` may give
+    /// a tensor's `elementCount` float32 values, in the file's layout, which are quantised to the
+    /// tensor's type once, even when the type does not change (how a fused adapter enters a
+    /// quantized file); nil keeps the file's values.
+    @discardableResult
+    public func requantize(to url: URL, rules: GGUFTypeRules, replacing: @escaping (GGUFTensorInfo) throws -> [Float]?,
+                           progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
+        try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, replacing: replacing, progress: progress)
+    }
+
+    /// ``requantize(to:rules:replacing:progress:)`` converting `slabElements` values at a time (tests).
+    package func requantize(to url: URL, rules: GGUFTypeRules, slabElements: Int, replacing: ((GGUFTensorInfo) throws -> [Float]?)? = nil,
                             progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
         if GGUFFile.sameFile(url.path, path) {
             throw GGUFError.unwritable(path: url.path, reason: "the output is the input file; write to another path")
@@ -63,6 +73,16 @@ extension GGUFFile {
         var floats: [Float] = []
         try GGUFWriter.write(to: url, metadata: metadata, tensors: descriptors) { i, buffer in
             let info = tensors[i], target = targets[i]
+            if let values = try replacing?(info) {
+                guard values.count == info.elementCount else {
+                    throw GGUFError.unwritable(path: url.path, reason: "tensor '\(info.name)' was given \(values.count) values for its \(info.elementCount) elements")
+                }
+                values.withUnsafeBufferPointer { target.quantize($0, rowLength: info.dimensions[0], into: buffer) }
+                let record = GGUFWrittenTensor(name: info.name, dimensions: info.dimensions, from: .f32, to: target, byteCount: buffer.count, copied: false)
+                written.append(record)
+                progress?(record)
+                return
+            }
             let source = try tensorData(named: info.name)
             if info.type == target {
                 buffer.copyMemory(from: source)
