@@ -30,22 +30,39 @@ public enum LoRAStepBenchmark {
         public var adaptedLayers: Int
     }
 
-    /// Adds adapters (`targets`, rank `rank`, alpha `2 rank`) to `model` and runs `1 + repeats`
-    /// steps. Throws for a model or batch the training forward refuses.
+    /// The adapters' config: `targets`, rank `rank`, alpha `2 rank`.
+    public static func config(rank: Int, targets: LoRAConfig.Targets = .allLinear) -> LoRAConfig {
+        LoRAConfig(targets: targets, rank: rank, alpha: Double(2 * rank))
+    }
+
+    /// Adds adapters (``config(rank:targets:)``) to `model` and runs `1 + repeats` steps, on
+    /// windows of `tokens` (step `i`, row `r` starts at token `(i · batch + r) · sequence`, wrapping
+    /// around) or, without tokens, on one batch of fixed pseudo-random ids. Throws for a model or
+    /// batch the training forward refuses.
     public static func run(_ model: DecoderModel, batch: Int, sequence: Int, rank: Int = 8, targets: LoRAConfig.Targets = .allLinear,
-                           repeats: Int = 2) throws -> Result {
+                           repeats: Int = 2, learningRate: Float = 1e-4, tokens: [Int]? = nil) throws -> Result {
         precondition(batch >= 1 && sequence >= 2 && repeats >= 0, "LoRAStepBenchmark: batch >= 1, sequence >= 2, repeats >= 0")
+        precondition(tokens.map { $0.count > sequence } ?? true, "LoRAStepBenchmark: fewer tokens than one row")
         let quantized = model.namedModules.filter { $0.1 is WeightOnlyLinear }.count
-        try model.addLoRA(LoRAConfig(targets: targets, rank: rank, alpha: Double(2 * rank)), initialization: .kaimingUniform(seed: 0))
+        try model.addLoRA(config(rank: rank, targets: targets), initialization: .kaimingUniform(seed: 0))
         let trainable = model.namedParameters.filter { $0.1.requiresGrad }
-        let optimizer = AdamW(trainable, learningRate: 1e-4, weightDecay: 0)
+        let optimizer = AdamW(trainable, learningRate: learningRate, weightDecay: 0)
         var g = RandomGenerator(seed: 7)
-        let ids = Tensor.randint([batch, sequence], low: 0, high: model.config.vocabularySize, generator: &g)
+        let random = Tensor.randint([batch, sequence], low: 0, high: model.config.vocabularySize, generator: &g)
+        func batchIDs(_ i: Int) -> Tensor {
+            guard let tokens else { return random }
+            let starts = tokens.count - sequence
+            return Tensor((0..<batch).flatMap { r in
+                let s = ((i * batch + r) * sequence) % starts
+                return Array(tokens[s..<(s + sequence)])
+            }, shape: [batch, sequence])
+        }
         model.train()
         let before = ResidentMemory.read()
         let reset = resetPeak()
         var losses: [Float] = []
         func step() throws {
+            let ids = batchIDs(losses.count)
             optimizer.zeroGrad()
             let loss = try model.loss(ids, labels: ids)
             losses.append(loss.item)

@@ -24,6 +24,9 @@ extension Bench {
         @Option(help: "Rows per batch.") var batch: Int = 4
         @Option(name: .customLong("seq"), help: "Tokens per row.") var sequence: Int = 128
         @Option(help: "Adapter rank.") var rank: Int = 8
+        @Option(help: "Train on windows of this text file (`shakespeare`: the bundled plays) instead of one batch of random ids.") var text: String?
+        @Option(name: .customLong("learning-rate"), help: "AdamW's learning rate.") var learningRate: Float = 1e-4
+        @Option(name: .customLong("save-adapter"), help: "Write the trained adapter here (a PEFT folder).") var saveAdapter: String?
         @OptionGroup var options: BenchOptions
 
         func run() throws {
@@ -39,7 +42,23 @@ extension Bench {
                 decoder = d
             }
             guard sequence <= decoder.maxPositions else { throw ValidationError("--seq \(sequence) is longer than the model's \(decoder.maxPositions) positions") }
-            let r = try LoRAStepBenchmark.run(decoder, batch: batch, sequence: sequence, rank: rank, repeats: repeats)
+            var tokens: [Int]?
+            if let text {
+                let content = text == "shakespeare" ? try CharCorpus.shakespeareText() : try? String(contentsOfFile: text, encoding: .utf8)
+                guard let content else { throw CLIError("cannot read \(text) as UTF-8 text") }
+                let tokenizer = isGGUF ? try PretrainedModel.ggufTokenizer(GGUFFile(contentsOf: URL(fileURLWithPath: model)))
+                    : try loadTokenizer(contentsOf: URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json"))
+                tokens = tokenizer.encode(content, addSpecialTokens: false)
+                guard tokens!.count > sequence else { throw CLIError("\(text) has \(tokens!.count) tokens, fewer than one row of --seq \(sequence)") }
+            }
+            let r = try LoRAStepBenchmark.run(decoder, batch: batch, sequence: sequence, rank: rank, repeats: repeats, learningRate: learningRate,
+                                              tokens: tokens)
+            if let saveAdapter {
+                var config = LoRAStepBenchmark.config(rank: rank)
+                config.baseModel = URL(fileURLWithPath: model).lastPathComponent
+                try PEFTAdapter.save(decoder, config: config, to: URL(fileURLWithPath: saveAdapter))
+                if !options.json { print("losses: " + r.losses.map { String(format: "%.4f", $0) }.joined(separator: " ")) }
+            }
             var out = RowPrinter(json: options.json, columns: [("base", "base"), ("batch", "batch"), ("seq", "seq"), ("baseline_rss_mb", "before MB"),
                                                                ("peak_rss_mb", "peak MB"), ("ms_per_step", "median ms/step"), ("loss", "loss")])
             out.print([("bench", .string("lora-step")), ("model", .string(URL(fileURLWithPath: model).lastPathComponent)),
@@ -48,7 +67,8 @@ extension Bench {
                        ("quantized_layers", .int(r.quantizedLayers)), ("trainable_parameters", .int(r.trainableParameters)),
                        ("baseline_rss_mb", .double(r.baselineMB, digits: 1)), ("peak_rss_mb", .double(r.peakMB, digits: 1)),
                        ("peak_is_steps_only", .bool(r.peakIsStepsOnly)), ("ms_per_step", .double(r.msPerStep, digits: 1)),
-                       ("loss", .double(Double(r.losses.first ?? .nan), digits: 4))])
+                       ("loss", .double(Double(r.losses.first ?? .nan), digits: 4)),
+                       ("last_loss", .double(Double(r.losses.last ?? .nan), digits: 4))])
         }
     }
 }
