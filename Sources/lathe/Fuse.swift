@@ -14,7 +14,9 @@ struct Fuse: ParsableCommand {
         Then the written model and the live adapter (the base with the adapter unmerged) run on the same text \
         (--eval-file, default a slice of the bundled Shakespeare) and the command prints the KL divergence of the \
         fused model's next-token distribution from the live adapter's, how often both pick the same top token, and \
-        both perplexities: a fuse that dropped or changed the adapter shows there.
+        the perplexities, and the same KL for the base without the adapter: a fuse that dropped or changed the \
+        adapter shows there (a warning when the fused model is more than a tenth as far from the live adapter as the \
+        base is: 4-bit types can round a small adapter's changes away).
         Examples:
           lathe fuse --model ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --adapter my-adapter --output fused-q4_1.gguf
           lathe fuse --model smollm2-hf --adapter my-adapter --output fused-hf --type bf16
@@ -114,6 +116,17 @@ struct Fuse: ParsableCommand {
         print(String(format: "KL divergence: mean %.6f, 99%% %.6f, max %.6f nats", r.meanKL, KLResult.percentile(r.klDivergences, 0.99),
                      KLResult.percentile(r.klDivergences, 1)))
         print(String(format: "same top token: %.2f %%", 100 * r.sameTopToken))
-        print(String(format: "perplexity: fused %.4f, live adapter %.4f", r.perplexity.perplexity, r.referencePerplexity.perplexity))
+        // What the adapter itself changes: the base without it against the live adapter.
+        let base = try loadPretrained(model, quiet: true).languageModel()
+        let dropped = try Perplexity.compare(base, reference: d, tokens: ids, context: length, bos: addsBOS ? live.tokenizer.bos : nil)
+        print(String(format: "perplexity: fused %.4f, live adapter %.4f, base without the adapter %.4f", r.perplexity.perplexity,
+                     r.referencePerplexity.perplexity, dropped.perplexity.perplexity))
+        print(String(format: "base without the adapter vs live adapter: KL mean %.6f nats, same top token %.2f %%", dropped.meanKL, 100 * dropped.sameTopToken))
+        if r.meanKL > 0.1 * dropped.meanKL {
+            FileHandle.standardError.write(Data(String(
+                format: "warning: the fused model is %.0f%% as far from the live adapter as the base without the adapter is: quantizing the fused "
+                    + "layers rounds much of the adapter's change away. Write more bits (--type q8_0 or q6_k, or a folder) or run the adapter live "
+                    + "(lathe generate --adapter).\n", 100 * r.meanKL / max(dropped.meanKL, 1e-12)).utf8))
+        }
     }
 }

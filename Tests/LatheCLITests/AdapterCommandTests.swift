@@ -79,6 +79,10 @@ final class AdapterCommandTests: XCTestCase {
         let (kl, same) = try XCTUnwrap(comparison(q.out), q.out)
         XCTAssertTrue(kl > 0 && kl < 3e-4, "measured 3.3e-5: \(q.out)")
         XCTAssertGreaterThan(same, 95, q.out)
+        let droppedLine = try XCTUnwrap(q.out.split(separator: "\n").first { $0.hasPrefix("base without the adapter vs live adapter: KL mean ") }, q.out)
+        let dropped = try XCTUnwrap(Double(droppedLine.dropFirst("base without the adapter vs live adapter: KL mean ".count).prefix { $0 != " " }))
+        XCTAssertGreaterThan(dropped, 20 * kl, "the fused file keeps the adapter: \(q.out)")
+        XCTAssertFalse(q.err.contains("warning"), q.err)
         // A float folder from the float base: the live adapter's distribution.
         let text = dir.appendingPathComponent("text.txt")
         try String(repeating: "The quick brown fox jumps over the lazy dog, and the dog sleeps on. ", count: 20).write(to: text, atomically: true, encoding: .utf8)
