@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "LatheBench", targets: ["LatheBench"]),
         .library(name: "LatheText", targets: ["LatheText"]),
         .library(name: "LatheLM", targets: ["LatheLM"]),
+        .library(name: "LatheMerge", targets: ["LatheMerge"]),
         .executable(name: "lathe", targets: ["lathe"]),
     ],
     dependencies: [
@@ -37,12 +38,14 @@ let package = Package(
         .target(name: "LatheTrain", dependencies: ["LatheNN", "LatheData", "LatheIO", "LatheCompress", .product(name: "Yams", package: "Yams")]),
         // Pretrained language models: configs, decoders, key/value caches, generation.
         .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "LatheCompress", "CLatheKernels"]),
+        // Model merging with mergekit's YAML and math: plan, per-tensor methods, streaming writer.
+        .target(name: "LatheMerge", dependencies: ["LatheLM", "LatheIO", "LatheTensor", .product(name: "Yams", package: "Yams")]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
         .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "LatheLM", "CLatheBench"]),
         .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheText", "LatheTrain", "LatheCompress", "LatheLM"]),
         .executableTarget(
             name: "lathe",
-            dependencies: ["Lathe", "LatheBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Lathe", "LatheBench", "LatheMerge", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "_LatheTestSupport", dependencies: ["LatheTensor", "CLatheKernels"]),
         .testTarget(
@@ -58,6 +61,7 @@ let package = Package(
         .testTarget(name: "LatheBenchTests", dependencies: ["LatheBench", "Lathe", "_LatheTestSupport"]),
         // End-to-end tests of the `lathe` executable (argument parsing, printing, exit status).
         .testTarget(name: "LatheCLITests", dependencies: ["Lathe", "_LatheTestSupport"]),
+        .testTarget(name: "LatheMergeTests", dependencies: ["LatheMerge", "LatheLM", "_LatheTestSupport"]),
         .testTarget(name: "LatheCompressTests", dependencies: ["Lathe", "CLatheKernels", "_LatheTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -374,9 +374,38 @@ int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K) {
     return w->group_size == 16 && w->bits == 8;
 }
 
-void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, const lathe_wq_matrix *w,
-                            const float *bias, float *Y, long ldy) {
-    if (M <= 0 || N <= 0 || K <= 0 || !lathe_wq_gemv_supported(w, K)) return;
+/// Several matrices over the same input in one parallel loop: the row groups of all of them are
+/// one range of tasks (fused q/k/v and gate/up projections: one activation quantization and one
+/// barrier instead of one per matrix).
+typedef struct { const r16_job *jobs; const long *first; int count; r16_fn f; long per_task, total; } r16_multi_ctx;
+
+static void r16_multi_task(void *ctx, long t) {
+    const r16_multi_ctx *c = (const r16_multi_ctx *)ctx;
+    const long g0 = t * c->per_task, g1 = g0 + c->per_task < c->total ? g0 + c->per_task : c->total;
+    int i = 0;
+    for (long g = g0; g < g1; g++) {
+        while (g >= c->first[i + 1]) i++;
+        c->f(&c->jobs[i], g - c->first[i]);
+    }
+}
+
+static r16_fn r16_pick(void) {
+#if defined(__x86_64__)
+    switch (lathe_active_isa()) {
+    case LATHE_ISA_AVX512: return lathe_has_avx512_vnni() ? r16_group_vnni : r16_group_avx2;
+    case LATHE_ISA_AVX2: return r16_group_avx2;
+    default: break;
+    }
+#endif
+    return r16_group_scalar;
+}
+
+void lathe_wq_gemv_repacked_many(int count, long M, const long *N, long K, const float *X, long ldx, const uint8_t *const *packed,
+                                 const lathe_wq_matrix *const *w, const float *const *bias, float *const *Y, const long *ldy) {
+    enum { MAX = 8 };
+    if (count <= 0 || count > MAX || M <= 0 || K <= 0 || K % QB) return;
+    for (int i = 0; i < count; i++)
+        if (N[i] <= 0 || !lathe_wq_gemv_supported(w[i], K)) return;
     const long nb = K / QB;
     int8_t *q = (int8_t *)aligned_alloc(64, ((size_t)K + 63) & ~(size_t)63);
     float *d = (float *)calloc((size_t)nb, sizeof(float));
@@ -385,31 +414,38 @@ void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, co
         free(q), free(d), free(s);
         return;
     }
-    r16_fn f = r16_group_scalar;
-#if defined(__x86_64__)
-    switch (lathe_active_isa()) {
-    case LATHE_ISA_AVX512: f = lathe_has_avx512_vnni() ? r16_group_vnni : r16_group_avx2; break;
-    case LATHE_ISA_AVX2: f = r16_group_avx2; break;
-    default: break;
-    }
-#endif
+    const r16_fn f = r16_pick();
     q8_row x = {.q = q, .d = d, .sum = s, .sum16 = s + nb};
-    uint32_t header[2];
-    memcpy(header, packed, sizeof header);
-    const r16_geom geo = r16_layout(w, N, K, (int)header[1]);
+    r16_job jobs[MAX];
+    long first[MAX + 1];
+    first[0] = 0;
+    double work = 0;
+    for (int i = 0; i < count; i++) {
+        uint32_t header[2];
+        memcpy(header, packed[i], sizeof header);
+        jobs[i] = (r16_job){.packed = packed[i], .symmetric = w[i]->symmetric, .geo = r16_layout(w[i], N[i], K, (int)header[1]),
+                            .N = N[i], .q = q, .d = d, .sum = s, .sum16 = s + nb, .bias = bias[i]};
+        first[i + 1] = first[i] + jobs[i].geo.groups;
+        work += (double)N[i] * (double)K;
+    }
+    const long total = first[count];
+    const int threads = lathe_num_threads();
     for (long m = 0; m < M; m++) {
         quantize_x(X + m * ldx, nb, &x);
-        r16_job j = {.packed = packed, .symmetric = w->symmetric, .geo = geo, .N = N,
-                     .q = q, .d = d, .sum = s, .sum16 = s + nb, .bias = bias, .y = Y + m * ldy};
-        const int threads = lathe_num_threads();
-        if (threads <= 1 || (double)N * (double)K < 65536.0) {
-            for (long g = 0; g < geo.groups; g++) f(&j, g);
+        for (int i = 0; i < count; i++) jobs[i].y = Y[i] + m * ldy[i];
+        if (threads <= 1 || work < 65536.0) {
+            for (int i = 0; i < count; i++)
+                for (long g = 0; g < jobs[i].geo.groups; g++) f(&jobs[i], g);
         } else {
-            // A few tasks per thread, so that an uneven split costs little.
-            const long tasks = geo.groups < 4L * threads ? geo.groups : 4L * threads;
-            r16_ctx c = {.j = &j, .f = f, .per_task = (geo.groups + tasks - 1) / tasks};
-            lathe_parallel_for((geo.groups + c.per_task - 1) / c.per_task, r16_task, &c);
+            const long tasks = total < 4L * threads ? total : 4L * threads;
+            r16_multi_ctx c = {.jobs = jobs, .first = first, .count = count, .f = f, .per_task = (total + tasks - 1) / tasks, .total = total};
+            lathe_parallel_for((total + c.per_task - 1) / c.per_task, r16_multi_task, &c);
         }
     }
     free(q), free(d), free(s);
+}
+
+void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, const lathe_wq_matrix *w,
+                            const float *bias, float *Y, long ldy) {
+    lathe_wq_gemv_repacked_many(1, M, &N, K, X, ldx, &packed, &w, &bias, &Y, &ldy);
 }

@@ -308,6 +308,41 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
         }
     }
 
+    /// `layers` applied to the same input `x` (`[rows, K]`, rows at most ``int8ActivationRows``)
+    /// in one call of the 8-bit-activation kernel: one quantization of `x` and one parallel loop
+    /// over all their rows (a fused q/k/v or gate/up projection without concatenated weights).
+    /// The same values as calling each layer; nil when a layer does not take that path.
+    public static func forward(_ layers: [WeightOnlyLinear], sharing x: Tensor) -> [Tensor]? {
+        guard !layers.isEmpty, layers.count <= 8, let k = layers.first?.inFeatures, x.rank == 2, x.shape[1] == k,
+              x.shape[0] >= 1, x.shape[0] <= int8ActivationRows,
+              layers.allSatisfy({ $0.inFeatures == k && $0.int8Activations && $0.repacked != nil }) else { return nil }
+        let m = x.shape[0]
+        let outputs = layers.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: m * $0.outFeatures) }
+        defer { outputs.forEach { $0.deallocate() } }
+        var packed: [UnsafePointer<UInt8>?] = [], mats: [UnsafePointer<lathe_wq_matrix>?] = [], biases: [UnsafePointer<Float>?] = []
+        var ys: [UnsafeMutablePointer<Float>?] = []
+        // Collects every layer's pointers in nested scopes, then calls the kernel from the innermost.
+        func collect(_ i: Int, _ xs: UnsafeBufferPointer<Float>) {
+            guard i < layers.count else {
+                let n = layers.map(\.outFeatures), ld = n
+                lathe_wq_gemv_repacked_many(Int32(layers.count), m, n, k, xs.baseAddress!, k, packed, mats, biases, ys, ld)
+                return
+            }
+            let layer = layers[i]
+            layer.repacked!.withUnsafeBufferPointer { p in
+                layer.weight.withMatrix { mat in
+                    (layer.bias ?? []).withUnsafeBufferPointer { b in
+                        packed.append(p.baseAddress); mats.append(mat); biases.append(layer.bias == nil ? nil : b.baseAddress)
+                        ys.append(outputs[i].baseAddress)
+                        collect(i + 1, xs)
+                    }
+                }
+            }
+        }
+        withFloats(x) { collect(0, $0) }
+        return zip(layers, outputs).map { Tensor(Array($1), shape: [m, $0.outFeatures]) }
+    }
+
     public var quantizationEntry: QuantizedLayerEntry {
         var e = QuantizedLayerEntry(type: "linear", scheme: "weight_only", bits: weight.scheme.bits, inFeatures: inFeatures,
                                     outFeatures: outFeatures, bias: bias != nil)
@@ -330,6 +365,31 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
         }
         if let bias { t["bias"] = Tensor(bias) }
         return t
+    }
+}
+
+/// An embedding table held as group-wise quantized rows: a lookup dequantises the rows it needs.
+/// A quantized tied embedding shares its ``GroupwiseWeights`` with the output projection (the
+/// arrays are shared, not copied), so a model like Gemma 3 270M does not hold its 262,144 x 640
+/// table as float32 (671 MB) beside the quantized head.
+public final class QuantizedEmbedding: Module {
+    public let weight: GroupwiseWeights
+    public init(weight: GroupwiseWeights) { self.weight = weight }
+
+    public var count: Int { weight.rows }
+    public var dimension: Int { weight.cols }
+
+    /// Ids of any shape (integers in `0..<count`) to vectors of shape `ids.shape + [dimension]`.
+    public override func forward(_ ids: Tensor) -> Tensor {
+        let rows = ids.intScalars, k = dimension
+        precondition(rows.allSatisfy { $0 >= 0 && $0 < count }, "QuantizedEmbedding: ids must be in 0..<\(count)")
+        var out = Tensor.zeros([rows.count, k])
+        out.withUnsafeMutableBufferPointer { o in
+            weight.withMatrix { m in
+                for (i, r) in rows.enumerated() { lathe_wq_dequantize(m, count, k, r, r + 1, o.baseAddress! + i * k, k) }
+            }
+        }
+        return out.reshaped(ids.shape + [k])
     }
 }
 

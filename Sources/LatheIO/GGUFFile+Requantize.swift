@@ -23,6 +23,16 @@ public struct GGUFWrittenTensor: Sendable, Equatable {
     }
 }
 
+/// A tensor written in place of the source's by
+/// ``GGUFFile/requantize(to:rules:replacing:progress:)`` (calibrated quantization, folded scales).
+public enum GGUFTensorReplacement: Sendable, Equatable {
+    /// Float values (the tensor's element count, GGML order), converted to the type the rules
+    /// choose for the tensor.
+    case values([Float])
+    /// Blocks of `type`, written as they are (the tensor then has that type).
+    case blocks(GGMLType, [UInt8])
+}
+
 extension GGUFFile {
     /// Writes this file's model to `url` with its tensors converted as `rules` say
     /// (llama-quantize's choices, see ``GGUFTypeRules``): the metadata is copied (tokenizer, chat
@@ -36,33 +46,48 @@ extension GGUFFile {
     /// Throws ``GGUFError/unwritable(path:reason:)`` when `url` is this file, or when a tensor
     /// must change type but its type cannot be dequantised (IQ types); `progress` is called after
     /// each tensor. Returns what was written, tensor by tensor.
+    ///
+    /// `replacing` gives some tensors (by GGUF name) new contents instead of the source's
+    /// (see ``GGUFTensorReplacement``); a name the file lacks, a wrong value count or a wrong
+    /// block size is an ``GGUFError/unwritable(path:reason:)`` error before anything is written.
     @discardableResult
-    public func requantize(to url: URL, rules: GGUFTypeRules,
-                           progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
-        try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, replacing: nil, progress: progress)
-    }
-
-    /// ``requantize(to:rules:progress:)`` with new values for some tensors: `replacing` may give
-    /// a tensor's `elementCount` float32 values, in the file's layout, which are quantised to the
-    /// tensor's type once, even when the type does not change (how a fused adapter enters a
-    /// quantized file); nil keeps the file's values.
-    @discardableResult
-    public func requantize(to url: URL, rules: GGUFTypeRules, replacing: @escaping (GGUFTensorInfo) throws -> [Float]?,
+    public func requantize(to url: URL, rules: GGUFTypeRules, replacing: [String: GGUFTensorReplacement] = [:],
                            progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
         try requantize(to: url, rules: rules, slabElements: GGUFFile.slabElements, replacing: replacing, progress: progress)
     }
 
     /// ``requantize(to:rules:replacing:progress:)`` converting `slabElements` values at a time (tests).
-    package func requantize(to url: URL, rules: GGUFTypeRules, slabElements: Int, replacing: ((GGUFTensorInfo) throws -> [Float]?)? = nil,
+    package func requantize(to url: URL, rules: GGUFTypeRules, slabElements: Int, replacing: [String: GGUFTensorReplacement] = [:],
                             progress: ((GGUFWrittenTensor) -> Void)? = nil) throws -> [GGUFWrittenTensor] {
         if GGUFFile.sameFile(url.path, path) {
             throw GGUFError.unwritable(path: url.path, reason: "the output is the input file; write to another path")
         }
         let arch = try string("general.architecture")
         let layers: Int? = try arch.map { try int("\($0).block_count") } ?? nil
-        let targets = try rules.types(for: tensors.map { GGUFTypeRules.Tensor(name: $0.name, dimensions: $0.dimensions, type: $0.type) },
+        var targets = try rules.types(for: tensors.map { GGUFTypeRules.Tensor(name: $0.name, dimensions: $0.dimensions, type: $0.type) },
                                       layers: layers)
-        for (t, target) in zip(tensors, targets) where t.type != target && !t.type.isDequantizable {
+        let names = Set(tensors.map(\.name))
+        for name in replacing.keys.sorted() where !names.contains(name) {
+            throw GGUFError.unwritable(path: url.path, reason: "a replacement names tensor '\(name)', which the file does not have")
+        }
+        for (i, t) in tensors.enumerated() {
+            switch replacing[t.name] {
+            case .values(let v)?:
+                guard v.count == t.elementCount else {
+                    throw GGUFError.unwritable(path: url.path, reason: "the replacement of '\(t.name)' has \(v.count) values, the tensor \(t.elementCount)")
+                }
+                guard targets[i] == .f32 || targets[i].isQuantizable, t.dimensions[0] % targets[i].blockSize == 0 else {
+                    throw GGUFError.unwritable(path: url.path, reason: "the replacement of '\(t.name)' cannot be written as \(targets[i].name)")
+                }
+            case .blocks(let type, let bytes)?:
+                guard t.dimensions[0] % type.blockSize == 0, bytes.count == type.byteCount(elementCount: t.elementCount) else {
+                    throw GGUFError.unwritable(path: url.path, reason: "the replacement of '\(t.name)' has \(bytes.count) bytes, not \(t.elementCount) elements of \(type.name)")
+                }
+                targets[i] = type
+            case nil: break
+            }
+        }
+        for (t, target) in zip(tensors, targets) where t.type != target && !t.type.isDequantizable && replacing[t.name] == nil {
             throw GGUFError.unwritable(path: url.path, reason: "tensor '\(t.name)' is \(t.type.name), which Lathe cannot dequantise to convert it to \(target.name)")
         }
         var metadata = self.metadata.filter { !$0.key.hasPrefix("split.") }
@@ -73,18 +98,15 @@ extension GGUFFile {
         var floats: [Float] = []
         try GGUFWriter.write(to: url, metadata: metadata, tensors: descriptors) { i, buffer in
             let info = tensors[i], target = targets[i]
-            if let values = try replacing?(info) {
-                guard values.count == info.elementCount else {
-                    throw GGUFError.unwritable(path: url.path, reason: "tensor '\(info.name)' was given \(values.count) values for its \(info.elementCount) elements")
-                }
-                values.withUnsafeBufferPointer { target.quantize($0, rowLength: info.dimensions[0], into: buffer) }
-                let record = GGUFWrittenTensor(name: info.name, dimensions: info.dimensions, from: .f32, to: target, byteCount: buffer.count, copied: false)
-                written.append(record)
-                progress?(record)
-                return
-            }
             let source = try tensorData(named: info.name)
-            if info.type == target {
+            if let replacement = replacing[info.name] {
+                switch replacement {
+                case .values(let v):
+                    v.withUnsafeBufferPointer { target.quantize($0, rowLength: info.dimensions[0], into: buffer) }
+                case .blocks(_, let bytes):
+                    bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                }
+            } else if info.type == target {
                 buffer.copyMemory(from: source)
             } else {
                 // A slab of rows at a time (blocks never cross rows), so that the float32 copy
@@ -107,7 +129,7 @@ extension GGUFFile {
                 }
             }
             let record = GGUFWrittenTensor(name: info.name, dimensions: info.dimensions, from: info.type, to: target,
-                                           byteCount: buffer.count, copied: info.type == target)
+                                           byteCount: buffer.count, copied: info.type == target && replacing[info.name] == nil)
             written.append(record)
             progress?(record)
         }

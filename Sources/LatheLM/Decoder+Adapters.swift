@@ -74,16 +74,17 @@ public enum LoRAFusion {
             let file = try GGUFFile(contentsOf: source)
             let gemma = try file.string("general.architecture") == "gemma3"
             let layers = Dictionary(uniqueKeysWithValues: model.loraLayers)
-            var fused = Set<String>()
-            let written = try file.requantize(to: url, rules: rules, replacing: { info in
+            var replacing: [String: GGUFTensorReplacement] = [:], fused = Set<String>()
+            for info in file.tensors {
                 guard let hf = DecoderModel.huggingFaceName(info.name, gemma: gemma), hf.hasSuffix(".weight"),
-                      let layer = layers[String(hf.dropLast(".weight".count))] else { return nil }
+                      let layer = layers[String(hf.dropLast(".weight".count))] else { continue }
                 fused.insert(String(hf.dropLast(".weight".count)))
-                return layer.fusedWeight.scalars
-            })
+                replacing[info.name] = .values(layer.fusedWeight.scalars)
+            }
             if let missed = Set(paths).subtracting(fused).sorted().first {
                 throw ModelFileError(file: path, message: "the adapted layer \(missed) has no tensor in the GGUF file; nothing was fused into it")
             }
+            let written = try file.requantize(to: url, rules: rules, replacing: replacing)
             return Summary(config: config, fusedLayers: paths, files: [url], tensors: written)
         case .gguf(let url, let rules):
             // A Hugging Face base: a float32 folder of the fused model, then GGUF as `convert` writes it.

@@ -33,7 +33,7 @@ extension DecoderModel {
         let (b, t) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
         let c = config
         let positions = segmentIDs.map { Self.segmentPositions($0.intScalars, rows: b, length: t) }
-        var x = model.embedTokens(ids.to(.int64))
+        var x = model.$embedTokens(ids.to(.int64))
         if let scale = c.embeddingScale { x = x * scale }
         let segments = segmentIDs?.intScalars
         var masks: [Int?: Tensor] = [:]  // one per window size
@@ -46,7 +46,7 @@ extension DecoderModel {
         }
         let h = model.norm(x)
         let logits = $lmHead.module.map { $0(h) } ?? tiedHead.module.map { $0(h) }
-            ?? h.reshaped([b * t, c.hiddenSize]).linear(weight: model.embedTokens.weight.value).reshaped([b, t, c.vocabularySize])
+            ?? h.reshaped([b * t, c.hiddenSize]).linear(weight: model.embeddingTable).reshaped([b, t, c.vocabularySize])
         guard let cap = c.finalLogitSoftcap else { return logits }
         return (logits / cap).tanh() * cap
     }

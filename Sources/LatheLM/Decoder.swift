@@ -93,12 +93,20 @@ public final class DecoderModel: Module, LanguageModel {
                 preFeedforwardLayernorm: c.sandwichNorms ? try norm(p + "pre_feedforward_layernorm.weight", d) : nil,
                 postFeedforwardLayernorm: c.sandwichNorms ? try norm(p + "post_feedforward_layernorm.weight", d) : nil))
         }
-        model = DecoderBody(embedTokens: Embedding(weight: try take("model.embed_tokens.weight", [c.vocabularySize, d])), layers: layers,
-                            norm: try norm("model.norm.weight", d))
+        // A quantized tied embedding stays quantized: the table and the output projection share it.
+        let tiedQuantized = c.tieWordEmbeddings ? try quantized?("model.embed_tokens.weight", [c.vocabularySize, d]) : nil
+        let embedding: Module
+        if let tiedQuantized {
+            try check("model.embed_tokens.weight", [c.vocabularySize, d])
+            embedding = QuantizedEmbedding(weight: tiedQuantized)
+        } else {
+            embedding = Embedding(weight: try take("model.embed_tokens.weight", [c.vocabularySize, d]))
+        }
+        model = DecoderBody(embedTokens: embedding, layers: layers, norm: try norm("model.norm.weight", d))
         if c.tieWordEmbeddings {
             lmHead = nil
             used.insert("lm_head.weight")  // some files carry the tied copy; it is the embedding
-            tiedHead = Unlisted(try quantized?("model.embed_tokens.weight", [c.vocabularySize, d]).map {
+            tiedHead = Unlisted(tiedQuantized.map {
                 let head = WeightOnlyLinear(weight: $0, bias: nil)
                 head.int8Activations = true
                 return head
@@ -132,7 +140,7 @@ public final class DecoderModel: Module, LanguageModel {
                      "DecoderModel.logits: the cache was made for another model")
         return noGrad {
             let start = cache.length
-            var x = model.embedTokens(Tensor(ids, shape: [ids.count]))
+            var x = model.$embedTokens(Tensor(ids, shape: [ids.count]))
             if let scale = config.embeddingScale { x = x * scale }
             for (i, layer) in model.layers.enumerated() {
                 x = layer.forward(x, start: start, cache: cache, layer: i, rotary: rotaries[i], config: config)
@@ -140,7 +148,7 @@ public final class DecoderModel: Module, LanguageModel {
             cache.advance(by: ids.count)
             if lastOnly { x = x.sliced(dim: 0, start: ids.count - 1) }
             let h = model.norm(x)
-            let logits = $lmHead.module.map { $0(h) } ?? tiedHead.module.map { $0(h) } ?? h.linear(weight: model.embedTokens.weight.value)
+            let logits = $lmHead.module.map { $0(h) } ?? tiedHead.module.map { $0(h) } ?? h.linear(weight: model.embeddingTable)
             guard let cap = config.finalLogitSoftcap else { return logits }
             return (logits / cap).tanh() * cap
         }
@@ -153,11 +161,18 @@ public final class DecoderModel: Module, LanguageModel {
 }
 
 final class DecoderBody: Module {
-    let embedTokens: Embedding
+    /// `Embedding`, or `QuantizedEmbedding` when a GGUF model's tied table stays quantized.
+    @Child var embedTokens: Module
     let layers: [DecoderLayer]
     let norm: DecoderNorm
 
-    init(embedTokens: Embedding, layers: [DecoderLayer], norm: DecoderNorm) {
+    /// The float32 table (the output projection of a tied model without a quantized head).
+    var embeddingTable: Tensor {
+        guard let e = embedTokens as? Embedding else { preconditionFailure("the embedding table is quantized; its head is the quantized layer") }
+        return e.weight.value
+    }
+
+    init(embedTokens: Module, layers: [DecoderLayer], norm: DecoderNorm) {
         (self.embedTokens, self.layers, self.norm) = (embedTokens, layers, norm)
     }
 }
@@ -213,8 +228,8 @@ final class MLP: Module {
     }
 
     override func forward(_ x: Tensor) -> Tensor {
-        let g = $gateProj(x)
-        return $downProj((gelu ? g.gelu(approximateTanh: true) : g.silu()) * $upProj(x))
+        let gu = projections([gateProj, upProj], x) { [$gateProj(x), $upProj(x)] }
+        return $downProj((gelu ? gu[0].gelu(approximateTanh: true) : gu[0].silu()) * gu[1])
     }
 }
 
@@ -237,8 +252,10 @@ final class DecoderLayer: Module {
     func forward(_ x: Tensor, start: Int, cache: KVCache, layer: Int, rotary: Rotary, config c: DecoderConfig) -> Tensor {
         let rows = x.shape[0]
         let h = inputLayernorm(x)
-        var q = selfAttn.$qProj(h).scalars, k = selfAttn.$kProj(h).scalars
-        let v = selfAttn.$vProj(h).scalars
+        let p = selfAttn
+        let qkv = projections([p.qProj, p.kProj, p.vProj], h) { [p.$qProj(h), p.$kProj(h), p.$vProj(h)] }
+        var q = qkv[0].scalars, k = qkv[1].scalars
+        let v = qkv[2].scalars
         selfAttn.qNorm?.normalizeHeads(&q, headDim: c.headDim)
         selfAttn.kNorm?.normalizeHeads(&k, headDim: c.headDim)
         q.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.heads, start: start) }
@@ -262,6 +279,14 @@ final class DecoderLayer: Module {
         let y = x + a
         return y + mlp(postAttentionLayernorm(y))
     }
+}
+
+/// Projections of the same input: one fused kernel call when every module is a quantized layer
+/// on the decode path (``WeightOnlyLinear/forward(_:sharing:)``), else `separately`.
+func projections(_ modules: [Module], _ x: Tensor, separately: () -> [Tensor]) -> [Tensor] {
+    let quantized = modules.compactMap { $0 as? WeightOnlyLinear }
+    if quantized.count == modules.count, let ys = WeightOnlyLinear.forward(quantized, sharing: x) { return ys }
+    return separately()
 }
 
 /// A module held outside the module tree (not a child, not in the state dict).

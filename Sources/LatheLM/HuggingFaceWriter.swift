@@ -288,8 +288,8 @@ extension DecoderModel {
         }
     }
 
-    /// The state as float32 tensors in parameter order, quantized layers (``WeightOnlyLinear``)
-    /// dequantised to `weight` (and `bias`); a shared parameter is listed once.
+    /// The state as float32 tensors in parameter order, quantized layers (``WeightOnlyLinear``,
+    /// ``QuantizedEmbedding``) dequantised to `weight` (and `bias`); a shared parameter is listed once.
     static func floatTensors(of model: Module) -> [(String, Tensor)] {
         var seen = Set<ObjectIdentifier>(), out: [(String, Tensor)] = []
         for (path, m) in model.namedModules {
@@ -297,6 +297,10 @@ extension DecoderModel {
             if let q = m as? WeightOnlyLinear {
                 out.append((prefix + "weight", Tensor(q.weight.dequantized(), shape: [q.outFeatures, q.inFeatures])))
                 if let b = q.bias { out.append((prefix + "bias", Tensor(b))) }
+                continue
+            }
+            if let e = m as? QuantizedEmbedding {
+                out.append((prefix + "weight", Tensor(e.weight.dequantized(), shape: [e.count, e.dimension])))
                 continue
             }
             for (name, p) in m.ownParameters where seen.insert(ObjectIdentifier(p)).inserted {

@@ -18,10 +18,19 @@ struct Convert: ParsableCommand {
         Q8_0 when its rows are not a multiple of 256; the _M mixtures give some attn_v and ffn_down tensors Q6_K. \
         Tensors already in their new type are copied unchanged.
 
+        Calibrated int4 (--calibrate gptq or awq, from a GGUF file, --type q4_0 or q4_1): the model is dequantised \
+        to float32, the first --calibration-rows x --calibration-length tokens of --calibration-file are run through \
+        it layer by layer, and each layer's seven projections are quantized with GPTQ (error-compensating, with the \
+        Hessian of their inputs) or AWQ (activation-aware per-channel scales folded into the norms and the v/up \
+        projections, then round-to-nearest) to groups of 32 that are exactly Q4_0 or Q4_1 blocks. The other tensors \
+        follow the rules above. Prints each layer's calibration output error against plain round-to-nearest.
+
         Examples:
           lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-hf --dtype bf16
           lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-q8_0.gguf --type q8_0
           lathe convert smollm2-hf --output smollm2-f16.gguf --type f16
+          lathe convert ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --output smollm2-gptq.gguf --type q4_0 \
+            --calibrate gptq --calibration-file botchan.txt
         """)
 
     enum WeightType: String, ExpressibleByArgument, CaseIterable {
@@ -41,6 +50,14 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("token-embedding-type"), help: "GGUF output: the type of token_embd.weight (llama-quantize's --token-embedding-type).")
     var tokenEmbeddingType: String?
     @Flag(help: "GGUF output: print each tensor's conversion.") var verbose = false
+    @Option(help: "GGUF output from a GGUF file, --type q4_0 or q4_1: quantize the projections with calibration: gptq or awq.")
+    var calibrate: CalibratedQuantization.Method?
+    @Option(name: .customLong("calibration-file"), help: "With --calibrate: the text to calibrate on.") var calibrationFile: String?
+    @Option(name: .customLong("calibration-rows"), help: "With --calibrate: rows of the calibration text to run.") var calibrationRows = 128
+    @Option(name: .customLong("calibration-length"), help: "With --calibrate: tokens per calibration row.") var calibrationLength = 256
+    @Option(help: "With --calibrate gptq: the damping, a fraction of the mean Hessian diagonal.") var damping: Float = 0.01
+    @Flag(name: .customLong("act-order"), help: "With --calibrate gptq: quantize columns in order of decreasing Hessian diagonal.")
+    var actOrder = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
@@ -57,7 +74,20 @@ struct Convert: ParsableCommand {
                     throw ValidationError("unknown \(flag) '\(value)'; Lathe writes \(GGMLType.quantizable.map { $0.name.lowercased() }.joined(separator: ", "))")
                 }
             }
+            if let calibrate {
+                guard type.lowercased() == "q4_0" || type.lowercased() == "q4_1" else {
+                    throw ValidationError("--calibrate \(calibrate.rawValue) writes --type q4_0 or q4_1")
+                }
+                guard calibrationFile != nil else { throw ValidationError("--calibrate needs --calibration-file (a text to calibrate on)") }
+                guard calibrationRows >= 1, calibrationLength >= 2 else {
+                    throw ValidationError("--calibration-rows must be at least 1 and --calibration-length at least 2")
+                }
+                guard damping > 0, damping.isFinite else { throw ValidationError("--damping must be positive") }
+            } else if calibrationFile != nil || actOrder {
+                throw ValidationError("--calibration-file and --act-order go with --calibrate")
+            }
         } else {
+            if calibrate != nil { throw ValidationError("--calibrate writes a .gguf file (--output NAME.gguf --type q4_0 or q4_1)") }
             if type != nil || pure || outputTensorType != nil || tokenEmbeddingType != nil {
                 throw ValidationError("--type, --pure, --output-tensor-type and --token-embedding-type are for .gguf outputs; a folder takes --dtype")
             }
@@ -100,7 +130,22 @@ struct Convert: ParsableCommand {
         }
         let written: [GGUFWrittenTensor]
         do {
-            if PretrainedModel.isDirectory(model) {
+            if let calibrate {
+                guard !PretrainedModel.isDirectory(model) else { throw CLIError("--calibrate converts a GGUF file, not a folder") }
+                guard let text = try? String(contentsOfFile: calibrationFile!, encoding: .utf8) else {
+                    throw CLIError("cannot read the calibration file \(calibrationFile!) as UTF-8 text")
+                }
+                var options = CalibratedQuantization.Options(method: calibrate, symmetric: fileType == .q4_0)
+                (options.damping, options.actOrder) = (damping, actOrder)
+                let done = try CalibratedQuantization.convert(
+                    gguf: source, to: destination, rules: rules, options: options, calibrationText: text, rows: calibrationRows,
+                    length: calibrationLength, progress: { print($0) }, tensorProgress: progress)
+                written = done.written
+                let r = done.result
+                let rtn = r.projections.reduce(0) { $0 + $1.roundToNearestError }, err = r.projections.reduce(0) { $0 + $1.error }
+                print(String(format: "calibrated %d projections on %d tokens in %.1f s: output error %.4g, round-to-nearest %.4g (ratio %.3f)",
+                             r.projections.count, r.tokens, r.seconds, err, rtn, rtn > 0 ? err / rtn : 1))
+            } else if PretrainedModel.isDirectory(model) {
                 written = try GGUFExport.write(huggingFaceFolder: source, to: destination, rules: rules, progress: progress)
             } else {
                 written = try GGUFFile(contentsOf: source).requantize(to: destination, rules: rules, progress: progress)
@@ -108,6 +153,8 @@ struct Convert: ParsableCommand {
         } catch let e as GGUFError {
             throw CLIError("\(e)")
         } catch let e as ModelFileError {
+            throw CLIError("\(e)")
+        } catch let e as CalibrationError {
             throw CLIError("\(e)")
         }
         var counts: [String: Int] = [:]
@@ -119,3 +166,5 @@ struct Convert: ParsableCommand {
     }
 
 }
+
+extension CalibratedQuantization.Method: ExpressibleByArgument {}

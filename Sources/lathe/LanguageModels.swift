@@ -173,8 +173,8 @@ struct PerplexityCommand: ParsableCommand {
         discussion: """
         Non-overlapping chunks of --context tokens; the first token of each chunk is BOS where the vocabulary adds one; \
         only the second half of each chunk is scored. Prints the perplexity with its standard error.
-        With --reference (another model with the same vocabulary) or --reference-dequantized (the same GGUF file with \
-        every weight float32), both run on the same chunks and the output is what llama-perplexity's KL mode prints: \
+        With --reference (another model with the same vocabulary) or --reference-dequantized (the same GGUF file, or the \
+        --reference GGUF file, with every weight float32), both run on the same chunks and the output is what llama-perplexity's KL mode prints: \
         both perplexities, the KL divergence from the reference with its percentiles, the change in the correct \
         token's probability, and how often both pick the same top token.
         Example: lathe perplexity ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --file text.txt --context 512
@@ -186,7 +186,8 @@ struct PerplexityCommand: ParsableCommand {
     @Option(help: "Tokens per chunk.") var context: Int = 512
     @Option(help: "Score at most this many chunks (default: all).") var chunks: Int?
     @Option(help: "A reference model (same vocabulary) to compare with: KL divergence and top-token agreement.") var reference: String?
-    @Flag(help: "Compare with the same GGUF file, every weight dequantised to float32.") var referenceDequantized = false
+    @Flag(help: "Compare with the same GGUF file (or the --reference GGUF file), every weight dequantised to float32.")
+    var referenceDequantized = false
     @Flag(help: "Run every row of the quantized layers with 8-bit activations, as decoding does (llama.cpp does so for all rows); slower.")
     var int8Activations = false
     @Flag(help: "Print one JSON object.") var json = false
@@ -195,8 +196,7 @@ struct PerplexityCommand: ParsableCommand {
     func run() throws {
         try threadOptions.apply()
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file) as UTF-8 text") }
-        guard reference == nil || !referenceDequantized else { throw ValidationError("give one of --reference and --reference-dequantized") }
-        if referenceDequantized && !model.hasSuffix(".gguf") { throw ValidationError("--reference-dequantized applies to GGUF files") }
+        if referenceDequantized && !(reference ?? model).hasSuffix(".gguf") { throw ValidationError("--reference-dequantized applies to GGUF files") }
         if int8Activations { WeightOnlyLinear.int8ActivationRows = Int.max }
         let loaded = try loadPretrained(model, quiet: json)
         let decoder = try loaded.languageModel()
@@ -205,7 +205,7 @@ struct PerplexityCommand: ParsableCommand {
         let addsBOS = loaded.tokenizer.encode("a", addSpecialTokens: true).first == loaded.tokenizer.bos && loaded.tokenizer.bos != nil
         if reference != nil || referenceDequantized {
             let ref: any LanguageModel = referenceDequantized
-                ? try DecoderModel.load(gguf: URL(fileURLWithPath: model), quantized: false)
+                ? try DecoderModel.load(gguf: URL(fileURLWithPath: reference ?? model), quantized: false)
                 : try loadPretrained(reference!, quiet: json).languageModel()
             let r = try Perplexity.compare(decoder, reference: ref, tokens: ids, context: context, bos: addsBOS ? loaded.tokenizer.bos : nil) { done, all, ppl in
                 if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, all, ppl).utf8)) }

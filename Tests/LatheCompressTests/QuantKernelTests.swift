@@ -278,3 +278,52 @@ final class Int8ActivationGemvTests: XCTestCase {
         XCTAssertFalse(GroupwiseWeights(quantizing: rng.floats(96), rows: 2, cols: 48, scheme: GroupwiseScheme(bits: 8, groupSize: 16)).supportsInt8Activations)
     }
 }
+
+/// Several quantized layers over one input in one kernel call (fused q/k/v, gate/up): the same
+/// bits as one call per layer, on every ISA and thread count, with layers of different formats.
+final class FusedProjectionTests: XCTestCase {
+    func testOneCallEqualsOneCallPerLayer() {
+        var rng = TestRNG(5)
+        let k = 320
+        func layer(_ n: Int, _ scheme: GroupwiseScheme, narrow: Bool = false) -> WeightOnlyLinear {
+            var w = GroupwiseWeights(quantizing: rng.floats(n * k, -1, 1), rows: n, cols: k, scheme: scheme)
+            if narrow { w = GroupwiseWeights(scheme: scheme, rows: n, cols: k, codes: w.codes.map { UInt8(bitPattern: Int8(Int($0) % 32 - 16)) },
+                                             scales: w.scales, mins: w.mins) }
+            let l = WeightOnlyLinear(weight: w, bias: n % 2 == 0 ? rng.floats(n) : nil)
+            l.int8Activations = true
+            return l
+        }
+        let layers = [layer(64, GroupwiseScheme(bits: 8, groupSize: 32), narrow: true), layer(17, GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false)),
+                      layer(300, GroupwiseScheme(bits: 8, groupSize: 16)), layer(48, GroupwiseScheme(bits: 8, groupSize: 32))]
+        for m in [1, 3] {
+            let x = Tensor(rng.floats(m * k, -2, 2), shape: [m, k])
+            forEachISAAndThreads { label in
+                let fused = WeightOnlyLinear.forward(layers, sharing: x)
+                XCTAssertNotNil(fused, label)
+                for (i, l) in layers.enumerated() {
+                    XCTAssertEqual(fused?[i].shape, [m, l.outFeatures])
+                    XCTAssertEqual(fused?[i].scalars.map(\.bitPattern), l(x).scalars.map(\.bitPattern), "layer \(i) m \(m) \(label)")
+                }
+            }
+        }
+        // Not the decode path: too many rows, float activations, or different input widths.
+        XCTAssertNil(WeightOnlyLinear.forward(layers, sharing: Tensor(rng.floats((WeightOnlyLinear.int8ActivationRows + 1) * k), shape: [WeightOnlyLinear.int8ActivationRows + 1, k])))
+        let plain = WeightOnlyLinear(weight: GroupwiseWeights(quantizing: rng.floats(32 * k), rows: 32, cols: k, scheme: GroupwiseScheme(bits: 4, groupSize: 32)), bias: nil)
+        XCTAssertNil(WeightOnlyLinear.forward([layers[0], plain], sharing: Tensor(rng.floats(k), shape: [1, k])))
+    }
+}
+
+final class QuantizedEmbeddingTests: XCTestCase {
+    /// A lookup gives the dequantised rows of its ids, in the ids' shape.
+    func testLookupGivesTheDequantisedRows() {
+        var rng = TestRNG(8)
+        for scheme in [GroupwiseScheme(bits: 8, groupSize: 32), GroupwiseScheme(bits: 4, groupSize: 32, symmetric: false)] {
+            let w = GroupwiseWeights(quantizing: rng.floats(50 * 96, -1, 1), rows: 50, cols: 96, scheme: scheme)
+            let table = w.dequantized(), e = QuantizedEmbedding(weight: w)
+            let ids = [3, 49, 0, 3, 17, 8]
+            let y = e(Tensor(ids, shape: [2, 3]))
+            XCTAssertEqual(y.shape, [2, 3, 96])
+            XCTAssertEqual(y.scalars, ids.flatMap { table[$0 * 96..<($0 + 1) * 96] }, "\(scheme)")
+        }
+    }
+}

@@ -25,10 +25,12 @@ final class SmolLM2Tests: XCTestCase {
         let prompt = [504, 3575, 282, 4649, 314]
         let r = generate(model, prompt: prompt, options: GenerationOptions(maxTokens: 2, stopTokens: []))
         XCTAssertEqual(r.tokens, [7042, 30])
-        // The Q4_1 matrices stay quantized (float parameters: the embedding and the norms); the
-        // same model dequantised to float32 has every weight as a parameter, and the same logits
-        // up to the order of the sums.
-        XCTAssertEqual(model.parameterCount(), 49_152 * 576 + 61 * 576)
+        // The Q4_1 matrices and the Q8_0 tied embedding stay quantized (float parameters: the
+        // norms; the table and the output projection share one quantized copy); the same model
+        // dequantised to float32 has every weight as a parameter, and the same logits up to the
+        // order of the sums.
+        XCTAssertEqual(model.parameterCount(), 61 * 576)
+        XCTAssertEqual(model.namedModules.filter { $0.1 is QuantizedEmbedding }.count, 1)
         XCTAssertGreaterThan(model.namedModules.filter { $0.1 is WeightOnlyLinear }.count, 200)
         let dense = try DecoderModel.load(gguf: try fetchedModel(Self.file), quantized: false)
         XCTAssertEqual(dense.parameterCount(), 134_515_008)

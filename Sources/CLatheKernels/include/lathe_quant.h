@@ -127,6 +127,11 @@ void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out);
 /// group size, symmetry, scale storage); its buffers are not read.
 void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed,
                             const lathe_wq_matrix *w, const float *bias, float *Y, long ldy);
+/// lathe_wq_gemv_repacked for `count` (at most 8) matrices of the same K over the same X, in one
+/// parallel loop (Y[i] = X W[i]^T + bias[i], row stride ldy[i]); the same bits as one call each.
+void lathe_wq_gemv_repacked_many(int count, long M, const long *N, long K, const float *X, long ldx,
+                                 const uint8_t *const *packed, const lathe_wq_matrix *const *w,
+                                 const float *const *bias, float *const *Y, const long *ldy);
 /// Whether W can be repacked for lathe_wq_gemv_repacked (K a multiple of 32; group size 32 with
 /// int4 or int8, or group size 16 with int8).
 int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K);
