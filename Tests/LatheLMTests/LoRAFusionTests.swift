@@ -103,6 +103,32 @@ final class LoRAFusionTests: XCTestCase {
         assertIdentical(a, b)
     }
 
+    /// QLoRA on a GGUF file loaded quantized (Q4_0 layers, a Q8_0 tied embedding that is also
+    /// the output projection): the training forward gives the inference logits, and every adapter
+    /// gets a gradient through the quantized head and layers.
+    func testQLoRAOnAQuantizedGGUFBase() throws {
+        let dir = try temporaryDirectory()
+        let base = dir.appendingPathComponent("base-q4_0.gguf")
+        try GGUFExport.write(huggingFaceFolder: try makeBases(dir), to: base, rules: GGUFTypeRules(fileType: .q4_0))
+        let model = try DecoderModel.load(gguf: base)
+        XCTAssertEqual(model.namedModules.filter { $0.1 is WeightOnlyLinear }.count, 14)
+        try model.addLoRA(LoRAConfig(targets: .allLinear, rank: 4, alpha: 8), initialization: .kaimingUniform(seed: 3))
+        var rng = TestRNG(4)
+        for (_, layer) in model.loraLayers {
+            let b = layer.loraB.weight.value
+            layer.loraB.weight.value = Tensor(rng.floats(b.count, -0.05, 0.05), shape: b.shape)
+        }
+        let x = Tensor(ids, shape: [1, ids.count])
+        XCTAssertLessThan(maxAbs(try model.trainingLogits(x).scalars, model.logits(ids).scalars), 1e-4)
+        model.train()
+        try model.loss(x, labels: x).backward()
+        for (path, layer) in model.loraLayers {
+            for (name, p) in [("A", layer.loraA.weight), ("B", layer.loraB.weight)] {
+                XCTAssertGreaterThan(p.grad?.scalars.map(abs).max() ?? 0, 1e-7, "\(path) \(name)")
+            }
+        }
+    }
+
     func testFusingIntoAQuantizedGGUFBaseQuantizesOnceAndStaysClose() throws {
         let dir = try temporaryDirectory()
         let folder = try makeBases(dir)
