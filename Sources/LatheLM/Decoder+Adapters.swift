@@ -53,11 +53,17 @@ public enum LoRAFusion {
 
     /// Loads the base at `path` (a GGUF file, kept quantized, or a Hugging Face folder), applies
     /// the adapter folder `adapter` and writes the fused model to `destination`.
+    ///
+    /// With `calibration` (token rows, e.g. from ``CalibratedQuantization/rows(_:rows:length:bos:)``),
+    /// a GGUF base written as Q4_0 or Q4_1 has its fused layers quantized by GPTQ on those rows
+    /// (``DecoderModel/quantizeWithCalibration(rows:options:progress:)`` on the fused float model)
+    /// instead of rounded to nearest, which keeps more of an adapter whose changes are smaller
+    /// than a 4-bit step; layers without an adapter are still copied.
     /// - Throws: ``LoRAError`` for an adapter that does not fit the base, ``ModelFileError`` and
-    ///   ``GGUFError`` for files that cannot be read or written.
+    ///   ``GGUFError`` for files that cannot be read or written, ``CalibrationError``.
     @discardableResult
-    public static func write(base path: String, adapter: URL, to destination: Destination,
-                             warn: (String) -> Void = { _ in }) throws -> Summary {
+    public static func write(base path: String, adapter: URL, to destination: Destination, calibration: [[Int]]? = nil,
+                             progress: (String) -> Void = { _ in }, warn: (String) -> Void = { _ in }) throws -> Summary {
         let isFolder = try PretrainedModel.isFolder(path)
         let source = URL(fileURLWithPath: path)
         let output: URL
@@ -68,6 +74,13 @@ public enum LoRAFusion {
         }
         let config = try PEFTAdapter.load(folder: adapter, into: model)
         let paths = model.loraLayers.map(\.0)
+        if let calibration {
+            guard case .gguf(let url, let rules) = destination, !isFolder, rules.fileType == .q4_0 || rules.fileType == .q4_1 else {
+                throw CalibrationError("calibrated fusing writes a GGUF base's fused layers as q4_0 or q4_1")
+            }
+            return try writeCalibrated(model, file: GGUFFile(contentsOf: source), config: config, to: url, rules: rules, rows: calibration,
+                                       progress: progress)
+        }
         switch destination {
         case .gguf(let url, let rules) where !isFolder:
             // Quantize each fused layer once from float32; copy or convert the rest as `convert` does.
@@ -106,5 +119,36 @@ public enum LoRAFusion {
                                                     to: folder, options: .init(dtype: dtype))
             return Summary(config: config, fusedLayers: paths, files: files, tensors: [])
         }
+    }
+
+    /// The fused float model quantized by GPTQ on `rows`; the fused layers' blocks replace the
+    /// file's tensors, the rest is copied or converted by `rules`.
+    static func writeCalibrated(_ model: DecoderModel, file: GGUFFile, config: LoRAConfig, to url: URL, rules: GGUFTypeRules, rows: [[Int]],
+                                progress: (String) -> Void) throws -> Summary {
+        let paths = model.loraLayers.map(\.0)
+        try model.fuseLoRA()
+        // GPTQ runs on float projections: the ones without an adapter hold their dequantised weights.
+        for (path, m) in model.namedModules {
+            if let q = m as? WeightOnlyLinear, path.contains(".layers.") { try model.setModule(Linear(weight: q.denseWeight, bias: q.denseBias), at: path) }
+        }
+        var options = CalibratedQuantization.Options(method: .gptq, symmetric: rules.fileType == .q4_0)
+        options.symmetric = rules.fileType == .q4_0
+        let result = try model.quantizeWithCalibration(rows: rows, options: options, progress: progress)
+        let gemma = model.config.architecture == "gemma3"
+        var ggufName: [String: String] = [:]
+        for info in file.tensors {
+            if let hf = DecoderModel.huggingFaceName(info.name, gemma: gemma) { ggufName[hf] = info.name }
+        }
+        let fused = Set(paths.map { $0 + ".weight" })
+        var replacing: [String: GGUFTensorReplacement] = [:]
+        for p in result.projections where fused.contains(p.name) {
+            guard let name = ggufName[p.name] else { throw ModelFileError(file: file.path, message: "no tensor for \(p.name)") }
+            replacing[name] = .blocks(p.weights.ggufType, p.weights.ggufBlocks())
+        }
+        if let missed = fused.subtracting(result.projections.map(\.name)).sorted().first {
+            throw CalibrationError("the adapted layer \(missed) is not a projection GPTQ quantizes; fuse without calibration")
+        }
+        let written = try file.requantize(to: url, rules: rules, replacing: replacing)
+        return Summary(config: config, fusedLayers: paths, files: [url], tensors: written)
     }
 }

@@ -91,15 +91,17 @@ public final class LoRALinear: Module {
     /// one token at a time would otherwise form `B A` (`out · in · r` multiply-adds) per token.
     private var normCache: (a: [Float], b: [Float], norm: Tensor)?
 
-    private func weightNorm(_ w: Tensor) -> Tensor {
+    /// The row norms of `W + scaling · B A`; the base's float weight is asked for only when they
+    /// are computed (a quantized base dequantises it).
+    private func weightNorm(_ base: LinearLayer) -> Tensor {
         let (a, b) = (loraA.weight.value, loraB.weight.value)
         guard !isTraining else {
             normCache = nil
-            return LoRALinear.rowNorms(w, a: a, b: b, scaling: scaling)
+            return LoRALinear.rowNorms(base.denseWeight, a: a, b: b, scaling: scaling)
         }
         let (av, bv) = (a.scalars, b.scalars)
         if let c = normCache, c.a == av, c.b == bv { return c.norm }
-        let norm = LoRALinear.rowNorms(w, a: a, b: b, scaling: scaling)
+        let norm = LoRALinear.rowNorms(base.denseWeight, a: a, b: b, scaling: scaling)
         normCache = (av, bv, norm)
         return norm
     }
@@ -110,14 +112,13 @@ public final class LoRALinear: Module {
         let lora = $loraB($loraA(dropped))
         guard let m = loraMagnitudeVector else { return y + lora * scaling }
         let base = linearBase
-        let w = base.denseWeight
-        let norm = weightNorm(w)
+        let norm = weightNorm(base)
         let magnitudeScale = m.value / norm
         let baseResult: Tensor
         if let d = loraDropout, d.isTraining {
             // PEFT recomputes W x' on the dropped input (no bias).
             let flat = dropped.rank == 2 ? dropped : dropped.reshaped([-1, base.inFeatures])
-            let r = flat.linear(weight: w)
+            let r = flat.linear(weight: base.denseWeight)
             baseResult = dropped.rank == 2 ? r : r.reshaped(Array(dropped.shape.dropLast()) + [base.outFeatures])
         } else {
             baseResult = base.denseBias.map { y - $0 } ?? y

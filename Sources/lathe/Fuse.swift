@@ -16,7 +16,8 @@ struct Fuse: ParsableCommand {
         fused model's next-token distribution from the live adapter's, how often both pick the same top token, and \
         the perplexities, and the same KL for the base without the adapter: a fuse that dropped or changed the \
         adapter shows there (a warning when the fused model is more than a tenth as far from the live adapter as the \
-        base is: 4-bit types can round a small adapter's changes away).
+        base is: 4-bit types can round a small adapter's changes away; --calibrate gptq keeps more of it in \
+        q4_0/q4_1 files by quantizing the fused layers with GPTQ on a calibration text).
         Examples:
           lathe fuse --model ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --adapter my-adapter --output fused-q4_1.gguf
           lathe fuse --model smollm2-hf --adapter my-adapter --output fused-hf --type bf16
@@ -30,12 +31,27 @@ struct Fuse: ParsableCommand {
     @Option(name: .customLong("eval-file"), help: "The text for the comparison (default: a slice of the bundled Shakespeare).") var evalFile: String?
     @Option(help: "Tokens per chunk of the comparison (default: 256, or the model's context if shorter).") var context: Int?
     @Option(help: "Chunks of the comparison (0: no comparison).") var chunks: Int = 4
+    @Option(help: "q4_0/q4_1 output of a GGUF base: quantize the fused layers by GPTQ on a calibration text (gptq) instead of rounding to nearest.")
+    var calibrate: String?
+    @Option(name: .customLong("calibration-file"), help: "The calibration text (default: the bundled Shakespeare after the comparison's slice).")
+    var calibrationFile: String?
+    @Option(name: .customLong("calibration-rows"), help: "Calibration rows.") var calibrationRows: Int = 16
+    @Option(name: .customLong("calibration-length"), help: "Tokens per calibration row (at most the model's context).") var calibrationLength: Int = 256
     @OptionGroup var threadOptions: ThreadOptions
 
     var toGGUF: Bool { output.lowercased().hasSuffix(".gguf") }
 
     func validate() throws {
         guard chunks >= 0 else { throw ValidationError("--chunks must be 0 or more") }
+        if let calibrate {
+            guard calibrate == "gptq" else { throw ValidationError("--calibrate takes gptq, not '\(calibrate)'") }
+            guard toGGUF, type.map({ ["q4_0", "q4_1"].contains($0.lowercased()) }) ?? true else {
+                throw ValidationError("--calibrate gptq writes the fused layers as q4_0 or q4_1: give a .gguf output and --type q4_0 or q4_1")
+            }
+            guard calibrationRows >= 1, calibrationLength >= 2 else { throw ValidationError("--calibration-rows must be at least 1, --calibration-length at least 2") }
+        } else if calibrationFile != nil {
+            throw ValidationError("--calibration-file needs --calibrate gptq")
+        }
         if let context, context < 4 { throw ValidationError("--context must be at least 4") }
         if let type {
             if toGGUF {
@@ -68,12 +84,13 @@ struct Fuse: ParsableCommand {
         let t0 = Timing.now()
         let summary: LoRAFusion.Summary
         do {
-            summary = try LoRAFusion.write(base: model, adapter: URL(fileURLWithPath: adapter), to: destination) {
+            let rows = calibrate == nil ? nil : try calibrationTokenRows()
+            summary = try LoRAFusion.write(base: model, adapter: URL(fileURLWithPath: adapter), to: destination, calibration: rows, progress: { _ in }) {
                 FileHandle.standardError.write(Data("warning: \($0)\n".utf8))
             }
         } catch let e as LoRAError { throw CLIError("\(e)") } catch let e as ModelFileError { throw CLIError("\(e)") } catch let e as GGUFError {
             throw CLIError("\(e)")
-        }
+        } catch let e as CalibrationError { throw CLIError("\(e)") }
         let method = summary.config.useDoRA ? "DoRA" : "LoRA"
         var typeNote = ""
         if !summary.tensors.isEmpty {
@@ -85,6 +102,24 @@ struct Fuse: ParsableCommand {
         print(String(format: "fused %@ into %d layers; wrote %@%@ in %.1f s", method, summary.fusedLayers.count, output, typeNote, Timing.now() - t0))
         guard chunks > 0 else { return }
         try compare(text: text)
+    }
+
+    /// Token rows for GPTQ: --calibration-rows rows of --calibration-length tokens of the text.
+    func calibrationTokenRows() throws -> [[Int]] {
+        guard !PretrainedModel.isDirectory(model) else { throw CLIError("--calibrate needs a GGUF base (its fused layers are written as its 4-bit blocks)") }
+        let text: String
+        if let calibrationFile {
+            guard let t = try? String(contentsOfFile: calibrationFile, encoding: .utf8) else { throw CLIError("cannot read \(calibrationFile) as UTF-8 text") }
+            text = t
+        } else {
+            text = String(try CharCorpus.shakespeareText().dropFirst(40_000).prefix(400_000))
+        }
+        let file = try GGUFFile(contentsOf: URL(fileURLWithPath: model))
+        let tokenizer = try PretrainedModel.ggufTokenizer(file)
+        let positions = try DecoderConfig.gguf(file).maxPositions
+        let addsBOS = tokenizer.bos != nil && tokenizer.encode("a", addSpecialTokens: true).first == tokenizer.bos
+        return try CalibratedQuantization.rows(tokenizer.encode(text, addSpecialTokens: false), rows: calibrationRows,
+                                               length: min(calibrationLength, positions), bos: addsBOS ? tokenizer.bos : nil)
     }
 
     /// The GGUF output's file type: --type, or the base's own.

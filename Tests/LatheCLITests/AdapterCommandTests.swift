@@ -106,6 +106,14 @@ final class AdapterCommandTests: XCTestCase {
         let hfToGGUF = try runLathe(["fuse", "--model", folder.path, "--adapter", adapter, "--output", dir.appendingPathComponent("z.gguf").path])
         XCTAssertEqual(hfToGGUF.status, 1)
         XCTAssertTrue(hfToGGUF.err.contains("needs --type"), hfToGGUF.err)
+        // A float base into a Q8_0 file: through a float32 folder of the fused model, written as GGUF.
+        let g = try runLathe(["fuse", "--model", folder.path, "--adapter", adapter, "--output", dir.appendingPathComponent("z.gguf").path,
+                              "--type", "q8_0", "--eval-file", text.path, "--context", "32", "--chunks", "2", "--threads", "1"])
+        XCTAssertEqual(g.status, 0, g.err)
+        let (klG, _) = try XCTUnwrap(comparison(g.out), g.out)
+        XCTAssertTrue(klG > 0 && klG < 3e-4, g.out)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("fused-") && $0.hasPrefix(".") }
+        XCTAssertEqual(left, [], "the staging folder is removed")
     }
 
     func testLoRAStepBenchmarkOnAQuantizedBase() throws {

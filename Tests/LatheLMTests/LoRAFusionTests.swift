@@ -173,6 +173,32 @@ final class LoRAFusionTests: XCTestCase {
         XCTAssertLessThan(maxAbs(try DecoderModel.load(huggingFaceFolder: out).logits(ids).scalars, live.logits(ids).scalars), 1e-4)
     }
 
+    /// GPTQ on the fused float model keeps more of the adapter than rounding to nearest.
+    func testCalibratedFuseIsCloserThanRoundingToNearest() throws {
+        let dir = try temporaryDirectory()
+        let base = dir.appendingPathComponent("base-q4_0.gguf")
+        try GGUFExport.write(huggingFaceFolder: try makeBases(dir), to: base, rules: GGUFTypeRules(fileType: .q4_0))
+        let adapter = lora.appendingPathComponent("llama-lora"), rules = GGUFTypeRules(fileType: .q4_0)
+        var rng = TestRNG(11)
+        let calibration = (0..<8).map { _ in (0..<64).map { _ in rng.int(3...559) } }
+        let tokens = (0..<256).map { _ in rng.int(3...559) }
+        let rtn = dir.appendingPathComponent("rtn.gguf"), gptq = dir.appendingPathComponent("gptq.gguf")
+        try LoRAFusion.write(base: base.path, adapter: adapter, to: .gguf(rtn, rules: rules))
+        let summary = try LoRAFusion.write(base: base.path, adapter: adapter, to: .gguf(gptq, rules: rules), calibration: calibration)
+        let written = Dictionary(uniqueKeysWithValues: summary.tensors.map { ($0.name, $0) })
+        XCTAssertEqual(written["blk.0.attn_q.weight"]?.to, .q4_0)
+        XCTAssertEqual(written["blk.0.attn_q.weight"]?.copied, false)
+        XCTAssertEqual(written["blk.0.attn_k.weight"]?.copied, true, "no adapter: copied")
+        let live = try DecoderModel.load(gguf: base)
+        try PEFTAdapter.load(folder: adapter, into: live)
+        let klRTN = try Perplexity.compare(try DecoderModel.load(gguf: rtn), reference: live, tokens: tokens, context: 64, bos: nil).meanKL
+        let klGPTQ = try Perplexity.compare(try DecoderModel.load(gguf: gptq), reference: live, tokens: tokens, context: 64, bos: nil).meanKL
+        print("fused q4_0: mean KL from the live adapter, round-to-nearest \(klRTN), GPTQ \(klGPTQ)")
+        XCTAssertLessThan(klGPTQ, klRTN)
+        XCTAssertThrowsError(try LoRAFusion.write(base: base.path, adapter: adapter, to: .gguf(dir.appendingPathComponent("x.gguf"), rules: GGUFTypeRules(fileType: .q8_0)),
+                                                  calibration: calibration)) { XCTAssertTrue("\($0)".contains("q4_0 or q4_1"), "\($0)") }
+    }
+
     func testAdapterThatDoesNotFitIsAClearError() throws {
         let out = try temporaryDirectory().appendingPathComponent("fused")
         XCTAssertThrowsError(try LoRAFusion.write(base: llm.appendingPathComponent("llama3-tiny").path, adapter: lora.appendingPathComponent("llama-lora"),
