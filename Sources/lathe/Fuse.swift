@@ -160,8 +160,9 @@ struct Fuse: ParsableCommand {
         if r.meanKL > 0.1 * dropped.meanKL {
             FileHandle.standardError.write(Data(String(
                 format: "warning: the fused model is %.0f%% as far from the live adapter as the base without the adapter is: quantizing the fused "
-                    + "layers rounds much of the adapter's change away. Write more bits (--type q8_0 or q6_k, or a folder) or run the adapter live "
-                    + "(lathe generate --adapter).\n", 100 * r.meanKL / max(dropped.meanKL, 1e-12)).utf8))
+                    + "layers rounds much of the adapter's change away. Write more bits (--type q8_0 or q6_k, or a folder)%@ or run the adapter live "
+                    + "(lathe generate --adapter).\n", 100 * r.meanKL / max(dropped.meanKL, 1e-12),
+                    calibrate == nil && toGGUF ? ", quantize the fused layers with --calibrate gptq (q4_0, q4_1)," : "").utf8))
         }
     }
 }

@@ -96,7 +96,11 @@ final class AdapterCommandTests: XCTestCase {
 
         for (args, message) in [(["--output", dir.appendingPathComponent("x").path, "--type", "q4_0"], "quantized types need a .gguf output"),
                                 (["--output", dir.appendingPathComponent("x.gguf").path, "--type", "q9"], "unknown --type 'q9'"),
-                                (["--output", dir.appendingPathComponent("y").path, "--adapter", folder.path], "a PEFT adapter folder?")] {
+                                (["--output", dir.appendingPathComponent("y").path, "--adapter", folder.path], "a PEFT adapter folder?"),
+                                (["--output", dir.appendingPathComponent("c.gguf").path, "--calibrate", "awq"], "--calibrate takes gptq"),
+                                (["--output", dir.appendingPathComponent("c.gguf").path, "--calibrate", "gptq", "--type", "q8_0"], "q4_0 or q4_1"),
+                                (["--output", dir.appendingPathComponent("c.gguf").path, "--calibrate", "gptq"], "q4_0 or q4_1"),
+                                (["--output", dir.appendingPathComponent("c.gguf").path, "--calibration-file", text.path], "needs --calibrate gptq")] {
             var all = ["fuse", "--model", gguf.path] + args
             if !args.contains("--adapter") { all += ["--adapter", adapter] }
             let r = try runLathe(all)
