@@ -39,7 +39,7 @@ let package = Package(
         // Pretrained language models: configs, decoders, key/value caches, generation.
         .target(name: "LatheLM", dependencies: ["LatheNN", "LatheIO", "LatheText", "LatheTensor", "LatheCompress", "CLatheKernels"]),
         // Model merging with mergekit's YAML and math: plan, per-tensor methods, streaming writer.
-        .target(name: "LatheMerge", dependencies: ["LatheLM", "LatheIO", "LatheTensor", .product(name: "Yams", package: "Yams")]),
+        .target(name: "LatheMerge", dependencies: ["LatheLM", "LatheNN", "LatheIO", "LatheTensor", .product(name: "Yams", package: "Yams")]),
         // Benchmark models, workloads and machine measurements (`lathe bench`).
         .target(name: "LatheBench", dependencies: ["LatheTrain", "LatheCompress", "LatheData", "LatheNN", "LatheIO", "LatheTensor", "LatheLM", "CLatheBench"]),
         .target(name: "Lathe", dependencies: ["LatheTensor", "LatheNN", "LatheData", "LatheIO", "LatheText", "LatheTrain", "LatheCompress", "LatheLM"]),

@@ -570,7 +570,13 @@ def versions():
 # Sources/LatheLM/GGUFQuantized.swift): Q8_0, Q4_0 and Q4_1 as stored; Q5_0 as int8 codes with the fp16
 # scale (34 bytes per 32 weights against 22); every other type is dequantised to float32 at load. Keep
 # this in step with GGUFGroupwise.supports: it only explains the Lathe figures, the limits use the file.
-LATHE_HELD = {"F32": 1.0, "Q8_0": 1.0, "Q4_0": 1.0, "Q4_1": 1.0, "Q5_0": 34 / 22}
+# Bytes Lathe's decode layout reads per byte of the file, per type (GGUFGroupwise and the repacked
+# 16-row layout of qgemv_q8.c): the legacy types as stored (Q5_0 at 5 bits); Q4_K as int4 groups of
+# 32 with float32 scale and min (24 bytes per 32 weights against 18), Q5_K as 5-bit codes with
+# float32 scale and min (28 against 22), Q6_K as int8 groups of 16 with float32 scales (40 against
+# 26.25). Types not listed are float32 at run time.
+LATHE_HELD = {"F32": 1.0, "Q8_0": 1.0, "Q4_0": 1.0, "Q4_1": 1.0, "Q5_0": 1.0, "Q4_K": 24 / 18, "Q5_K": 28 / 22, "Q6_K": 40 / 26.25}
+FILE_BYTES_PER_32 = {"Q4_K": 18, "Q5_K": 22, "Q6_K": 26.25}
 LLM_HEADING = "## LLM inference — Lathe vs llama.cpp (llama-bench)"
 
 
@@ -658,11 +664,11 @@ def llm_section():
             held = [k for k in wider if k in LATHE_HELD]
             L += [f"{m['name']}: Lathe keeps {', '.join(k for k, f in LATHE_HELD.items() if f == 1.0 and k != 'F32')} "
                   "matrices as stored at run time"
-                  + "".join(f", {k} as int8 ({LATHE_HELD[k] * 22:.0f} bytes per 32 weights against 22)" for k in held if k == "Q5_0")
+                  + "".join(f", {k} with float32 scales ({LATHE_HELD[k] * FILE_BYTES_PER_32[k]:.0f} bytes per 32 weights against "
+                            f"{FILE_BYTES_PER_32[k]:g})" for k in held)
                   + (f", and dequantises the others ({', '.join(f32)} here) to float32 at load" if f32 else "")
                   + f": it reads about {lb / 1e6:.0f} MB per decoded token where the file (and llama.cpp) needs "
-                  f"{m['bytes_per_token'] / 1e6:.0f} MB. Its decode figures for this model measure that fallback, not "
-                  "kernels for these types; the limits above are those of the file as stored.", ""]
+                  f"{m['bytes_per_token'] / 1e6:.0f} MB; the limits above are those of the file as stored.", ""]
     L += ["Reproduce (llama-bench built as in README.md, Benchmarks; the models from `Tools/fetch-models`):", "",
           "```sh", f"LLAMA_BENCH=/path/to/llama.cpp/build/bin/llama-bench {args.command}", "```", ""]
     return L

@@ -122,43 +122,73 @@ size_t lathe_wq_repacked_size(const lathe_wq_matrix *w, long N, long K) {
     return g.code_bytes + (size_t)g.groups * g.nb * g.sub * 16 * g.esz * (w->symmetric ? 1 : 2);
 }
 
-void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
-    const int pbits = r16_packed_bits(w, N, K);
-    const r16_geom geo = r16_layout(w, N, K, pbits);
-    const long nb = geo.nb, row_bytes = w->bits == 4 ? K / 2 : K, ng = (K + w->group_size - 1) / w->group_size;
-    uint8_t *codes = out + R16_HEADER, *scales = out + geo.code_bytes;
-    uint8_t *mins = scales + (size_t)geo.groups * nb * geo.sub * 16 * geo.esz;
-    memset(out, 0, lathe_wq_repacked_size(w, N, K));
-    const uint32_t header[2] = {0x3151574C /* "LWQ1" */, (uint32_t)pbits};
-    memcpy(out, header, sizeof header);
-    for (long n = 0; n < N; n++) {
+typedef struct {
+    const lathe_wq_matrix *w;
+    long N, K, ng, row_bytes, groups_per_task;
+    int pbits;
+    r16_geom geo;
+    uint8_t *codes, *scales, *mins;
+} r16_repack_ctx;
+
+/// Repacks the row groups of task t (their code, scale and min ranges are contiguous and
+/// disjoint from other tasks').
+static void r16_repack_task(void *ctx, long t) {
+    const r16_repack_ctx *c = (const r16_repack_ctx *)ctx;
+    const lathe_wq_matrix *w = c->w;
+    const r16_geom geo = c->geo;
+    const long nb = geo.nb, g0 = t * c->groups_per_task;
+    const long g1 = g0 + c->groups_per_task < geo.groups ? g0 + c->groups_per_task : geo.groups;
+    const size_t scale_group = (size_t)nb * geo.sub * 16 * geo.esz;
+    memset(c->codes + (size_t)g0 * nb * geo.block_bytes, 0, (size_t)(g1 - g0) * nb * geo.block_bytes);
+    memset(c->scales + g0 * scale_group, 0, (size_t)(g1 - g0) * scale_group);
+    if (!w->symmetric) memset(c->mins + g0 * scale_group, 0, (size_t)(g1 - g0) * scale_group);
+    const long n1 = g1 * 16 < c->N ? g1 * 16 : c->N;
+    for (long n = g0 * 16; n < n1; n++) {
         const long g = n / 16, r = n % 16;
-        const uint8_t *row = w->q + n * row_bytes;
+        const uint8_t *row = w->q + n * c->row_bytes;
         for (long b = 0; b < nb; b++) {
-            uint8_t *blk = codes + (g * nb + b) * geo.block_bytes;
+            uint8_t *blk = c->codes + (g * nb + b) * geo.block_bytes;
             for (int h = 0; h < geo.sub; h++) {
-                const long src = n * ng + b * geo.sub + h;
+                const long src = n * c->ng + b * geo.sub + h;
                 const size_t dst = (((size_t)(g * nb + b) * geo.sub + h) * 16 + r) * geo.esz;
                 if (w->scales_f32) {
-                    memcpy(scales + dst, w->scales_f32 + src, 4);
-                    if (!w->symmetric) memcpy(mins + dst, w->mins_f32 + src, 4);
+                    memcpy(c->scales + dst, w->scales_f32 + src, 4);
+                    if (!w->symmetric) memcpy(c->mins + dst, w->mins_f32 + src, 4);
                 } else {
-                    memcpy(scales + dst, w->scales + src, 2);
-                    if (!w->symmetric) memcpy(mins + dst, w->mins + src, 2);
+                    memcpy(c->scales + dst, w->scales + src, 2);
+                    if (!w->symmetric) memcpy(c->mins + dst, w->mins + src, 2);
                 }
             }
-            for (int kk = 0; kk < QB; kk++) {
-                const int u = r16_code(w, row, b * QB + kk, pbits);
-                if (pbits == 8) {
-                    blk[(kk / 4) * 64 + r * 4 + kk % 4] = (uint8_t)u;
-                } else {
+            if (c->pbits == 8) {
+                const uint8_t flip = w->symmetric ? 0x80 : 0;  // q + 128 is q ^ 0x80 in two's complement
+                for (int kk = 0; kk < QB; kk++) blk[(kk / 4) * 64 + r * 4 + kk % 4] = row[b * QB + kk] ^ flip;
+            } else {
+                for (int kk = 0; kk < QB; kk++) {
+                    const int u = r16_code(w, row, b * QB + kk, c->pbits);
                     const int s = kk / 8, j = kk % 8;
                     blk[s * 64 + r * 4 + (j & 3)] |= (uint8_t)(j < 4 ? (u & 0xF) : (u & 0xF) << 4);
-                    if (pbits == 5) blk[256 + r * 4 + (j & 3)] |= (uint8_t)(((u >> 4) & 1) << (2 * s + (j < 4 ? 0 : 1)));
+                    if (c->pbits == 5) blk[256 + r * 4 + (j & 3)] |= (uint8_t)(((u >> 4) & 1) << (2 * s + (j < 4 ? 0 : 1)));
                 }
             }
         }
     }
+}
+
+void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out) {
+    const int pbits = r16_packed_bits(w, N, K);
+    const r16_geom geo = r16_layout(w, N, K, pbits);
+    r16_repack_ctx c = {.w = w, .N = N, .K = K, .ng = (K + w->group_size - 1) / w->group_size, .row_bytes = w->bits == 4 ? K / 2 : K,
+                        .pbits = pbits, .geo = geo, .codes = out + R16_HEADER, .scales = out + geo.code_bytes};
+    c.mins = c.scales + (size_t)geo.groups * geo.nb * geo.sub * 16 * geo.esz;
+    memset(out, 0, R16_HEADER);
+    const uint32_t header[2] = {0x3151574C /* "LWQ1" */, (uint32_t)pbits};
+    memcpy(out, header, sizeof header);
+    // About 64 row groups per task (a model loads many matrices; a large one uses every thread).
+    c.groups_per_task = 64;
+    const long tasks = (geo.groups + c.groups_per_task - 1) / c.groups_per_task;
+    if (tasks > 1 && lathe_num_threads() > 1) lathe_parallel_for(tasks, r16_repack_task, &c);
+    else
+        for (long t = 0; t < tasks; t++) r16_repack_task(&c, t);
 }
 
 typedef struct {
@@ -231,47 +261,102 @@ static inline Q8_VNNI __m512 r16_load16(const r16_job *j, const void *p) {
 /// off after; |n| <= 4 keeps bits of the neighbouring byte away from bit 4).
 #define R16_FIFTH(shift, v, n) ((n) >= 0 ? shift##_slli_epi16((v), (n)) : shift##_srli_epi16((v), -(n)))
 
-static Q8_VNNI void r16_group_vnni(const r16_job *j, long g) {
-    __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+/// Integer dot products of one block of 16 rows with the block's 32 activation bytes, per code
+/// width; two accumulators each (half-length vpdpbusd dependency chains). `ahead` is prefetched.
+static inline Q8_VNNI __m512i r16_vnni4(const uint8_t *c, const int32_t *q) {
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+    for (int s = 0; s < 4; s++) {
+        const __m512i v = _mm512_loadu_si512(c + s * 64);
+        a = _mm512_dpbusd_epi32(a, _mm512_and_si512(v, low), _mm512_set1_epi32(q[2 * s]));
+        b = _mm512_dpbusd_epi32(b, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), _mm512_set1_epi32(q[2 * s + 1]));
+    }
+    return _mm512_add_epi32(a, b);
+}
+
+static inline Q8_VNNI __m512i r16_vnni5(const uint8_t *c, const int32_t *q) {
     const __m512i low = _mm512_set1_epi8(0x0F), five = _mm512_set1_epi8(0x1F);
-    const __m512 k = _mm512_set1_ps(r16_sym_offset(j->geo.pbits));
-    const int sub = j->geo.sub, per_vectors = 8 / sub;
-    for (long b = 0; b < j->geo.nb; b++) {
-        const uint8_t *c = r16_codes(j, g, b);
-        const int32_t *q = (const int32_t *)(j->q + b * QB);
-        __m512i isum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-        if (j->geo.pbits == 4) {
-            for (int s = 0; s < 4; s++) {
-                const __m512i v = _mm512_loadu_si512(c + s * 64);
-                isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(v, low), _mm512_set1_epi32(q[2 * s]));
-                isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(_mm512_srli_epi16(v, 4), low), _mm512_set1_epi32(q[2 * s + 1]));
-            }
-        } else if (j->geo.pbits == 5) {
-            const __m512i hv = _mm512_loadu_si512(c + 256);
+    const __m512i hv = _mm512_loadu_si512(c + 256);
+    __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
 #define R16_VNNI5(s)                                                                                                       \
     do {                                                                                                                   \
         const __m512i v = _mm512_loadu_si512(c + (s) * 64);                                                               \
         /* low ? v : fifth, then the 5 low bits */                                                                     \
         const __m512i lo = _mm512_ternarylogic_epi32(v, R16_FIFTH(_mm512, hv, 4 - 2 * (s)), low, 0xE4);                   \
         const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), R16_FIFTH(_mm512, hv, 3 - 2 * (s)), low, 0xE4); \
-        isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(lo, five), _mm512_set1_epi32(q[2 * (s)])); \
-        isum[0] = _mm512_dpbusd_epi32(isum[0], _mm512_and_si512(hi, five), _mm512_set1_epi32(q[2 * (s) + 1])); \
+        a = _mm512_dpbusd_epi32(a, _mm512_and_si512(lo, five), _mm512_set1_epi32(q[2 * (s)]));                             \
+        b = _mm512_dpbusd_epi32(b, _mm512_and_si512(hi, five), _mm512_set1_epi32(q[2 * (s) + 1]));                         \
     } while (0)
-            R16_VNNI5(0);
-            R16_VNNI5(1);
-            R16_VNNI5(2);
-            R16_VNNI5(3);
+    R16_VNNI5(0);
+    R16_VNNI5(1);
+    R16_VNNI5(2);
+    R16_VNNI5(3);
 #undef R16_VNNI5
-        } else {
-            for (int s = 0; s < 8; s++)
-                isum[s / per_vectors] = _mm512_dpbusd_epi32(isum[s / per_vectors], _mm512_loadu_si512(c + s * 64), _mm512_set1_epi32(q[s]));
+    return _mm512_add_epi32(a, b);
+}
+
+/// int8: the two 16-element halves separately (group-16 scales) or summed.
+static inline Q8_VNNI void r16_vnni8(const uint8_t *c, const int32_t *q, __m512i *first, __m512i *second) {
+    __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512(), a2 = _mm512_setzero_si512(), b2 = _mm512_setzero_si512();
+    for (int s = 0; s < 4; s += 2) {
+        a = _mm512_dpbusd_epi32(a, _mm512_loadu_si512(c + s * 64), _mm512_set1_epi32(q[s]));
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(c + s * 64 + 64), _mm512_set1_epi32(q[s + 1]));
+        b = _mm512_dpbusd_epi32(b, _mm512_loadu_si512(c + s * 64 + 256), _mm512_set1_epi32(q[s + 4]));
+        b2 = _mm512_dpbusd_epi32(b2, _mm512_loadu_si512(c + s * 64 + 320), _mm512_set1_epi32(q[s + 5]));
+    }
+    *first = _mm512_add_epi32(a, a2), *second = _mm512_add_epi32(b, b2);
+}
+
+/// acc += isum (s d), off += c (d sum) for the 16 lanes of weight group h of block b.
+static inline Q8_VNNI void r16_vnni_scale(const r16_job *j, long g, long b, int h, __m512i isum, __m512 *acc, __m512 *off) {
+    const __m512 sc = r16_load16(j, r16_scales(j, g, b, h));
+    const __m512 cc = j->symmetric ? _mm512_mul_ps(sc, _mm512_set1_ps(r16_sym_offset(j->geo.pbits))) : r16_load16(j, r16_mins(j, g, b, h));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(j->d[b])), *acc);
+    *off = _mm512_fmadd_ps(cc, _mm512_set1_ps(j->d[b] * (float)r16_xsum(j, b, h)), *off);
+}
+
+/// Bytes ahead of the current block that each step prefetches (the rows of a group are one
+/// sequential stream; the hardware prefetcher alone leaves one thread waiting on memory).
+/// Measured on Gemma 3 270M / SmolLM2 decode at 1 thread: 2 KB 124 / 243 tokens/s, 4 KB 133 /
+/// 262, 8 KB 97-113 / 275.
+enum { R16_PREFETCH = 4096 };
+
+static Q8_VNNI void r16_group_vnni(const r16_job *j, long g) {
+    __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    const long nb = j->geo.nb;
+    const size_t bb = j->geo.block_bytes;
+    const int32_t *q = (const int32_t *)j->q;
+    const uint8_t *c = r16_codes(j, g, 0);
+    switch (j->geo.pbits * 10 + j->geo.sub) {
+    case 41:
+        for (long b = 0; b < nb; b++, c += bb) {
+            for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)c + R16_PREFETCH + o, _MM_HINT_T0);
+            r16_vnni_scale(j, g, b, 0, r16_vnni4(c, q + 8 * b), &acc, &off);
         }
-        for (int h = 0; h < sub; h++) {
-            const __m512 sc = r16_load16(j, r16_scales(j, g, b, h));
-            const __m512 cc = j->symmetric ? _mm512_mul_ps(sc, k) : r16_load16(j, r16_mins(j, g, b, h));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h]), _mm512_mul_ps(sc, _mm512_set1_ps(j->d[b])), acc);
-            off = _mm512_fmadd_ps(cc, _mm512_set1_ps(j->d[b] * (float)r16_xsum(j, b, h)), off);
+        break;
+    case 51:
+        for (long b = 0; b < nb; b++, c += bb) {
+            for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)c + R16_PREFETCH + o, _MM_HINT_T0);
+            r16_vnni_scale(j, g, b, 0, r16_vnni5(c, q + 8 * b), &acc, &off);
         }
+        break;
+    case 81:
+        for (long b = 0; b < nb; b++, c += bb) {
+            for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)c + R16_PREFETCH + o, _MM_HINT_T0);
+            __m512i first, second;
+            r16_vnni8(c, q + 8 * b, &first, &second);
+            r16_vnni_scale(j, g, b, 0, _mm512_add_epi32(first, second), &acc, &off);
+        }
+        break;
+    default:  // int8 in groups of 16
+        for (long b = 0; b < nb; b++, c += bb) {
+            for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)c + R16_PREFETCH + o, _MM_HINT_T0);
+            __m512i first, second;
+            r16_vnni8(c, q + 8 * b, &first, &second);
+            r16_vnni_scale(j, g, b, 0, first, &acc, &off);
+            r16_vnni_scale(j, g, b, 1, second, &acc, &off);
+        }
+        break;
     }
     float y[16];
     _mm512_storeu_ps(y, _mm512_add_ps(acc, off));
@@ -295,6 +380,8 @@ static Q8_AVX2 void r16_group_avx2(const r16_job *j, long g) {
         __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
         for (long b = 0; b < j->geo.nb; b++) {
             const uint8_t *c = r16_codes(j, g, b) + half * 32;
+            if (half == 0)
+                for (size_t o = 0; o < j->geo.block_bytes; o += 64) _mm_prefetch((const char *)c + R16_PREFETCH + o, _MM_HINT_T0);
             const int32_t *q = (const int32_t *)(j->q + b * QB);
             __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
             if (j->geo.pbits == 4) {

@@ -269,17 +269,22 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
     public var inFeatures: Int { weight.cols }
     public var outFeatures: Int { weight.rows }
 
+    /// `x W^T + b`. When gradients are recorded and `x` requires one, the output records the
+    /// input gradient `dX = dY · dequant(W)` (``GroupwiseWeights/inputGradient(_:rows:panelRows:into:)``,
+    /// panels of dequantised rows, never the whole float matrix) and the forward takes the float
+    /// path (no 8-bit activations), so that gradient is exact for it. The weights stay frozen.
     public override func forward(_ x: Tensor) -> Tensor {
         let k = inFeatures, n = outFeatures
         precondition(x.shape.last == k, "WeightOnlyLinear: input \(x.shape) does not end in \(k) features")
         let m = x.count / Swift.max(k, 1)
+        let recording = GradMode.isEnabled && x.requiresGrad
         var y = Tensor.zeros([m, n])
         withFloats(x) { xs in
             y.withUnsafeMutableBufferPointer { out in
                 (bias ?? []).withUnsafeBufferPointer { b in
                     weight.withMatrix { mat in
                         guard m > 0 else { return }
-                        if int8Activations && m <= Self.int8ActivationRows, let packed = repacked {
+                        if int8Activations && !recording && m <= Self.int8ActivationRows, let packed = repacked {
                             packed.withUnsafeBufferPointer { p in
                                 lathe_wq_gemv_repacked(m, n, k, xs.baseAddress!, k, p.baseAddress!, mat,
                                                        bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
@@ -291,7 +296,16 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
                 }
             }
         }
-        return x.rank == 2 ? y : y.reshaped(Array(x.shape.dropLast()) + [n])
+        let out = x.rank == 2 ? y : y.reshaped(Array(x.shape.dropLast()) + [n])
+        guard recording else { return out }
+        let (w, shape) = (weight, x.shape)
+        return out.recorded("weight_only_linear", [x]) { g in
+            var dx = Tensor.zeros(shape)
+            g.withUnsafeBufferPointer { dy in
+                dx.withUnsafeMutableBufferPointer { w.inputGradient(dy.baseAddress!, rows: m, into: $0.baseAddress!) }
+            }
+            return [dx]
+        }
     }
 
     /// `layers` applied to the same input `x` (`[rows, K]`, rows at most ``int8ActivationRows``)

@@ -30,24 +30,7 @@ extension SafeTensors {
             }
             guard seen.insert(e.name).inserted else { throw SafeTensorsError.invalidInput(path: path, reason: "tensor \(e.name) is listed twice") }
         }
-        var parts: [String] = []
-        if !metadata.isEmpty {
-            let pairs = metadata.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-            parts.append("\"__metadata__\":{" + pairs.map { JSONWriter.quoted($0.key) + ":" + JSONWriter.quoted($0.value) }
-                .joined(separator: ",") + "}")
-        }
-        var offset = 0
-        for e in entries {
-            let end = offset + e.byteCount
-            parts.append(JSONWriter.quoted(e.name) + ":{\"dtype\":\"\(fileDType(e.dtype).name)\",\"shape\":"
-                         + JSONWriter.intArray(e.shape) + ",\"data_offsets\":" + JSONWriter.intArray([offset, end]) + "}")
-            offset = end
-        }
-        var header = Array(("{" + parts.joined(separator: ",") + "}").utf8)
-        header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
-        guard header.count <= maxHeaderSize else {
-            throw SafeTensorsError.invalidInput(path: path, reason: "the header would be \(header.count) bytes, over the format's limit of \(maxHeaderSize) bytes")
-        }
+        let header = try encodeHeader(entries: entries, metadata: metadata, path: path)
         do {
             try AtomicFile.write(to: url) { handle in
                 var length = UInt64(header.count).littleEndian

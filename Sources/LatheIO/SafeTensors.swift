@@ -144,6 +144,12 @@ public enum SafeTensors {
 
     /// The header JSON with its padding (without the 8-byte length).
     static func encodeHeader(_ tensors: [String: Tensor], metadata: [String: String], path: String) throws -> [UInt8] {
+        try encodeHeader(entries: writeOrder(tensors).map { StreamedEntry(name: $0.0, shape: $0.1.shape, dtype: $0.1.dtype) },
+                         metadata: metadata, path: path)
+    }
+
+    /// The header of `entries` in their order, data offsets from their shapes.
+    static func encodeHeader(entries: [StreamedEntry], metadata: [String: String], path: String) throws -> [UInt8] {
         var parts: [String] = []
         if !metadata.isEmpty {
             let pairs = metadata.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
@@ -151,10 +157,10 @@ public enum SafeTensors {
                 .joined(separator: ",") + "}")
         }
         var offset = 0
-        for (name, tensor) in writeOrder(tensors) {
-            let end = offset + tensor.byteCount
-            parts.append(JSONWriter.quoted(name) + ":{\"dtype\":\"\(fileDType(tensor.dtype).name)\",\"shape\":"
-                         + JSONWriter.intArray(tensor.shape) + ",\"data_offsets\":" + JSONWriter.intArray([offset, end]) + "}")
+        for e in entries {
+            let end = offset + e.byteCount
+            parts.append(JSONWriter.quoted(e.name) + ":{\"dtype\":\"\(fileDType(e.dtype).name)\",\"shape\":"
+                         + JSONWriter.intArray(e.shape) + ",\"data_offsets\":" + JSONWriter.intArray([offset, end]) + "}")
             offset = end
         }
         var bytes = Array(("{" + parts.joined(separator: ",") + "}").utf8)

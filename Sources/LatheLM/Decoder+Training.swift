@@ -24,8 +24,11 @@ extension DecoderModel {
     /// - Parameters:
     ///   - ids: `[B, T]` token ids (int64 or int32).
     ///   - segmentIDs: `[B, T]` integers, equal for the tokens of one packed sequence.
-    /// - Throws: ``TrainingInputError`` for ids out of the vocabulary, bad shapes, or a model
-    ///   whose layers are quantized (their outputs carry no gradient).
+    /// Quantized layers (``WeightOnlyLinear``, as `load(gguf:quantized: true)` gives them, and a
+    /// quantized tied output projection) stay quantized and frozen and pass gradients to their
+    /// inputs, so adapters wrapped around them or before them train (QLoRA).
+    ///
+    /// - Throws: ``TrainingInputError`` for ids out of the vocabulary or bad shapes.
     public func trainingLogits(_ ids: Tensor, segmentIDs: Tensor? = nil) throws -> Tensor {
         let (b, t) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
         let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t)
@@ -52,7 +55,7 @@ extension DecoderModel {
 
     /// The output projection (with final soft-capping) of hidden states `[N, hidden]`: `[N, vocab]`.
     func outputLogits(_ h: Tensor) -> Tensor {
-        let logits = $lmHead.module.map { $0(h) } ?? h.linear(weight: model.embeddingTable)
+        let logits = $lmHead.module.map { $0(h) } ?? tiedHead.module.map { $0(h) } ?? h.linear(weight: model.embeddingTable)
         guard let cap = config.finalLogitSoftcap else { return logits }
         return (logits / cap).tanh() * cap
     }
@@ -79,10 +82,6 @@ extension DecoderModel {
             throw TrainingInputError("token id \(bad) is outside the vocabulary (0..<\(config.vocabularySize))")
         }
         if let s = segmentIDs, s.shape != ids.shape { throw TrainingInputError("segment ids \(s.shape) and ids \(ids.shape) differ in shape") }
-        if tiedHead.module != nil || namedModules.contains(where: { $0.1 is WeightOnlyLinear }) {
-            throw TrainingInputError("the model has quantized layers, whose outputs carry no gradient; train on a float model "
-                                     + "(a Hugging Face folder; QLoRA is not supported yet)")
-        }
         return (ids.shape[0], ids.shape[1])
     }
 

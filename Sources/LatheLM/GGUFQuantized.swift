@@ -43,26 +43,27 @@ public enum GGUFGroupwise {
         var codes = [UInt8](repeating: 0, count: rows * rowBytes)
         var scales = [UInt16](repeating: 0, count: rows * blocks)
         var mins = [UInt16](repeating: 0, count: type == .q4_1 ? rows * blocks : 0)
+        let bytes = UnsafeBufferPointer(start: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         codes.withUnsafeMutableBufferPointer { c in
             for r in 0..<rows {
                 for b in 0..<blocks {
                     let block = (r * blocks + b) * blockBytes
-                    scales[r * blocks + b] = bytes.loadUnaligned(fromByteOffset: block, as: UInt16.self).littleEndian
+                    scales[r * blocks + b] = UInt16(bytes[block]) | UInt16(bytes[block + 1]) << 8
                     var q = block + 2
                     if type == .q4_1 {
-                        mins[r * blocks + b] = bytes.loadUnaligned(fromByteOffset: block + 2, as: UInt16.self).littleEndian
+                        mins[r * blocks + b] = UInt16(bytes[block + 2]) | UInt16(bytes[block + 3]) << 8
                         q += 2
                     }
                     if type == .q5_0 {
                         // qh: bit e is the fifth bit of element e; qs: nibbles as in Q4_0.
-                        let qh = bytes.loadUnaligned(fromByteOffset: q, as: UInt32.self).littleEndian
+                        let qh = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[q + $1]) << (8 * UInt32($1)) }
                         for e in 0..<32 {
                             let low = (bytes[q + 4 + e % 16] >> (e < 16 ? 0 : 4)) & 0xF
                             let u = Int(low) | Int((qh >> UInt32(e)) & 1) << 4
                             c[r * rowBytes + b * 32 + e] = UInt8(bitPattern: Int8(u - 16))
                         }
                     } else if bits == 8 {
-                        for j in 0..<32 { c[r * rowBytes + b * 32 + j] = bytes[q + j] }
+                        (c.baseAddress! + r * rowBytes + b * 32).update(from: bytes.baseAddress! + q, count: 32)
                     } else {
                         // Element e of the block: byte e % 16, low nibble for e < 16.
                         let out = r * rowBytes + b * 16

@@ -96,17 +96,7 @@ public enum Sparsify {
 
     /// Sum of |x| in float64 (fixed chunks, added in order: the same at any thread count).
     static func l1(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
-        let chunks = (n + grain - 1) / grain
-        var partial = [Double](repeating: 0, count: chunks)
-        partial.withUnsafeMutableBufferPointer { p in
-            let pp = p.baseAddress!
-            ThreadPool.forEach(chunks) { c in
-                var s: Double = 0
-                for i in c * grain..<min(n, (c + 1) * grain) { s += Double(abs(x[i])) }
-                pp[c] = s
-            }
-        }
-        return partial.reduce(0, +)
+        MergeKernels.sum(n) { Double(abs(x[$0])) }
     }
 
     static func rescaleKept(_ x: UnsafeMutablePointer<Float>, _ n: Int, before: Double, density: Double, how: DARERescale) {

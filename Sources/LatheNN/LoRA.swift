@@ -2,7 +2,8 @@ import Foundation
 import LatheTensor
 
 /// A layer that computes `x W^T (+ b)` and can show its weight as a float matrix: what a
-/// ``LoRALinear`` can wrap (DoRA needs the weight for its row norms).
+/// ``LoRALinear`` can wrap (DoRA needs the weight for its row norms). `Linear` and the
+/// weight-only quantized layer of LatheCompress (QLoRA) conform.
 public protocol LinearLayer: Module {
     var inFeatures: Int { get }
     var outFeatures: Int { get }
@@ -90,15 +91,17 @@ public final class LoRALinear: Module {
     /// one token at a time would otherwise form `B A` (`out · in · r` multiply-adds) per token.
     private var normCache: (a: [Float], b: [Float], norm: Tensor)?
 
-    private func weightNorm(_ w: Tensor) -> Tensor {
+    /// The row norms of `W + scaling · B A`; the base's float weight is asked for only when they
+    /// are computed (a quantized base dequantises it).
+    private func weightNorm(_ base: LinearLayer) -> Tensor {
         let (a, b) = (loraA.weight.value, loraB.weight.value)
         guard !isTraining else {
             normCache = nil
-            return LoRALinear.rowNorms(w, a: a, b: b, scaling: scaling)
+            return LoRALinear.rowNorms(base.denseWeight, a: a, b: b, scaling: scaling)
         }
         let (av, bv) = (a.scalars, b.scalars)
         if let c = normCache, c.a == av, c.b == bv { return c.norm }
-        let norm = LoRALinear.rowNorms(w, a: a, b: b, scaling: scaling)
+        let norm = LoRALinear.rowNorms(base.denseWeight, a: a, b: b, scaling: scaling)
         normCache = (av, bv, norm)
         return norm
     }
@@ -109,14 +112,13 @@ public final class LoRALinear: Module {
         let lora = $loraB($loraA(dropped))
         guard let m = loraMagnitudeVector else { return y + lora * scaling }
         let base = linearBase
-        let w = base.denseWeight
-        let norm = weightNorm(w)
+        let norm = weightNorm(base)
         let magnitudeScale = m.value / norm
         let baseResult: Tensor
         if let d = loraDropout, d.isTraining {
             // PEFT recomputes W x' on the dropped input (no bias).
             let flat = dropped.rank == 2 ? dropped : dropped.reshaped([-1, base.inFeatures])
-            let r = flat.linear(weight: w)
+            let r = flat.linear(weight: base.denseWeight)
             baseResult = dropped.rank == 2 ? r : r.reshaped(Array(dropped.shape.dropLast()) + [base.outFeatures])
         } else {
             baseResult = base.denseBias.map { y - $0 } ?? y
@@ -148,11 +150,11 @@ extension Module {
         }
         let linear = modules.filter { !$0.0.isEmpty && $0.1 is LinearLayer }
         let chosen = linear.filter { config.adapts($0.0, isOutput: $0.0 == outputLayer) }
-        // A targeted layer that is not a float linear layer (a quantized one): an error, not a silent skip.
+        // A targeted layer that no adapter can wrap (an int8 layer with quantized activations): an error, not a silent skip.
         if config.targets != .allLinear, let other = modules.first(where: { !$0.0.isEmpty && !($0.1 is LinearLayer)
                 && $0.1.namedChildren.isEmpty && config.adapts($0.0, isOutput: $0.0 == outputLayer) }) {
             throw LoRAError("'\(other.0)' is a \(type(of: other.1)), which an adapter cannot wrap (adapters wrap float linear "
-                            + "layers; quantized layers are not supported yet: load a float model, e.g. a Hugging Face folder)")
+                            + "layers and weight-only quantized ones, as GGUF models load)")
         }
         guard !chosen.isEmpty else {
             let names = Set(linear.map { $0.0.split(separator: ".").last.map(String.init) ?? $0.0 }).sorted()

@@ -79,7 +79,9 @@ extension Tensor {
 
     /// Records `self` as the output of an op on `inputs`, when grad mode is on and some input
     /// requires a gradient. `backward` maps the output gradient to one gradient per input.
-    func recorded(_ op: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    /// (Package-wide, so that layers outside this module whose kernels live elsewhere, such as
+    /// quantized ones, can record their own backward.)
+    package func recorded(_ op: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return self }
         var t = self
         t.node = GradNode(op: op, parents: inputs.map(\.node), backward: backward)

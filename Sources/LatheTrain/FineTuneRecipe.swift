@@ -8,7 +8,7 @@ import LatheNN
 ///
 /// ```yaml
 /// model: ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf
-/// adapter: lora            # lora | dora | qlora (not yet) | full
+/// adapter: lora            # lora | dora | qlora | full
 /// lora: {r: 16, alpha: 32, dropout: 0.05, targets: all-linear, layers: 8, rslora: false}
 /// data: {train: train.jsonl, valid: valid.jsonl, test: test.jsonl, format: auto, mask_prompt: true,
 ///        packing: true, max_length: 512}
@@ -24,7 +24,7 @@ public struct FineTuneRecipe: Sendable, Equatable {
         case lora
         /// DoRA: LoRA with a trained magnitude vector.
         case dora
-        /// LoRA on the quantized model (not available yet).
+        /// LoRA adapters on the quantized layers of a GGUF model, kept quantized (QLoRA).
         case qlora
         /// Every parameter.
         case full

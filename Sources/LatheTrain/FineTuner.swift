@@ -1,4 +1,5 @@
 import Foundation
+import LatheCompress
 import LatheIO
 import LatheLM
 import LatheNN
@@ -41,7 +42,8 @@ public struct FineTuneSummary: Sendable {
 }
 
 /// Fine-tunes a pretrained decoder on jsonl data (``SFTTokenizer``) as a ``FineTuneRecipe`` says,
-/// with LoRA/DoRA adapters or all parameters.
+/// with LoRA/DoRA adapters (on a float32 copy of the model, or on its quantized layers for QLoRA)
+/// or all parameters.
 ///
 /// A separate loop from ``Trainer``, whose tasks are built around one input and one target tensor
 /// from a registry: this one feeds batches of token ids, labels and segment ids to
@@ -84,12 +86,13 @@ public final class FineTuner {
     public init(recipe: FineTuneRecipe) throws {
         self.recipe = recipe
         if let threads = recipe.threads { ThreadPool.threadCount = threads }
-        if recipe.adapter == .qlora {
-            throw RecipeError(file: "recipe", key: "adapter", message: "qlora (LoRA on the quantized model) is not available yet; "
-                              + "use adapter: lora, which trains the same adapters on the dequantised float model")
-        }
-        let loaded = try PretrainedModel.loadForTraining(recipe.model)
+        // QLoRA keeps a GGUF model's quantized layers as they are; the others train on float32 weights.
+        let loaded = recipe.adapter == .qlora ? try PretrainedModel.load(recipe.model) : try PretrainedModel.loadForTraining(recipe.model)
         let decoder = try loaded.decoder()
+        if recipe.adapter == .qlora, !decoder.namedModules.contains(where: { $0.1 is WeightOnlyLinear }) {
+            throw RecipeError(file: "recipe", key: "adapter", message: "qlora trains adapters on a quantized base, and \(recipe.model) "
+                              + "has no quantized layers (give a quantized .gguf file, or use adapter: lora)")
+        }
         (pretrained, model) = (loaded, decoder)
         output = URL(fileURLWithPath: recipe.output)
 
@@ -130,13 +133,13 @@ public final class FineTuner {
         padID = pad
 
         switch recipe.adapter {
-        case .lora, .dora:
+        case .lora, .dora, .qlora:
             let config = recipe.loraConfig(layerCount: decoder.config.layers)!
             do { adaptedPaths = try decoder.addLoRA(config, initialization: .kaimingUniform(seed: recipe.seed)) } catch {
                 throw RecipeError(file: "recipe", key: "lora", message: error.message)
             }
             loraConfig = config
-        case .full, .qlora:
+        case .full:
             decoder.freeze(false)
             adaptedPaths = []
             loraConfig = nil

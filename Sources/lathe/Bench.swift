@@ -9,7 +9,7 @@ import LatheBench
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Lathe's speed (compare with references through bench/compare).",
-        subcommands: [GEMM.self, TrainSpeed.self, InferSpeed.self, MemoryUse.self, Machine.self, BenchCompress.self, MemoryRun.self, LLM.self]
+        subcommands: [GEMM.self, TrainSpeed.self, InferSpeed.self, MemoryUse.self, Machine.self, BenchCompress.self, MemoryRun.self, LLM.self, LoRAStep.self]
     )
 }
 

@@ -93,7 +93,7 @@ struct FineTune: ParsableCommand {
         }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if base, adapter != nil { throw ValidationError("--base and --adapter exclude each other") }
-        let loaded = try PretrainedModel.loadForTraining(r.model)
+        let loaded = r.adapter == .qlora ? try PretrainedModel.load(r.model) : try PretrainedModel.loadForTraining(r.model)
         let model = try loaded.decoder()
         var label = "base model"
         if !base {

@@ -64,11 +64,12 @@ final class FineTuneTests: XCTestCase {
         }
     }
 
-    func testQLoRASaysNotYet() throws {
+    func testQLoRAOnAFloatModelIsAClearError() throws {
         var r = try recipe("q")
         r.adapter = .qlora
         XCTAssertThrowsError(try FineTuner(recipe: r)) { error in
-            XCTAssertTrue("\(error)".contains("qlora (LoRA on the quantized model) is not available yet"), "\(error)")
+            XCTAssertTrue("\(error)".contains("qlora trains adapters on a quantized base"), "\(error)")
+            XCTAssertTrue("\(error)".contains("has no quantized layers"), "\(error)")
         }
     }
 
