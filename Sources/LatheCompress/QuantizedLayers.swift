@@ -317,7 +317,11 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
               x.shape[0] >= 1, x.shape[0] <= int8ActivationRows,
               layers.allSatisfy({ $0.inFeatures == k && $0.int8Activations && $0.repacked != nil }) else { return nil }
         let m = x.shape[0]
-        let outputs = layers.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: m * $0.outFeatures) }
+        let outputs = layers.map { layer in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: m * layer.outFeatures)
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
         defer { outputs.forEach { $0.deallocate() } }
         var packed: [UnsafePointer<UInt8>?] = [], mats: [UnsafePointer<lathe_wq_matrix>?] = [], biases: [UnsafePointer<Float>?] = []
         var ys: [UnsafeMutablePointer<Float>?] = []
