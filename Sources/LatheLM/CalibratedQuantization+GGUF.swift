@@ -39,8 +39,7 @@ extension CalibratedQuantization {
             throw CalibrationError("calibration rows of \(length) tokens exceed the model's \(model.maxPositions) positions")
         }
         let ids = tokenizer.encode(calibrationText, addSpecialTokens: false)
-        let addsBOS = tokenizer.bos != nil && tokenizer.encode("a", addSpecialTokens: true).first == tokenizer.bos
-        let calibration = try Self.rows(ids, rows: rows, length: length, bos: addsBOS ? tokenizer.bos : nil)
+        let calibration = try Self.rows(ids, rows: rows, length: length, bos: tokenizer.addedBOS)
         progress("calibrating on \(rows) rows of \(length) tokens (\(ids.count) in the text), \(options.method.rawValue), "
                  + "\(options.symmetric ? "Q4_0" : "Q4_1")-style groups of 32")
         let result = try model.quantizeWithCalibration(rows: calibration, options: options, progress: progress)

@@ -28,7 +28,7 @@ extension PretrainedModel {
     /// it at the start (Gemma's and Llama 3's templates do), so that it never appears twice.
     public func chatPromptIDs(_ rendered: String) -> [Int] {
         var ids = tokenizer.encode(rendered, addSpecialTokens: false)
-        if let bos = tokenizer.bos, ids.first != bos, tokenizer.encode("a", addSpecialTokens: true).first == bos {
+        if let bos = tokenizer.addedBOS, ids.first != bos {
             ids.insert(bos, at: 0)
         }
         return ids

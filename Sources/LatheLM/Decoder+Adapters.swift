@@ -151,4 +151,49 @@ public enum LoRAFusion {
         let written = try file.requantize(to: url, rules: rules, replacing: replacing)
         return Summary(config: config, fusedLayers: paths, files: [url], tensors: written)
     }
+
+    /// Token rows of `text` for ``write(base:adapter:to:calibration:progress:warn:)``'s GPTQ:
+    /// `rows` rows of `length` tokens (at most the model's positions) in the GGUF base's own
+    /// vocabulary, BOS first where it adds one.
+    public static func calibrationRows(base path: String, text: String, rows: Int, length: Int) throws -> [[Int]] {
+        guard !PretrainedModel.isDirectory(path) else {
+            throw LoRAError("calibrated fusing needs a GGUF base (its fused layers are written as its 4-bit blocks)")
+        }
+        let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
+        let tokenizer = try PretrainedModel.ggufTokenizer(file)
+        let positions = try DecoderConfig.gguf(file).maxPositions
+        return try CalibratedQuantization.rows(tokenizer.encode(text, addSpecialTokens: false), rows: rows,
+                                               length: min(length, positions), bos: tokenizer.addedBOS)
+    }
+
+    /// A fused model against the live adapter it came from, and the base without the adapter
+    /// against the same: what fusing kept of what the adapter changes.
+    public struct Comparison: Sendable {
+        /// The fused model (the compared model) against the live adapter (the reference).
+        public var fused: KLResult
+        /// The base without the adapter against the live adapter.
+        public var withoutAdapter: KLResult
+        /// Tokens per chunk.
+        public var context: Int
+        /// The fused model is more than a tenth as far from the live adapter as the base is:
+        /// quantizing the fused layers rounded much of the adapter's change away.
+        public var lostMuchOfTheAdapter: Bool { fused.meanKL > 0.1 * withoutAdapter.meanKL }
+    }
+
+    /// Runs the model written at `written`, the base at `base` with the adapter folder `adapter`
+    /// live, and the base alone on the first `chunks` chunks of `context` tokens (at most the
+    /// models' positions) of `text`.
+    public static func compare(base: String, adapter: URL, written: String, text: String, context: Int, chunks: Int) throws -> Comparison {
+        let live = try PretrainedModel.load(base)
+        guard case .decoder(let d) = live.kind else { throw LoRAError("\(base) is not a Llama-family decoder") }
+        try PEFTAdapter.load(folder: adapter, into: d)
+        let fused = try PretrainedModel.load(written).languageModel()
+        let length = min(context, d.maxPositions, fused.maxPositions)
+        let ids = Array(live.tokenizer.encode(text, addSpecialTokens: false).prefix(chunks * length))
+        let bos = live.tokenizer.addedBOS
+        let r = try Perplexity.compare(fused, reference: d, tokens: ids, context: length, bos: bos)
+        let plain = try PretrainedModel.load(base).languageModel()
+        let dropped = try Perplexity.compare(plain, reference: d, tokens: ids, context: length, bos: bos)
+        return Comparison(fused: r, withoutAdapter: dropped, context: length)
+    }
 }

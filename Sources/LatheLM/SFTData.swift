@@ -83,7 +83,7 @@ public struct SFTTokenizer {
         self.tokenizer = tokenizer
         self.template = template
         self.options = options
-        addsBOS = tokenizer.bos.map { tokenizer.encode("a", addSpecialTokens: true).first == $0 } ?? false
+        addsBOS = tokenizer.addedBOS != nil
     }
 
     /// Reads a jsonl file into examples: blank lines are skipped; examples longer than

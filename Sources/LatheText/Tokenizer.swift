@@ -43,6 +43,13 @@ public protocol Tokenizer: Sendable {
 }
 
 extension Tokenizer {
+    /// The BOS id when this tokenizer puts one in front of an encoding with special tokens (as
+    /// llama.cpp and transformers do for Llama and Gemma vocabularies), else nil.
+    public var addedBOS: Int? {
+        guard let bos, encode("a", addSpecialTokens: true).first == bos else { return nil }
+        return bos
+    }
+
     /// The ids of `text`, special tokens added (Hugging Face's default).
     public func encode(_ text: String) -> [Int] { encode(text, addSpecialTokens: true) }
 

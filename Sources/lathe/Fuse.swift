@@ -106,7 +106,6 @@ struct Fuse: ParsableCommand {
 
     /// Token rows for GPTQ: --calibration-rows rows of --calibration-length tokens of the text.
     func calibrationTokenRows() throws -> [[Int]] {
-        guard !PretrainedModel.isDirectory(model) else { throw CLIError("--calibrate needs a GGUF base (its fused layers are written as its 4-bit blocks)") }
         let text: String
         if let calibrationFile {
             guard let t = try? String(contentsOfFile: calibrationFile, encoding: .utf8) else { throw CLIError("cannot read \(calibrationFile) as UTF-8 text") }
@@ -114,12 +113,7 @@ struct Fuse: ParsableCommand {
         } else {
             text = String(try CharCorpus.shakespeareText().dropFirst(40_000).prefix(400_000))
         }
-        let file = try GGUFFile(contentsOf: URL(fileURLWithPath: model))
-        let tokenizer = try PretrainedModel.ggufTokenizer(file)
-        let positions = try DecoderConfig.gguf(file).maxPositions
-        let addsBOS = tokenizer.bos != nil && tokenizer.encode("a", addSpecialTokens: true).first == tokenizer.bos
-        return try CalibratedQuantization.rows(tokenizer.encode(text, addSpecialTokens: false), rows: calibrationRows,
-                                               length: min(calibrationLength, positions), bos: addsBOS ? tokenizer.bos : nil)
+        return try LoRAFusion.calibrationRows(base: model, text: text, rows: calibrationRows, length: calibrationLength)
     }
 
     /// The GGUF output's file type: --type, or the base's own.
@@ -135,29 +129,23 @@ struct Fuse: ParsableCommand {
 
     /// The written model against the live adapter on `text`: KL divergence and top-token agreement.
     func compare(text: String) throws {
-        let live = try loadPretrained(model, quiet: true)
-        guard case .decoder(let d) = live.kind else { throw CLIError("\(model) is not a Llama-family decoder") }
-        try PEFTAdapter.load(folder: URL(fileURLWithPath: adapter), into: d)
-        let fused = try loadPretrained(output, quiet: true).languageModel()
-        let length = min(context ?? 256, d.maxPositions, fused.maxPositions)
-        let ids = Array(live.tokenizer.encode(text, addSpecialTokens: false).prefix(chunks * length))
-        let addsBOS = live.tokenizer.bos != nil && live.tokenizer.encode("a", addSpecialTokens: true).first == live.tokenizer.bos
-        let r: KLResult
+        let c: LoRAFusion.Comparison
         do {
-            r = try Perplexity.compare(fused, reference: d, tokens: ids, context: length, bos: addsBOS ? live.tokenizer.bos : nil)
-        } catch let e as PerplexityError { throw CLIError("comparing the fused model with the live adapter: \(e)") }
+            c = try LoRAFusion.compare(base: model, adapter: URL(fileURLWithPath: adapter), written: output, text: text, context: context ?? 256,
+                                       chunks: chunks)
+        } catch let e as PerplexityError { throw CLIError("comparing the fused model with the live adapter: \(e)") } catch let e as LoRAError {
+            throw CLIError("\(e)")
+        }
+        let r = c.fused, dropped = c.withoutAdapter
         let source = evalFile ?? "the bundled Shakespeare"
-        print("fused vs live adapter on \(source): \(r.perplexity.tokensScored) tokens scored (\(r.perplexity.chunks) chunks of \(length))")
+        print("fused vs live adapter on \(source): \(r.perplexity.tokensScored) tokens scored (\(r.perplexity.chunks) chunks of \(c.context))")
         print(String(format: "KL divergence: mean %.6f, 99%% %.6f, max %.6f nats", r.meanKL, KLResult.percentile(r.klDivergences, 0.99),
                      KLResult.percentile(r.klDivergences, 1)))
         print(String(format: "same top token: %.2f %%", 100 * r.sameTopToken))
-        // What the adapter itself changes: the base without it against the live adapter.
-        let base = try loadPretrained(model, quiet: true).languageModel()
-        let dropped = try Perplexity.compare(base, reference: d, tokens: ids, context: length, bos: addsBOS ? live.tokenizer.bos : nil)
         print(String(format: "perplexity: fused %.4f, live adapter %.4f, base without the adapter %.4f", r.perplexity.perplexity,
                      r.referencePerplexity.perplexity, dropped.perplexity.perplexity))
         print(String(format: "base without the adapter vs live adapter: KL mean %.6f nats, same top token %.2f %%", dropped.meanKL, 100 * dropped.sameTopToken))
-        if r.meanKL > 0.1 * dropped.meanKL {
+        if c.lostMuchOfTheAdapter {
             FileHandle.standardError.write(Data(String(
                 format: "warning: the fused model is %.0f%% as far from the live adapter as the base without the adapter is: quantizing the fused "
                     + "layers rounds much of the adapter's change away. Write more bits (--type q8_0 or q6_k, or a folder)%@ or run the adapter live "

@@ -202,18 +202,18 @@ struct PerplexityCommand: ParsableCommand {
         let decoder = try loaded.languageModel()
         var ids = loaded.tokenizer.encode(text, addSpecialTokens: false)
         if let chunks { ids = Array(ids.prefix(chunks * context)) }
-        let addsBOS = loaded.tokenizer.encode("a", addSpecialTokens: true).first == loaded.tokenizer.bos && loaded.tokenizer.bos != nil
+        let bos = loaded.tokenizer.addedBOS
         if reference != nil || referenceDequantized {
             let ref: any LanguageModel = referenceDequantized
                 ? try DecoderModel.load(gguf: URL(fileURLWithPath: reference ?? model), quantized: false)
                 : try loadPretrained(reference!, quiet: json).languageModel()
-            let r = try Perplexity.compare(decoder, reference: ref, tokens: ids, context: context, bos: addsBOS ? loaded.tokenizer.bos : nil) { done, all, ppl in
+            let r = try Perplexity.compare(decoder, reference: ref, tokens: ids, context: context, bos: bos) { done, all, ppl in
                 if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, all, ppl).utf8)) }
             }
             printKL(r)
             return
         }
-        let r = try Perplexity.evaluate(decoder, tokens: ids, context: context, bos: addsBOS ? loaded.tokenizer.bos : nil) { done, all, ppl in
+        let r = try Perplexity.evaluate(decoder, tokens: ids, context: context, bos: bos) { done, all, ppl in
             if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, all, ppl).utf8)) }
         }
         if json {
