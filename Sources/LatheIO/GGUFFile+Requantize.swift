@@ -21,6 +21,14 @@ public struct GGUFWrittenTensor: Sendable, Equatable {
     public init(name: String, dimensions: [Int], from: GGMLType, to: GGMLType, byteCount: Int, copied: Bool) {
         (self.name, self.dimensions, self.from, self.to, self.byteCount, self.copied) = (name, dimensions, from, to, byteCount, copied)
     }
+
+    /// "Q4_K 27, Q8_0 10, ...": how many of `tensors` were written in each type, most first.
+    public static func typeCounts(_ tensors: [GGUFWrittenTensor]) -> String {
+        var counts: [String: Int] = [:]
+        for t in tensors { counts[t.to.name, default: 0] += 1 }
+        return counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key) \($0.value)" }
+            .joined(separator: ", ")
+    }
 }
 
 /// A tensor written in place of the source's by

@@ -157,12 +157,9 @@ struct Convert: ParsableCommand {
         } catch let e as CalibrationError {
             throw CLIError("\(e)")
         }
-        var counts: [String: Int] = [:]
-        for t in written { counts[t.to.name, default: 0] += 1 }
-        let types = counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key) \($0.value)" }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print(String(format: "wrote %@ (%@): %d tensors (%@), %.1f MB in %.1f s", output, fileType.name, written.count,
-                     types.joined(separator: ", "), Double(size) / 1e6, Timing.now() - t0))
+                     GGUFWrittenTensor.typeCounts(written), Double(size) / 1e6, Timing.now() - t0))
     }
 
 }

@@ -92,13 +92,7 @@ struct Fuse: ParsableCommand {
             throw CLIError("\(e)")
         } catch let e as CalibrationError { throw CLIError("\(e)") }
         let method = summary.config.useDoRA ? "DoRA" : "LoRA"
-        var typeNote = ""
-        if !summary.tensors.isEmpty {
-            var counts: [String: Int] = [:]
-            for t in summary.tensors { counts[t.to.name, default: 0] += 1 }
-            typeNote = " (" + counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key) \($0.value)" }
-                .joined(separator: ", ") + " tensors)"
-        }
+        let typeNote = summary.tensors.isEmpty ? "" : " (" + GGUFWrittenTensor.typeCounts(summary.tensors) + " tensors)"
         print(String(format: "fused %@ into %d layers; wrote %@%@ in %.1f s", method, summary.fusedLayers.count, output, typeNote, Timing.now() - t0))
         guard chunks > 0 else { return }
         try compare(text: text)
