@@ -29,12 +29,29 @@ public struct WilsonInterval: Sendable, Equatable {
     }
 }
 
+/// How a greedy answer is compared with the reference.
+public enum AnswerMatch: String, Sendable, Equatable, CaseIterable {
+    /// The first lines, whitespace trimmed, must be equal (a one-word or one-line completion); the
+    /// lenient figure compares first words, ignoring case and punctuation.
+    case firstLine = "first-line"
+    /// GSM8K's convention: the number after the last "####" of each must be equal as numbers
+    /// ("1,000" = "1000.0"). The lenient figure also takes the last number of an answer without
+    /// "####" (a base model that works the problem out in its own words).
+    case finalNumber = "final-number"
+
+    /// `finalNumber` when the reference has a "####" line, else `firstLine`.
+    public static func detect(reference: String) -> AnswerMatch {
+        reference.contains("####") ? .finalNumber : .firstLine
+    }
+}
+
 /// Exact-match accuracy of greedy answers.
 public struct AnswerAccuracy: Sendable {
-    /// Answers equal to the reference after trimming whitespace and cutting at the first newline.
+    public var match: AnswerMatch
+    /// Answers equal to the reference as `match` says: the first line, or the final "#### N" number.
     public var exact: WilsonInterval
-    /// Answers whose first word matches the reference's, ignoring case and punctuation (a looser
-    /// figure for base models that answer "Positive." to a " positive" reference).
+    /// The looser figure of `match`: first words ignoring case and punctuation (for base models
+    /// that answer "Positive." to a " positive" reference), or the last number when "####" is missing.
     public var lenient: WilsonInterval
     /// The most frequent answers given, with their counts.
     public var answers: [(String, Int)]
@@ -113,8 +130,9 @@ extension SFTTokenizer {
     /// stops at `stopTokens` or after `maxTokens` (default: the longest reference's tokens + 1).
     /// `onProgress` sees (done, correct so far).
     public func accuracy(of model: LanguageModel, on questions: [SFTQuestion], stopTokens: Set<Int>, maxTokens: Int? = nil,
-                         onProgress: ((Int, Int) -> Void)? = nil) -> AnswerAccuracy {
+                         match: AnswerMatch? = nil, onProgress: ((Int, Int) -> Void)? = nil) -> AnswerAccuracy {
         let start = Date()
+        let match = match ?? AnswerMatch.detect(reference: questions.first?.answer ?? "")
         let limit = maxTokens ?? (questions.map { tokenizer.encode($0.answer, addSpecialTokens: false).count }.max() ?? 1) + 1
         let session = DecodingSession(model, capacity: 512)
         var exact = 0, lenient = 0
@@ -123,16 +141,74 @@ extension SFTTokenizer {
             let result = session.generate(prompt: Array(q.promptIDs.suffix(model.maxPositions - limit)),
                                           options: GenerationOptions(maxTokens: limit, sampling: .greedy, stopTokens: stopTokens))
             let text = tokenizer.decode(result.tokens, skipSpecialTokens: true)
-            let answer = Self.firstLine(text)
-            counts[answer, default: 0] += 1
-            if answer == Self.firstLine(q.answer) { exact += 1 }
-            if Self.firstWord(answer) == Self.firstWord(q.answer), !Self.firstWord(answer).isEmpty { lenient += 1 }
+            let (isExact, isLenient, shown) = Self.score(text, reference: q.answer, match: match)
+            counts[shown, default: 0] += 1
+            if isExact { exact += 1 }
+            if isLenient { lenient += 1 }
             onProgress?(i + 1, exact)
         }
         let top = counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(5).map { ($0.key, $0.value) }
-        return AnswerAccuracy(exact: WilsonInterval(successes: exact, count: questions.count),
+        return AnswerAccuracy(match: match, exact: WilsonInterval(successes: exact, count: questions.count),
                               lenient: WilsonInterval(successes: lenient, count: questions.count), answers: Array(top),
                               seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Whether `answer` matches `reference` exactly and leniently under `match`, and the part of
+    /// the answer that was compared (for the most-frequent-answers list).
+    public static func score(_ answer: String, reference: String, match: AnswerMatch) -> (exact: Bool, lenient: Bool, shown: String) {
+        switch match {
+        case .firstLine:
+            let line = firstLine(answer), word = firstWord(answer)
+            return (line == firstLine(reference), !word.isEmpty && word == firstWord(reference), line)
+        case .finalNumber:
+            guard let expected = finalNumber(reference) else { return (false, false, "") }
+            let marked = finalNumber(answer)
+            let found = marked ?? lastNumber(answer)
+            return (marked == expected, found == expected, marked.map { "#### \($0.formatted())" } ?? found.map { "\($0.formatted()) (no ####)" } ?? "(no number)")
+        }
+    }
+
+    /// The number after the last "####", commas removed (nil if there is none or it is not a number).
+    public static func finalNumber(_ s: String) -> Double? {
+        guard let range = s.range(of: "####", options: .backwards) else { return nil }
+        return leadingNumber(s[range.upperBound...])
+    }
+
+    /// The last number in `s` ("-1,234.5" → -1234.5), nil if none.
+    public static func lastNumber(_ s: String) -> Double? {
+        var last: Double?
+        var rest = Substring(s)
+        while let i = rest.firstIndex(where: { $0.isASCII && $0.isNumber }) {
+            var start = i
+            if start > rest.startIndex, rest[rest.index(before: start)] == "-" { start = rest.index(before: start) }
+            let end = numberEnd(rest, from: i)
+            if let v = Double(rest[start..<end].replacingOccurrences(of: ",", with: "")) { last = v }
+            rest = rest[end...]
+        }
+        return last
+    }
+
+    static func leadingNumber(_ s: Substring) -> Double? {
+        let t = s.drop { $0 == " " || $0 == "\t" || $0 == "$" }
+        var start = t.startIndex
+        if t.first == "-" { start = t.index(after: start) }
+        guard start < t.endIndex, t[start].isASCII, t[start].isNumber else { return nil }
+        return Double(t[t.startIndex..<numberEnd(t, from: start)].replacingOccurrences(of: ",", with: ""))
+    }
+
+    /// The end of the digits, thousands commas and decimal point starting at `i` (a trailing "." or "," is not part of it).
+    static func numberEnd(_ s: Substring, from i: Substring.Index) -> Substring.Index {
+        var end = i, j = i
+        while j < s.endIndex {
+            let c = s[j]
+            if c.isASCII, c.isNumber { j = s.index(after: j); end = j; continue }
+            if c == "." || c == "," {
+                let next = s.index(after: j)
+                if next < s.endIndex, s[next].isASCII, s[next].isNumber { j = next; continue }
+            }
+            break
+        }
+        return end
     }
 
     static func firstLine(_ s: String) -> String {

@@ -80,6 +80,8 @@ public struct FineTuneRecipe: Sendable, Equatable {
     public struct Evaluation: Sendable, Equatable {
         /// Greedy tokens generated per answer (nil: the longest reference answer's tokens + 1).
         public var maxTokens: Int? = nil
+        /// How answers are compared (nil: "final-number" when the references have a "####" line, else "first-line").
+        public var match: AnswerMatch? = nil
     }
 
     public var model = ""
@@ -224,8 +226,16 @@ extension Reader {
         r.training.evalBatches = try positive(int(t, "training.", "eval_batches"), "training.eval_batches")
         r.training.logEvery = try positive(int(t, "training.", "log_every"), "training.log_every") ?? r.training.logEvery
 
-        let e = try section(root, "eval", allowed: ["max_tokens"])
+        let e = try section(root, "eval", allowed: ["max_tokens", "match"])
         r.evaluation.maxTokens = try positive(int(e, "eval.", "max_tokens"), "eval.max_tokens")
+        switch try string(e, "eval.", "match") {
+        case nil, "auto"?: r.evaluation.match = nil
+        case let m?:
+            guard let match = AnswerMatch(rawValue: m) else {
+                throw fail("eval.match", "must be auto, first-line or final-number, not '\(m)'")
+            }
+            r.evaluation.match = match
+        }
 
         r.seed = try int(root, "", "seed").map { UInt64(truncatingIfNeeded: $0) } ?? r.seed
         r.threads = try positive(int(root, "", "threads"), "threads")

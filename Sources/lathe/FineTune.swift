@@ -93,7 +93,9 @@ struct FineTune: ParsableCommand {
         }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if base, adapter != nil { throw ValidationError("--base and --adapter exclude each other") }
-        let loaded = r.adapter == .qlora ? try PretrainedModel.load(r.model) : try PretrainedModel.loadForTraining(r.model)
+        // The model as stored: a quantized file keeps its weights quantized (the fast decode kernel); an
+        // adapter trained on its dequantised weights applies unchanged, as `lathe generate --adapter` runs it.
+        let loaded = try PretrainedModel.load(r.model)
         let model = try loaded.decoder()
         var label = "base model"
         if !base {
@@ -115,7 +117,8 @@ struct FineTune: ParsableCommand {
         let loss = FineTuner.evaluate(model, rows: rows, batchSize: r.training.batchSize, pad: pad, segments: r.data.packing)
         print(String(format: "loss %.4f, perplexity %.3f on %d labelled tokens", loss.loss, loss.perplexity, loss.tokens))
         let step = Swift.max(1, questions.count / 10)
-        let accuracy = sft.accuracy(of: model, on: questions, stopTokens: loaded.chatStopTokens, maxTokens: r.evaluation.maxTokens) { done, correct in
+        let accuracy = sft.accuracy(of: model, on: questions, stopTokens: loaded.chatStopTokens, maxTokens: r.evaluation.maxTokens,
+                                       match: r.evaluation.match) { done, correct in
             if done % step == 0 || done == questions.count {
                 print(String(format: "  %d/%d answered, %d exact", done, questions.count, correct))
             }
@@ -124,8 +127,14 @@ struct FineTune: ParsableCommand {
             let (lo, hi) = w.bounds
             return String(format: "%@: %.2f%% (%d of %d), 95%% Wilson interval [%.2f%%, %.2f%%]", name, 100 * w.proportion, w.successes, w.count, 100 * lo, 100 * hi)
         }
-        print(line("exact-match accuracy", accuracy.exact))
-        print(line("first-word accuracy (case and punctuation ignored)", accuracy.lenient))
+        switch accuracy.match {
+        case .firstLine:
+            print(line("exact-match accuracy", accuracy.exact))
+            print(line("first-word accuracy (case and punctuation ignored)", accuracy.lenient))
+        case .finalNumber:
+            print(line("exact-match accuracy (the number after ####)", accuracy.exact))
+            print(line("final-number accuracy (or the last number when #### is missing)", accuracy.lenient))
+        }
         print("most frequent answers: " + accuracy.answers.map { "\"\($0.0)\" \($0.1)" }.joined(separator: ", "))
         print(String(format: "answered in %.1f s", accuracy.seconds))
     }

@@ -181,4 +181,28 @@ final class SFTDataTests: XCTestCase {
         XCTAssertEqual(all.low, 0.99238, accuracy: 1e-4)
         XCTAssertTrue(WilsonInterval(successes: 0, count: 0).proportion.isNaN)
     }
+
+    func testFinalNumberMatching() {
+        let reference = "4 muffins cost 4 * 3 = 12.\nThe loaves cost 40 - 12 = 28 more.\n#### 28"
+        XCTAssertEqual(AnswerMatch.detect(reference: reference), .finalNumber)
+        XCTAssertEqual(AnswerMatch.detect(reference: " positive"), .firstLine)
+        XCTAssertEqual(SFTTokenizer.finalNumber("x\n#### 1,234.5"), 1234.5)
+        XCTAssertEqual(SFTTokenizer.finalNumber("#### 3 #### -7."), -7)
+        XCTAssertNil(SFTTokenizer.finalNumber("#### about ten"))
+        XCTAssertEqual(SFTTokenizer.lastNumber("costs $40, then 12 and finally 28."), 28)
+        XCTAssertEqual(SFTTokenizer.lastNumber("a drop of -3"), -3)
+        XCTAssertNil(SFTTokenizer.lastNumber("no digits"))
+
+        func score(_ answer: String) -> (Bool, Bool) {
+            let s = SFTTokenizer.score(answer, reference: reference, match: .finalNumber)
+            return (s.exact, s.lenient)
+        }
+        XCTAssert(score("5 * 8 = 40\n#### 28") == (true, true))
+        XCTAssert(score("#### 28.0") == (true, true))          // compared as numbers
+        XCTAssert(score("The answer is 28.") == (false, true)) // no ####: only the lenient figure
+        XCTAssert(score("#### 27\nor maybe 28") == (false, false))
+        XCTAssert(score("I do not know") == (false, false))
+        XCTAssert(SFTTokenizer.score(" Positive.", reference: " positive", match: .firstLine) == (false, true, "Positive."))
+        XCTAssert(SFTTokenizer.score("positive\nmore", reference: " positive", match: .firstLine) == (true, true, "positive"))
+    }
 }

@@ -23,8 +23,11 @@ final class FineTuneTests: XCTestCase {
         data: {train: t.jsonl, valid_fraction: 0.2, format: messages, mask_prompt: false, packing: false, max_length: 128}
         optimizer: {lr: 1.0e-3}
         training: {epochs: 2, batch_size: 8, accumulation: 2, clip_grad_norm: null}
+        eval: {max_tokens: 200, match: final-number}
         """, file: "r.yaml")
         XCTAssertEqual(r.adapter, .dora)
+        XCTAssertEqual(r.evaluation.match, .finalNumber)
+        XCTAssertEqual(r.evaluation.maxTokens, 200)
         XCTAssertEqual(r.lora.targets, .names(["q_proj", "v_proj"]))
         XCTAssertEqual(r.lora.layers, .last(2))
         XCTAssertEqual(r.data.format, .chat)
@@ -55,6 +58,7 @@ final class FineTuneTests: XCTestCase {
             (base + "lora: {targets: q_proj.*, layers: 2}", "r.yaml: lora: layers_to_transform cannot be used when target_modules is a regex"),
             (base + "adapter: full\nlora: {r: 4}", "r.yaml: lora: applies to adapter lora, dora or qlora, not full"),
             ("data: {train: t.jsonl}\ntraining: {steps: 3}\n", "r.yaml: model: missing"),
+            (base + "eval: {match: regex}", "r.yaml: eval.match: must be auto, first-line or final-number, not 'regex'"),
             (base + "optimizer: {name: lion}", "r.yaml: optimizer.name: 'lion' is not one of sgd, adam, adamw"),
         ]
         for (text, expected) in cases {
