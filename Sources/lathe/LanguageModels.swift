@@ -99,12 +99,7 @@ struct Generate: ParsableCommand {
         try threadOptions.apply()
         let loaded = try loadPretrained(model)
         let decoder = try loaded.languageModel()
-        if let adapter {
-            guard case .decoder(let d) = loaded.kind else { throw CLIError("--adapter: adapters apply to Llama-family decoders, not to \(model)") }
-            let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: adapter), into: d)
-            let base = config.baseModel.map { " (trained on \($0))" } ?? ""
-            FileHandle.standardError.write(Data("adapter \(adapter)\(base): \(config.useDoRA ? "DoRA" : "LoRA") on \(d.loraLayers.count) layers\n".utf8))
-        }
+        try attachAdapter(adapter, to: loaded, model: model)
         let ids: [Int]
         var stopTokens: Set<Int>?
         if chat {
@@ -122,6 +117,15 @@ struct Generate: ParsableCommand {
     }
 }
 
+/// Loads a PEFT adapter folder into the loaded decoder (unmerged), and says so on standard error.
+func attachAdapter(_ adapter: String?, to loaded: PretrainedModel, model: String) throws {
+    guard let adapter else { return }
+    guard case .decoder(let d) = loaded.kind else { throw CLIError("--adapter: adapters apply to Llama-family decoders, not to \(model)") }
+    let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: adapter), into: d)
+    let base = config.baseModel.map { " (trained on \($0))" } ?? ""
+    FileHandle.standardError.write(Data("adapter \(adapter)\(base): \(config.useDoRA ? "DoRA" : "LoRA") on \(d.loraLayers.count) layers\n".utf8))
+}
+
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Chat with an instruction-tuned model: each line of standard input is a user turn.",
@@ -131,12 +135,15 @@ struct Chat: ParsableCommand {
         from the cache, so a turn costs its own tokens, not the conversation's. The reply is streamed until the model ends its turn; the reply ends with a \
         newline, and prompt and generation speed go to standard error. Empty lines are skipped; the end of the input \
         ends the chat. A model without a chat template is an error.
+        With --adapter DIR, a PEFT LoRA/DoRA adapter runs with the model, unmerged (as `lathe generate --adapter`).
         Example: lathe chat ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --system "Answer in one sentence." --temperature 0
         """
     )
 
     @Argument(help: "A .gguf file or a Hugging Face folder with a chat template.") var model: String
     @Option(help: "A system message that opens the conversation.") var system: String?
+    @Option(help: "A PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to run with the model, unmerged.")
+    var adapter: String?
     @OptionGroup var sampling: SamplingFlags
     @OptionGroup var threadOptions: ThreadOptions
 
@@ -144,6 +151,7 @@ struct Chat: ParsableCommand {
         try threadOptions.apply()
         let loaded = try loadPretrained(model)
         let decoder = try loaded.languageModel()
+        try attachAdapter(adapter, to: loaded, model: model)
         let template = try loaded.parsedChatTemplate()
         let stopTokens = loaded.chatStopTokens
         var messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []

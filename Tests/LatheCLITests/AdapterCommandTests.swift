@@ -32,6 +32,38 @@ final class AdapterCommandTests: XCTestCase {
         XCTAssertTrue(wrongModel.err.contains("adapters apply to Llama-family decoders"), wrongModel.err)
     }
 
+    func testChatWithALiveAdapter() throws {
+        // llama-tiny with gpt2-tiny's tokenizer and a one-line chat template (the turn's text as it is).
+        let dir = try temporaryDirectory()
+        let llm = fixturesDirectory.appendingPathComponent("llm")
+        for (from, name) in [("llama-tiny/config.json", "config.json"), ("llama-tiny/model.safetensors", "model.safetensors"),
+                             ("gpt2-tiny/tokenizer.json", "tokenizer.json")] {
+            try FileManager.default.copyItem(at: llm.appendingPathComponent(from), to: dir.appendingPathComponent(name))
+        }
+        try Data(#"{"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"}"#.utf8)
+            .write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        let adapter = fixturesDirectory.appendingPathComponent("lora/llama-lora").path
+        func chat(_ extra: [String]) throws -> (status: Int32, out: String, err: String) {
+            let process = try startLathe(["chat", dir.path, "--temperature", "0", "--max-tokens", "12", "--threads", "1"] + extra, withInput: true)
+            let input = (process.standardInput as! Pipe).fileHandleForWriting
+            input.write(Data("abc\n".utf8))
+            try input.close()
+            let out = String(decoding: (process.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let err = String(decoding: (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, out, err)
+        }
+        let plain = try chat([]), adapted = try chat(["--adapter", adapter])
+        XCTAssertEqual(plain.status, 0, plain.err)
+        XCTAssertEqual(adapted.status, 0, adapted.err)
+        XCTAssertTrue(adapted.err.contains("LoRA on 8 layers"), adapted.err)
+        XCTAssertFalse(adapted.out.isEmpty, adapted.err)
+        XCTAssertNotEqual(adapted.out, plain.out, "the adapter changes the greedy reply")
+        let missing = try chat(["--adapter", dir.appendingPathComponent("nope").path])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.err.contains("a PEFT adapter folder?"), missing.err)
+    }
+
     /// llama-tiny padded to the bpe-smollm test vocabulary (560 tokens) with that tokenizer, as a
     /// Hugging Face folder and as a Q8_0 GGUF file.
     func makeBases(_ dir: URL) throws -> (folder: URL, gguf: URL) {
