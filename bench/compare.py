@@ -757,7 +757,7 @@ def merge_section():
     mib = MERGE["model_mib"]
     L = [MERGE_HEADING, "",
          f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {MERGE_ELAPSED / 60:.1f} min; "
-         f"Lathe {versions().get('lathe', '?')}, mergekit {MERGE['version']} with torch {MERGE['torch']} (CPU))"
+         f"Lathe {versions().get('lathe', '?')}, mergekit {MERGE['version']} with torch {MERGE['torch']})"
          + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores"
             if loads else "") + ".", "",
          f"Inputs: SmolLM2-135M-Instruct's GGUF written as a float32 Hugging Face folder by `lathe convert` ({mib:.0f} MiB "
