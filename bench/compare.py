@@ -19,6 +19,11 @@ reference alternating from round to round so drift on a shared machine hits both
            / (2 x matmul MACs per token). Its BENCHMARKS.md section carries its own date, versions
            and machine figures; a run of llm alone replaces that section and keeps the rest of the
            file (and the chart), a run without llm keeps an existing llm section.
+  merge    (not in the default set: --only merge) `lathe merge` vs mergekit (mergekit-yaml from --mergekit,
+           $MERGEKIT or PATH) on three SmolLM2-135M-sized float32 folders (bench/merge/compare.py makes
+           them and compares the outputs): wall time and peak RSS (/usr/bin/time -v) of one fresh process
+           per tool, method and round, and the largest difference between the merges. Like llm, its
+           BENCHMARKS.md section stands alone: a run of merge alone replaces only that section.
 
 Figures: per round each side's median (GEMM: best) over its repetitions; the table shows the
 median over rounds for each side and the median of the per-round ratios. Ratio = Lathe speed /
@@ -31,6 +36,10 @@ halves its speed); the kernel that actually ran is read with threadpoolctl and p
 warning if it is Haswell anyway. PyTorch's CPU wheel does its GEMMs in its bundled oneMKL and
 its convolutions in oneDNN, which do not read OPENBLAS_* (checked: same torch matmul speed with
 and without them), so the PyTorch references keep the environment.
+
+merge: mergekit runs in its own virtualenv (its Python and torch) with OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE removed, both tools with OMP_NUM_THREADS = LATHE_NUM_THREADS = N; the outputs are
+removed before every run so each writes afresh.
 
 llm: both Lathe and llama-bench run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (neither
 reads them today; removed so that neither can be slowed by them), the same thread count, the same
@@ -65,7 +74,7 @@ ap.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lath
 ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default: 1 and the core count)")
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--only", default="machine,gemm,train,infer,memory",
-                help="workloads, comma-separated, among machine,gemm,train,infer,memory (the default) and llm")
+                help="workloads, comma-separated, among machine,gemm,train,infer,memory (the default), llm and merge")
 ap.add_argument("--models", default="mlp,cnn,gpt", help="models of the train workload (and of infer unless --infer-models)")
 ap.add_argument("--infer-models", default=None, help="models of the infer workload (default: mlp,cnn,cnn28,gpt among --models plus cnn28)")
 ap.add_argument("--memory-threads", type=int, default=1,
@@ -80,6 +89,10 @@ ap.add_argument("--llm-models", default="SmolLM2-135M-Instruct.Q4_1.gguf,gemma-3
                 help="llm: GGUF files, comma-separated; bare names are looked up in $LATHE_MODELS, else "
                      "~/.cache/lathe/models (Tools/fetch-models)")
 ap.add_argument("--llm-repeat", type=int, default=3, help="llm: repetitions of pp and tg per process and round")
+ap.add_argument("--mergekit", default=os.environ.get("MERGEKIT") or shutil.which("mergekit-yaml"),
+                help="merge: mergekit's mergekit-yaml, in its virtualenv (default: $MERGEKIT, else mergekit-yaml on PATH)")
+ap.add_argument("--merge-methods", default="linear,ties", help="merge: methods, comma-separated, among linear,ties,slerp")
+ap.add_argument("--merge-work", default="/tmp/lathe-merge-bench", help="merge: folder of the inputs (made once) and outputs")
 ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
 ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "benchmarks.svg"))
 ap.add_argument("--no-write", action="store_true", help="print the report instead of writing the files")
@@ -91,8 +104,9 @@ if not os.path.exists(args.lathe):
 CORES = os.cpu_count() or 1
 THREADS = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, CORES})
 ONLY = set(args.only.split(","))
-if ONLY - {"machine", "gemm", "train", "infer", "memory", "llm"}:
-    sys.exit(f"--only: unknown workload(s) {', '.join(sorted(ONLY - {'machine', 'gemm', 'train', 'infer', 'memory', 'llm'}))}")
+WORKLOADS = {"machine", "gemm", "train", "infer", "memory", "llm", "merge"}
+if ONLY - WORKLOADS:
+    sys.exit(f"--only: unknown workload(s) {', '.join(sorted(ONLY - WORKLOADS))}")
 MODELS = args.models.split(",")
 INFER_MODELS = (args.infer_models.split(",") if args.infer_models
                 else [m for m in ["mlp", "cnn", "cnn28", "gpt"] if m in MODELS or (m == "cnn28" and "cnn" in MODELS)])
@@ -515,10 +529,70 @@ if "llm" in ONLY:
                     f"tokens/s, bound {fmt_opt(bound)}")
 LLM_ELAPSED = time.time() - LLM_T0
 
+
+# ---- report ----------------------------------------------------------------------------------
+# ---- merge -----------------------------------------------------------------------------------
+merge_rows, MERGE = [], {}
+MERGE_LOADS = []
+MERGE_T0 = time.time()
+MERGE_SCRIPT = os.path.join(HERE, "merge", "compare.py")
+
+
+def merge_timed(cmd, env):
+    """(wall seconds, peak RSS MiB) of one fresh process under /usr/bin/time -v."""
+    t0 = time.time()
+    r = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env, cwd=args.merge_work)
+    wall = time.time() - t0
+    if r.returncode != 0:
+        sys.exit(f"merge: failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    return wall, int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
+
+
+if "merge" in ONLY:
+    if not args.mergekit or not os.path.exists(args.mergekit):
+        sys.exit("merge: mergekit-yaml not found: pass --mergekit PATH (in mergekit's virtualenv) or set MERGEKIT")
+    if not os.path.exists("/usr/bin/time"):
+        sys.exit("merge: /usr/bin/time (GNU time) is needed for peak RSS")
+    mk_python = os.path.join(os.path.dirname(args.mergekit), "python")
+    os.makedirs(args.merge_work, exist_ok=True)
+    log(f"merge: inputs under {args.merge_work} (made once)")
+    prep = run_json([mk_python, MERGE_SCRIPT, "--prepare-only", "--lathe", args.lathe, "--work", args.merge_work], 1)[-1]
+    MERGE["model_mib"] = prep["model_mib"]
+    MERGE["version"] = subprocess.run([mk_python, "-c", "import importlib.metadata as m; print(m.version('mergekit'))"],
+                                      capture_output=True, text=True).stdout.strip() or "?"
+    MERGE["torch"] = subprocess.run([mk_python, "-c", "import torch; print(torch.__version__)"],
+                                    capture_output=True, text=True).stdout.strip() or "?"
+    for method in args.merge_methods.split(","):
+        if method not in prep["configs"]:
+            sys.exit(f"merge: no config for method {method} (bench/merge/compare.py has {', '.join(prep['configs'])})")
+        cfg = os.path.join(args.merge_work, f"{method}.yaml")
+        with open(cfg, "w") as f:
+            f.write(prep["configs"][method])
+        out_l, out_m = os.path.join(args.merge_work, f"out-lathe-{method}"), os.path.join(args.merge_work, f"out-mergekit-{method}")
+        for t in THREADS:
+            def run_lathe(t=t):
+                shutil.rmtree(out_l, ignore_errors=True)
+                return merge_timed([args.lathe, "merge", cfg, "--output", out_l], env_for(t))
+
+            def run_mergekit(t=t):
+                shutil.rmtree(out_m, ignore_errors=True)
+                return merge_timed([args.mergekit, cfg, out_m, "--no-write-model-card", "--out-shard-size", "100B"],
+                                   env_for(t, OPENBLAS_FORCING))
+            MERGE_LOADS.append(load_now())
+            rounds = interleaved(f"merge {method}", t, run_lathe, run_mergekit)
+            row = {"method": method, "threads": t,
+                   "lathe_s": med([r[0][0] for r in rounds]), "ref_s": med([r[1][0] for r in rounds]),
+                   "lathe_mib": med([r[0][1] for r in rounds]), "ref_mib": med([r[1][1] for r in rounds]),
+                   "ratio": med([r[1][0] / r[0][0] for r in rounds]),
+                   "diff": run_json([mk_python, MERGE_SCRIPT, "--diff", out_l, out_m], 1)[-1]["max_abs_diff"]}
+            merge_rows.append(row)
+            log(f"merge {method}, {t} thread(s): Lathe {row['lathe_s']:.1f} s {row['lathe_mib']:.0f} MiB, mergekit "
+                f"{row['ref_s']:.1f} s {row['ref_mib']:.0f} MiB, max diff {row['diff']:.2g}")
+MERGE_ELAPSED = time.time() - MERGE_T0
+
 ELAPSED = time.time() - T0
 
 
-# ---- report ----------------------------------------------------------------------------------
 def fmt(x, digits=1):
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -674,10 +748,44 @@ def llm_section():
     return L
 
 
-def splice_llm(old_text, section):
-    """old_text with its llm section replaced by section (inserted before ## Reproduce, or at the end, if absent)."""
+MERGE_HEADING = "## Model merging — Lathe vs mergekit"
+
+
+def merge_section():
+    """The merge section of BENCHMARKS.md, self-contained like the llm one."""
+    loads = [x for x in MERGE_LOADS if x is not None]
+    mib = MERGE["model_mib"]
+    L = [MERGE_HEADING, "",
+         f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {MERGE_ELAPSED / 60:.1f} min; "
+         f"Lathe {versions().get('lathe', '?')}, mergekit {MERGE['version']} with torch {MERGE['torch']})"
+         + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores"
+            if loads else "") + ".", "",
+         f"Inputs: SmolLM2-135M-Instruct's GGUF written as a float32 Hugging Face folder by `lathe convert` ({mib:.0f} MiB "
+         "of weights) and two copies with Gaussian noise (std 0.01) added, as fine-tunes of it (bench/merge/compare.py); "
+         "both tools read the same folders with the same config and write a float32 folder, one file. "
+         f"`lathe merge CONFIG --output OUT` against `mergekit-yaml CONFIG OUT --no-write-model-card --out-shard-size 100B`, "
+         f"one fresh process each per round, {args.rounds} round(s), the order reversed every round, the output removed "
+         "before each run; mergekit from its own virtualenv with " + " and ".join(f"`{x}`" for x in OPENBLAS_FORCING)
+         + " removed from its environment, both with OMP_NUM_THREADS = LATHE_NUM_THREADS = N. Seconds and peak RSS "
+         "(/usr/bin/time -v) are medians over rounds; ratio = the median of the per-round mergekit seconds / Lathe "
+         "seconds (> 1: Lathe faster); max abs diff compares the last round's two outputs tensor by tensor. Peak memory "
+         f"beside one model's weights: {mib:.0f} MiB.", ""]
+    if args.quick:
+        L += ["**Quick run (`--quick`): figures not for quoting.**", ""]
+    L += ["| method | threads | Lathe s | mergekit s | ratio | Lathe peak MiB | mergekit peak MiB | max abs diff |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in merge_rows:
+        L.append(f"| {r['method']} | {r['threads']} | {r['lathe_s']:.1f} | {r['ref_s']:.1f} | {ratio(r['ratio'])} | "
+                 f"{r['lathe_mib']:.0f} | {r['ref_mib']:.0f} | {r['diff']:.2g} |")
+    L += ["", "Reproduce (mergekit installed in a virtualenv of its own, `pip install mergekit`):", "",
+          "```sh", f"MERGEKIT=/path/to/venv/bin/mergekit-yaml {args.command}", "```", ""]
+    return L
+
+
+def splice_section(old_text, heading, section):
+    """old_text with its section under heading replaced by section (inserted before ## Reproduce, or at the end, if absent)."""
     lines = old_text.rstrip("\n").split("\n")
-    start = next((i for i, x in enumerate(lines) if x == LLM_HEADING), None)
+    start = next((i for i, x in enumerate(lines) if x == heading), None)
     if start is not None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         lines[start:end] = section
@@ -687,13 +795,13 @@ def splice_llm(old_text, section):
     return "\n".join(lines) + "\n"
 
 
-def old_llm_section(path):
-    """The llm section of an existing BENCHMARKS.md, as lines, or None."""
+def old_section(path, heading):
+    """The section under heading of an existing BENCHMARKS.md, as lines, or None."""
     try:
         lines = open(path).read().rstrip("\n").split("\n")
     except OSError:
         return None
-    start = next((i for i, x in enumerate(lines) if x == LLM_HEADING), None)
+    start = next((i for i, x in enumerate(lines) if x == heading), None)
     if start is None:
         return None
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
@@ -827,12 +935,12 @@ def report(svg_rel):
                      f"{lr['peak_rss_mb']:.0f} (+{lr['step_delta_mb']:.0f}) | {rr['peak_rss_mb']:.0f} (+{rr['step_delta_mb']:.0f}) | "
                      f"{lr['ms_per_step']:.0f} | {rr['ms_per_step']:.0f} | {ratio(r['ratio'])} |")
         L.append("")
-    if llm_rows:
-        L += llm_section()
-    else:
-        kept = old_llm_section(args.out)
-        if kept:
-            L += kept  # from an earlier run (with its own date): this run did not measure llm
+    # The llm and merge sections: this run's, else an earlier run's (with its own date), kept as it was.
+    for rows, heading, section in ((llm_rows, LLM_HEADING, llm_section), (merge_rows, MERGE_HEADING, merge_section)):
+        if rows:
+            L += section()
+        else:
+            L += old_section(args.out, heading) or []
     L += ["## Reproduce", "", "```sh", args.command, "```", "",
           "`bench/compare` creates `bench/.venv` (NumPy, threadpoolctl, PyTorch CPU) on first use and builds Lathe "
           "in release; see README.md, Benchmarks.", ""]
@@ -892,12 +1000,16 @@ def svg_chart():
     return "\n".join(out) + "\n"
 
 
-# A run of llm alone (with or without machine) replaces the llm section of an existing BENCHMARKS.md
-# and leaves the rest of it, and the chart, as they are.
-SPLICE = bool(llm_rows) and not (gemm_rows or train_rows or infer_rows or memory_rows) and os.path.exists(args.out)
+# A run of llm and/or merge alone (with or without machine) replaces those sections of an existing
+# BENCHMARKS.md and leaves the rest of it, and the chart, as they are.
+SPLICE = bool(llm_rows or merge_rows) and not (gemm_rows or train_rows or infer_rows or memory_rows) and os.path.exists(args.out)
 if SPLICE:
     svg = None
-    text = splice_llm(open(args.out).read(), llm_section())
+    text = open(args.out).read()
+    if llm_rows:
+        text = splice_section(text, LLM_HEADING, llm_section())
+    if merge_rows:
+        text = splice_section(text, MERGE_HEADING, merge_section())
 else:
     svg = svg_chart()
     svg_rel = os.path.relpath(args.svg, os.path.dirname(os.path.abspath(args.out))) if svg else None

@@ -123,10 +123,11 @@ extension MergeConfig {
 
     /// Parses mergekit YAML; `file` names the source in errors.
     public static func parse(_ text: String, file: String = "<merge config>") throws -> MergeConfig {
-        let root: Any?
-        do { root = try Yams.load(yaml: text) } catch {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
             throw MergeConfigError(file: file, key: nil, message: "not valid YAML: \(error)")
         }
+        let root = try node.map { try Self.plainValue($0, file: file) }
         let p = Parser(file: file)
         let top = try p.mapping(root, at: nil)
         try p.onlyKeys(top, ["merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source",
@@ -191,6 +192,50 @@ extension MergeConfig {
             throw MergeConfigError(file: file, key: nil, message: "give exactly one of models or slices (a non-empty list)")
         }
         return config
+    }
+
+    /// The most values (scalars, lists, mappings, counting every alias expansion) a config may stand for.
+    public static let maxExpandedNodes = 100_000
+
+    /// The YAML tree as strings, numbers, booleans, `NSNull`, `[Any]` and `[String: Any]`.
+    ///
+    /// Yams's own conversion traps on a key that is not a scalar (`? [a, b]: 1`) and on a base-60
+    /// number that overflows (`3333330033970226:6:1`), and builds every
+    /// alias expansion, so a few lines of aliases of aliases ("billion laughs") would stand for
+    /// billions of values; this one counts values as it goes and stops at ``maxExpandedNodes``.
+    /// Keys are plain strings (Yams rejects a key given twice); merge keys (`<<`) are not supported.
+    static func plainValue(_ root: Node, file: String) throws -> Any {
+        var count = 0
+        func convert(_ node: Node, _ path: String?) throws -> Any {
+            count += 1
+            guard count <= maxExpandedNodes else {
+                throw MergeConfigError(file: file, key: nil, message:
+                    "the YAML stands for more than \(maxExpandedNodes) values once its aliases (*name) are expanded; a merge config needs far fewer")
+            }
+            switch node {
+            case .scalar(let scalar):
+                // YAML 1.1 reads 1:30 as 90 (base 60), and Yams traps when such a number overflows; no
+                // merge config needs one, so a scalar with a colon stays a string.
+                return scalar.string.contains(":") ? scalar.string : Constructor.default.any(from: node)
+            case .sequence(let s): return try s.enumerated().map { i, n in try convert(n, "\(path ?? "")[\(i)]") }
+            case .mapping(let m):
+                var out: [String: Any] = [:]
+                for (k, v) in m {
+                    guard case .scalar(let scalar) = k else {
+                        throw MergeConfigError(file: file, key: path, message: "a key is a list or a mapping; keys are plain names")
+                    }
+                    let key = scalar.string, keyPath = path.map { "\($0).\(key)" } ?? key
+                    if key == "<<" {
+                        throw MergeConfigError(file: file, key: keyPath, message: "YAML merge keys (<<) are not supported; write the keys out")
+                    }
+                    out[key] = try convert(v, keyPath)
+                }
+                return out
+            case .alias:
+                throw MergeConfigError(file: file, key: path, message: "an unresolved alias")
+            }
+        }
+        return try convert(root, nil)
     }
 
     struct Parser {

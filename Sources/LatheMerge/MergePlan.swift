@@ -1,6 +1,4 @@
 import Foundation
-import LatheIO
-import LatheLM
 
 /// Which output tensor comes from which input tensors, with which parameters: mergekit's plan
 /// (mergekit/plan.py), built apart from the math so that the merge can stream one tensor at a time.
@@ -59,8 +57,18 @@ public struct MergePlan: Sendable {
     /// Tensors outside the layers that come before them (embeddings).
     static func isPreLayer(_ name: String) -> Bool { name.contains("embed") || name.contains("wte") || name.contains("wpe") }
 
-    /// Builds the plan; `sources[i]` is the opened model `models[i]`.
-    public init(config: MergeConfig, file: String, models: [String], sources: [HuggingFaceWeights]) throws {
+    /// What the plan needs of an input model: its tensors' shapes by name and the layer count
+    /// its config declares (`num_hidden_layers`; nil: one past the highest layer index found).
+    public struct InputLayout: Sendable, Equatable {
+        public var shapes: [String: [Int]]
+        public var declaredLayers: Int?
+        public init(shapes: [String: [Int]], declaredLayers: Int?) { (self.shapes, self.declaredLayers) = (shapes, declaredLayers) }
+        var tensorNames: [String] { Array(shapes.keys) }
+        func shape(of name: String) -> [Int]? { shapes[name] }
+    }
+
+    /// Builds the plan; `sources[i]` describes the model `models[i]`. Reads no file.
+    public init(config: MergeConfig, file: String, models: [String], sources: [InputLayout]) throws {
         guard let method = MergeMethod(rawValue: config.mergeMethod) else {
             throw MergeConfigError(file: file, key: "merge_method", message:
                 "'\(config.mergeMethod)' is not a method Lathe has (\(MergeMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -80,8 +88,7 @@ public struct MergePlan: Sendable {
             }
             layerNames.append(byLayer)
             outside.append(other)
-            let declared = s.config?["num_hidden_layers"]?.intValue
-            layerCounts.append(declared ?? ((byLayer.keys.max() ?? -1) + 1))
+            layerCounts.append(s.declaredLayers ?? ((byLayer.keys.max() ?? -1) + 1))
         }
 
         // Parameter names: a typo is an error, another method's parameter a warning.

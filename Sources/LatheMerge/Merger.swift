@@ -3,25 +3,6 @@ import LatheIO
 import LatheLM
 import LatheTensor
 
-/// Why a merge stopped (besides config errors, ``MergeConfigError``).
-public enum MergeError: Error, CustomStringConvertible, Equatable {
-    case architectureMismatch(String)
-    case vocabularyMismatch(String)
-    case shapeMismatch(String)
-    case nonFinite(tensor: String, count: Int)
-    case invalidParameter(tensor: String, message: String)
-    case output(String)
-
-    public var description: String {
-        switch self {
-        case .architectureMismatch(let m), .vocabularyMismatch(let m), .shapeMismatch(let m), .output(let m): m
-        case .nonFinite(let tensor, let count):
-            "the merged \(tensor) has \(count) non-finite value\(count == 1 ? "" : "s") (NaN or infinity); check the inputs and the parameters for this tensor (weights summing to 0 with normalize: false, huge lambda)"
-        case .invalidParameter(let tensor, let message): "\(tensor): \(message)"
-        }
-    }
-}
-
 /// Merges models tensor by tensor: each output tensor's inputs are read (mapped files,
 /// converted to float32), merged and written before the next, so peak memory is about one
 /// tensor per input plus the output tensor, whatever the model size.
@@ -67,6 +48,14 @@ public enum Merger {
         }
     }
 
+    /// Where the model `m` of the config read from `file` is: `m` from the current directory if
+    /// something is there, else from the config's folder (as written when neither has it).
+    public static func modelPath(_ m: String, configFile file: String) -> String {
+        let inFolder = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(m).path
+        if !FileManager.default.fileExists(atPath: m), !m.hasPrefix("/"), FileManager.default.fileExists(atPath: inFolder) { return inFolder }
+        return m
+    }
+
     /// Runs the merge `config` (read from `file`; relative model paths are taken from the
     /// current directory, else from the config's folder) into `output`. `progress(done, total,
     /// name)` is called after each tensor.
@@ -74,15 +63,10 @@ public enum Merger {
     public static func merge(_ config: MergeConfig, file: String, output: URL, options: Options = Options(),
                              progress: (Int, Int, String) -> Void = { _, _, _ in }, warn: (String) -> Void = { _ in }) throws -> Report {
         let t0 = Timing.now()
-        let configFolder = URL(fileURLWithPath: file).deletingLastPathComponent()
         let models = config.referencedModels
         var sources: [HuggingFaceWeights] = []
         for m in models {
-            var path = m
-            if !FileManager.default.fileExists(atPath: path), !m.hasPrefix("/"),
-               FileManager.default.fileExists(atPath: configFolder.appendingPathComponent(m).path) {
-                path = configFolder.appendingPathComponent(m).path
-            }
+            let path = modelPath(m, configFile: file)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw MergeConfigError(file: file, key: nil, message: "model \(m): no such folder or file (Lathe reads local Hugging Face folders, .safetensors and .gguf files)")
             }

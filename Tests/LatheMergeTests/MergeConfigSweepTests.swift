@@ -51,4 +51,32 @@ final class MergeConfigSweepTests: XCTestCase {
         XCTAssertGreaterThan(accepted, 0)
         XCTAssertGreaterThan(rejected, 0)
     }
+
+    /// Inputs the fuzzer (Tools/fuzz/merge_config_fuzz.swift) found: each an error naming the
+    /// problem, where Yams's own conversion trapped or built billions of values.
+    func testYAMLTheFuzzerFoundGivesErrors() throws {
+        var bomb = "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+        for i in 1..<8 { bomb += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        let cases: [(String, String)] = [
+            // 10^8 values once expanded (found as a 10 s timeout).
+            (bomb + "merge_method: linear\nmodels: [a]\n", "aliases"),
+            // A list as a key of a flow mapping (a trap in Yams's conversion).
+            ("merge_method: passthrough\nslices:\n  - sources: [{model: a, [x, y]}]\n", "keys are plain names"),
+            ("merge_method: linear\n? {a: 1}\n: 2\nmodels: [a]\n", "keys are plain names"),
+            ("merge_method: linear\nmodels: [{model: a, model: b}]\n", "duplicated key(s): 'model'"),
+            ("base: &b {model: a}\nmerge_method: linear\nmodels: [{<<: *b}]\n", "merge keys"),
+        ]
+        for (yaml, words) in cases {
+            XCTAssertThrowsError(try MergeConfig.parse(yaml), words) { error in
+                XCTAssertTrue(error is MergeConfigError && "\(error)".contains(words), "\(error)")
+            }
+        }
+        // A base-60 integer that overflows (a trap in Yams's integer conversion) stays a string,
+        // which the plan then rejects as a weight.
+        let sexagesimal = try MergeConfig.parse("merge_method: linear\nmodels: [{model: a, parameters: {weight: 3333330033970226:6:1}}]\n")
+        XCTAssertEqual(sexagesimal.models?.first?.parameters["weight"], .scalar(.string("3333330033970226:6:1")))
+        // Aliases within the limit still work.
+        let config = try MergeConfig.parse("merge_method: linear\np: &p {weight: 0.5}\nmodels: [{model: a, parameters: *p}, {model: b, parameters: *p}]\n".replacingOccurrences(of: "p: &p", with: "parameters: &p"))
+        XCTAssertEqual(config.models?.map(\.parameters), Array(repeating: ["weight": .scalar(.number(0.5))], count: 2))
+    }
 }

@@ -5,6 +5,11 @@
     python3 bench/merge/compare.py --mergekit /work/venv-mergekit/bin/mergekit-yaml \
         --lathe .build/release/lathe --methods linear ties --threads 2
 
+One process of each per method, Lathe first (a quick look). `bench/compare --only merge` runs the
+same configs in rounds, the order alternating, and writes BENCHMARKS.md's merge section; it calls
+this file, with mergekit's Python (which has NumPy and safetensors), for the inputs
+(`--prepare-only`) and the differences (`--diff A B`).
+
 Inputs (made once under --work): the SmolLM2 GGUF written as a float32 Hugging Face folder by
 `lathe convert`, and two copies perturbed by Gaussian noise (std 0.01), as fine-tunes of it.
 Both tools read the same folders and write float32 folders. Peak memory is compared with the
@@ -34,7 +39,7 @@ CONFIGS = {
 def make_inputs(lathe, gguf, work):
     base = os.path.join(work, "base")
     if not os.path.exists(os.path.join(base, "model.safetensors")):
-        subprocess.run([lathe, "convert", gguf, "--output", base], check=True)
+        subprocess.run([lathe, "convert", gguf, "--output", base], check=True, stdout=sys.stderr)
     for name, seed in [("a", 1), ("b", 2)]:
         folder = os.path.join(work, name)
         if os.path.exists(os.path.join(folder, "model.safetensors")):
@@ -69,8 +74,16 @@ def max_diff(a_folder, b_folder):
     return max(float(np.abs(a[k].astype(np.float32) - b[k].astype(np.float32)).max()) for k in a)
 
 
+def mergekit_env(env):
+    """mergekit's environment: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed, so that nothing forced
+    from outside slows the reference (torch's GEMMs do not read them; removed all the same)."""
+    return {k: v for k, v in env.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+
+
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--prepare-only", action="store_true", help="make the inputs under --work, print the size of one as JSON")
+    p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="print the largest difference between two merged folders as JSON")
     p.add_argument("--lathe", default=".build/release/lathe")
     p.add_argument("--mergekit", default="mergekit-yaml")
     p.add_argument("--gguf", default=os.path.expanduser("~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -78,10 +91,16 @@ def main():
     p.add_argument("--methods", nargs="+", default=["linear", "ties"])
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    if a.diff:
+        print(json.dumps({"max_abs_diff": max_diff(*a.diff)}))
+        return
     lathe = os.path.abspath(a.lathe)
     os.makedirs(a.work, exist_ok=True)
     base = make_inputs(lathe, a.gguf, a.work)
     model_mb = os.path.getsize(os.path.join(base, "model.safetensors")) / 2**20
+    if a.prepare_only:
+        print(json.dumps({"model_mib": model_mb, "configs": CONFIGS}))
+        return
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), LATHE_NUM_THREADS=str(a.threads), HF_HUB_OFFLINE="1")
     print(f"inputs: 3 x SmolLM2-135M float32 ({model_mb:.0f} MiB each); goal: peak < {model_mb * 1.2:.0f} MiB; {a.threads} threads")
     print("| method | Lathe s | mergekit s | Lathe peak MiB | mergekit peak MiB | max abs diff |")
@@ -95,7 +114,7 @@ def main():
         shutil.rmtree(out_m, ignore_errors=True)
         os.chdir(a.work)
         tl, ml = timed([lathe, "merge", cfg, "--output", out_l], env)
-        tm, mm = timed([a.mergekit, cfg, out_m, "--no-write-model-card", "--out-shard-size", "100B"], env)
+        tm, mm = timed([a.mergekit, cfg, out_m, "--no-write-model-card", "--out-shard-size", "100B"], mergekit_env(env))
         print(f"| {method} | {tl:.1f} | {tm:.1f} | {ml:.0f} | {mm:.0f} | {max_diff(out_l, out_m):.2g} |", flush=True)
 
 
