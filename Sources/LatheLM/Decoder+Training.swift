@@ -62,6 +62,9 @@ extension DecoderModel {
 
     /// Mean next-token cross-entropy of `ids` against `labels` (both `[B, T]`), as transformers'
     /// causal-LM loss: position `t` predicts `labels[t + 1]`, labels of -100 count for nothing.
+    /// With a plain float output matrix and no final soft-capping, the head and the loss are one
+    /// op (``LatheTensor/Tensor/linearCrossEntropy(weight:targets:ignoreIndex:blockRows:)``) that
+    /// never holds the `[B·T, vocab]` logits; otherwise the loss is taken on ``trainingLogits(_:segmentIDs:)``.
     /// - Throws: ``TrainingInputError`` also when no label is left to predict.
     public func loss(_ ids: Tensor, labels: Tensor, segmentIDs: Tensor? = nil) throws -> Tensor {
         guard labels.shape == ids.shape else { throw TrainingInputError("labels \(labels.shape) and ids \(ids.shape) differ in shape") }
@@ -72,7 +75,26 @@ extension DecoderModel {
         for v in l where v != -100 && (v < 0 || v >= config.vocabularySize) {
             throw TrainingInputError("label \(v) is outside the vocabulary (0..<\(config.vocabularySize)) and is not -100")
         }
-        return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
+        guard let head = fusableHeadWeight else {
+            return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
+        }
+        // The head and the loss as one op that never holds the [B·T, vocab] logits.
+        let (b, _) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
+        let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t)
+        let targets = l.indices.map { $0 % t == t - 1 ? -100 : l[$0 + 1] }  // position j predicts labels[j + 1]
+        return h.reshaped([b * t, config.hiddenSize]).linearCrossEntropy(weight: head, targets: targets)
+    }
+
+    /// The output projection's weight `[vocab, hidden]` when the head is a plain float matrix
+    /// without soft-capping (then ``loss(_:labels:segmentIDs:)`` fuses head and loss), else nil.
+    var fusableHeadWeight: Tensor? {
+        guard config.finalLogitSoftcap == nil else { return nil }
+        if let head = $lmHead.module {
+            guard let linear = head as? Linear, linear.bias == nil else { return nil }
+            return linear.weight.value
+        }
+        guard tiedHead.module == nil, model.embedTokens is Embedding else { return nil }
+        return model.embeddingTable
     }
 
     func checkTrainingInput(_ ids: Tensor, segmentIDs: Tensor?) throws -> (Int, Int) {
