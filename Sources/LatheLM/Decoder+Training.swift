@@ -164,8 +164,16 @@ extension Rotary {
         let half = headDim / 2
         switch layout {
         case .halves:
-            let x1 = x.sliced(dim: -1, end: half), x2 = x.sliced(dim: -1, start: half)
-            return x * cos + Tensor.concatenated([-x2, x1], dim: -1) * sin
+            // One recorded op that keeps only the tables for its backward (the composed ops would
+            // keep x and rotate_half(x)): dx = g cos + rotate_half^T(g sin), rotate_half^T(u) = (u2, -u1).
+            func rotatedHalf(_ y: Tensor) -> Tensor {
+                Tensor.concatenated([-y.sliced(dim: -1, start: half), y.sliced(dim: -1, end: half)], dim: -1)
+            }
+            let y = noGrad { x * cos + rotatedHalf(x) * sin }
+            return y.recorded("rotary", [x]) { g in
+                let u = g * sin
+                return [g * cos + Tensor.concatenated([u.sliced(dim: -1, start: half), -u.sliced(dim: -1, end: half)], dim: -1)]
+            }
         case .pairs:
             let p = x.reshaped(Array(x.shape.dropLast()) + [half, 2])
             let a = p.sliced(dim: -1, end: 1).squeezed(-1), b = p.sliced(dim: -1, start: 1).squeezed(-1)
@@ -186,18 +194,18 @@ extension DecoderLayer {
             return rotary.applied(to: y.permuted([0, 2, 1, 3]), cos: cos, sin: sin)
         }
         let q = heads(selfAttn.$qProj(h), c.heads, selfAttn.qNorm)
-        var k = heads(selfAttn.$kProj(h), c.kvHeads, selfAttn.kNorm)
-        var v = selfAttn.$vProj(h).reshaped([b, t, c.kvHeads, c.headDim]).permuted([0, 2, 1, 3])
-        let group = c.heads / c.kvHeads
-        if group > 1 {  // grouped-query attention: each key/value head serves `group` query heads
-            func repeated(_ y: Tensor) -> Tensor {
-                y.unsqueezed(2).expanded(to: [b, c.kvHeads, group, t, c.headDim]).reshaped([b, c.heads, t, c.headDim])
-            }
-            (k, v) = (repeated(k), repeated(v))
-        }
-        var scores = q.matmul(k.transposed(-1, -2)) * (c.queryScale ?? 1 / Float(c.headDim).squareRoot())
+        let k = heads(selfAttn.$kProj(h), c.kvHeads, selfAttn.kNorm)
+        let v = selfAttn.$vProj(h).reshaped([b, t, c.kvHeads, c.headDim]).permuted([0, 2, 1, 3])
+        // Grouped-query attention: each key/value head serves `group` query heads, whose rows are
+        // stacked ([B, kvHeads, group·T, headDim]) so that k and v are never repeated (nor kept
+        // repeated for the backward).
+        let group = c.heads / c.kvHeads, rows = group * t
+        var scores = q.reshaped([b, c.kvHeads, rows, c.headDim]).matmul(k.transposed(-1, -2))
+            * (c.queryScale ?? 1 / Float(c.headDim).squareRoot())
         if let cap = c.attentionLogitSoftcap { scores = (scores / cap).tanh() * cap }
-        let attended = (scores + mask).softmax(dim: -1).matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, c.heads * c.headDim])
+        let probs = (scores.reshaped([b, c.heads, t, t]) + mask).softmax(dim: -1)
+        let attended = probs.reshaped([b, c.kvHeads, rows, t]).matmul(v).reshaped([b, c.heads, t, c.headDim])
+            .permuted([0, 2, 1, 3]).reshaped([b, t, c.heads * c.headDim])
         let a = selfAttn.$oProj(attended)
         if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
             let y = x + postAttentionLayernorm(a)
