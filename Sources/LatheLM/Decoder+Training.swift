@@ -62,6 +62,9 @@ extension DecoderModel {
 
     /// Mean next-token cross-entropy of `ids` against `labels` (both `[B, T]`), as transformers'
     /// causal-LM loss: position `t` predicts `labels[t + 1]`, labels of -100 count for nothing.
+    /// With a plain float output matrix and no final soft-capping, the head and the loss are one
+    /// op (``LatheTensor/Tensor/linearCrossEntropy(weight:targets:ignoreIndex:blockRows:)``) that
+    /// never holds the `[B·T, vocab]` logits; otherwise the loss is taken on ``trainingLogits(_:segmentIDs:)``.
     /// - Throws: ``TrainingInputError`` also when no label is left to predict.
     public func loss(_ ids: Tensor, labels: Tensor, segmentIDs: Tensor? = nil) throws -> Tensor {
         guard labels.shape == ids.shape else { throw TrainingInputError("labels \(labels.shape) and ids \(ids.shape) differ in shape") }
@@ -72,7 +75,26 @@ extension DecoderModel {
         for v in l where v != -100 && (v < 0 || v >= config.vocabularySize) {
             throw TrainingInputError("label \(v) is outside the vocabulary (0..<\(config.vocabularySize)) and is not -100")
         }
-        return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
+        guard let head = fusableHeadWeight else {
+            return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
+        }
+        // The head and the loss as one op that never holds the [B·T, vocab] logits.
+        let (b, _) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
+        let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t)
+        let targets = l.indices.map { $0 % t == t - 1 ? -100 : l[$0 + 1] }  // position j predicts labels[j + 1]
+        return h.reshaped([b * t, config.hiddenSize]).linearCrossEntropy(weight: head, targets: targets)
+    }
+
+    /// The output projection's weight `[vocab, hidden]` when the head is a plain float matrix
+    /// without soft-capping (then ``loss(_:labels:segmentIDs:)`` fuses head and loss), else nil.
+    var fusableHeadWeight: Tensor? {
+        guard config.finalLogitSoftcap == nil else { return nil }
+        if let head = $lmHead.module {
+            guard let linear = head as? Linear, linear.bias == nil else { return nil }
+            return linear.weight.value
+        }
+        guard tiedHead.module == nil, model.embedTokens is Embedding else { return nil }
+        return model.embeddingTable
     }
 
     func checkTrainingInput(_ ids: Tensor, segmentIDs: Tensor?) throws -> (Int, Int) {
@@ -142,8 +164,16 @@ extension Rotary {
         let half = headDim / 2
         switch layout {
         case .halves:
-            let x1 = x.sliced(dim: -1, end: half), x2 = x.sliced(dim: -1, start: half)
-            return x * cos + Tensor.concatenated([-x2, x1], dim: -1) * sin
+            // One recorded op that keeps only the tables for its backward (the composed ops would
+            // keep x and rotate_half(x)): dx = g cos + rotate_half^T(g sin), rotate_half^T(u) = (u2, -u1).
+            func rotatedHalf(_ y: Tensor) -> Tensor {
+                Tensor.concatenated([-y.sliced(dim: -1, start: half), y.sliced(dim: -1, end: half)], dim: -1)
+            }
+            let y = noGrad { x * cos + rotatedHalf(x) * sin }
+            return y.recorded("rotary", [x]) { g in
+                let u = g * sin
+                return [g * cos + Tensor.concatenated([u.sliced(dim: -1, start: half), -u.sliced(dim: -1, end: half)], dim: -1)]
+            }
         case .pairs:
             let p = x.reshaped(Array(x.shape.dropLast()) + [half, 2])
             let a = p.sliced(dim: -1, end: 1).squeezed(-1), b = p.sliced(dim: -1, start: 1).squeezed(-1)
@@ -164,18 +194,18 @@ extension DecoderLayer {
             return rotary.applied(to: y.permuted([0, 2, 1, 3]), cos: cos, sin: sin)
         }
         let q = heads(selfAttn.$qProj(h), c.heads, selfAttn.qNorm)
-        var k = heads(selfAttn.$kProj(h), c.kvHeads, selfAttn.kNorm)
-        var v = selfAttn.$vProj(h).reshaped([b, t, c.kvHeads, c.headDim]).permuted([0, 2, 1, 3])
-        let group = c.heads / c.kvHeads
-        if group > 1 {  // grouped-query attention: each key/value head serves `group` query heads
-            func repeated(_ y: Tensor) -> Tensor {
-                y.unsqueezed(2).expanded(to: [b, c.kvHeads, group, t, c.headDim]).reshaped([b, c.heads, t, c.headDim])
-            }
-            (k, v) = (repeated(k), repeated(v))
-        }
-        var scores = q.matmul(k.transposed(-1, -2)) * (c.queryScale ?? 1 / Float(c.headDim).squareRoot())
+        let k = heads(selfAttn.$kProj(h), c.kvHeads, selfAttn.kNorm)
+        let v = selfAttn.$vProj(h).reshaped([b, t, c.kvHeads, c.headDim]).permuted([0, 2, 1, 3])
+        // Grouped-query attention: each key/value head serves `group` query heads, whose rows are
+        // stacked ([B, kvHeads, group·T, headDim]) so that k and v are never repeated (nor kept
+        // repeated for the backward).
+        let group = c.heads / c.kvHeads, rows = group * t
+        var scores = q.reshaped([b, c.kvHeads, rows, c.headDim]).matmul(k.transposed(-1, -2))
+            * (c.queryScale ?? 1 / Float(c.headDim).squareRoot())
         if let cap = c.attentionLogitSoftcap { scores = (scores / cap).tanh() * cap }
-        let attended = (scores + mask).softmax(dim: -1).matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, c.heads * c.headDim])
+        let probs = (scores.reshaped([b, c.heads, t, t]) + mask).softmax(dim: -1)
+        let attended = probs.reshaped([b, c.kvHeads, rows, t]).matmul(v).reshaped([b, c.heads, t, c.headDim])
+            .permuted([0, 2, 1, 3]).reshaped([b, t, c.heads * c.headDim])
         let a = selfAttn.$oProj(attended)
         if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
             let y = x + postAttentionLayernorm(a)

@@ -109,8 +109,15 @@ public final class LoRALinear: Module {
     public override func forward(_ x: Tensor) -> Tensor {
         let y = $base(x)
         let dropped = loraDropout.map { $0(x) } ?? x
-        let lora = $loraB($loraA(dropped))
-        guard let m = loraMagnitudeVector else { return y + lora * scaling }
+        let a = $loraA(dropped)
+        guard let m = loraMagnitudeVector else {
+            guard loraB.bias == nil, let n = y.shape.last else { return y + $loraB(a) * scaling }
+            // y + scaling · a Bᵀ as one GEMM accumulating into y's values.
+            let sum = (y.rank == 2 ? y : y.reshaped([-1, n]))
+                .addingLinear(a.rank == 2 ? a : a.reshaped([-1, rank]), weight: loraB.weight.value, scale: scaling)
+            return y.rank == 2 ? sum : sum.reshaped(y.shape)
+        }
+        let lora = $loraB(a)
         let base = linearBase
         let norm = weightNorm(base)
         let magnitudeScale = m.value / norm

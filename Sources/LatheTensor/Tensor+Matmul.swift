@@ -110,3 +110,41 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// `self + scale · (input Wᵀ)` for `self` `[M, N]`, `input` `[M, K]` and `weight` `[N, K]`: one
+    /// GEMM that accumulates into a copy of `self` (LoRA's `base(x) + scaling · B (A x)`), instead of
+    /// a product, a scaled copy and a sum.
+    ///
+    /// The backward passes `g` to `self` and `scale · g W`, `scale · gᵀ input` to the others.
+    public func addingLinear(_ input: Tensor, weight: Tensor, scale: Float) -> Tensor {
+        precondition(rank == 2 && input.rank == 2 && weight.rank == 2 && input.shape[1] == weight.shape[1]
+                     && shape == [input.shape[0], weight.shape[0]],
+                     "adding_linear: \(shape) + input \(input.shape) times weight \(weight.shape)ᵀ do not match (expected [M, N], [M, K], [N, K])")
+        let (m, k, n) = (input.shape[0], input.shape[1], weight.shape[0])
+        let x0 = input.floatInput("adding_linear").detached()
+        let x = x0.gemmLayout() == nil ? x0.contiguousCopy() : x0
+        let w = weight.floatInput("adding_linear").detached().contiguous()
+        let out = floatInput("adding_linear").detached().contiguousCopy()
+        let (tx, ldx) = x.gemmLayout()!
+        if m > 0 && n > 0 && k > 0 {
+            lathe_sgemm(tx, 1, m, n, k, scale, x.floatPointer, ldx, w.floatPointer, k, 1, out.floatPointer, n)
+        }
+        let (base, product) = (self, input)
+        return out.recorded("adding_linear", [self, input, weight]) { g in
+            let gc = g.contiguousStorageView()
+            var dx: Tensor? = nil, dw: Tensor? = nil
+            if product.requiresGrad {
+                let d = Tensor(uninitializedShape: [m, k])
+                lathe_sgemm(0, 0, m, k, n, scale, gc.floatPointer, n, w.floatPointer, k, 0, d.floatPointer, k)
+                dx = d
+            }
+            if weight.requiresGrad {
+                let d = Tensor(uninitializedShape: [n, k])
+                lathe_sgemm(1, tx, n, k, m, scale, gc.floatPointer, n, x.floatPointer, ldx, 0, d.floatPointer, k)
+                dw = d
+            }
+            return [base.requiresGrad ? gc : nil, dx, dw]
+        }
+    }
+}

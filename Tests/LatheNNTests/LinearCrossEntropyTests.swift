@@ -1,0 +1,38 @@
+import Lathe
+import XCTest
+import _LatheTestSupport
+
+/// `linearCrossEntropy` (head and loss fused, a block of rows at a time) against the composed
+/// `crossEntropy(x.linear(weight: W), targets)`: value and both gradients.
+final class LinearCrossEntropyTests: XCTestCase {
+    func testMatchesComposedHeadAndLoss() {
+        var g = RandomGenerator(seed: 7)
+        let (n, k, v) = (23, 16, 37)
+        let x0 = Tensor.normal([n, k], generator: &g), w0 = Tensor.normal([v, k], std: 0.5, generator: &g)
+        var targets = (0..<n).map { ($0 * 11) % v }
+        targets[3] = -100; targets[n - 1] = -100
+        for blockRows in [nil, 1, 5, 64] as [Int?] {
+            for trainWeight in [false, true] {
+                let (x, w) = (x0.requiringGrad(), w0.requiringGrad(trainWeight))
+                let fused = x.linearCrossEntropy(weight: w, targets: targets, blockRows: blockRows)
+                (fused * 3).backward()
+                let (xr, wr) = (x0.requiringGrad(), w0.requiringGrad(trainWeight))
+                let composed = Loss.crossEntropy(xr.linear(weight: wr), Tensor(targets, shape: [n]))
+                (composed * 3).backward()
+                let what = "blockRows \(String(describing: blockRows)), weight trained: \(trainWeight)"
+                assertClose(fused, composed, rtol: 1e-5, atol: 1e-6, what)
+                assertClose(x.grad!, xr.grad!, rtol: 1e-4, atol: 1e-6, what)
+                XCTAssertEqual(x.grad!.scalars[3 * k..<4 * k].allSatisfy { $0 == 0 }, true, "an ignored row gets no gradient")
+                if trainWeight { assertClose(w.grad!, wr.grad!, rtol: 1e-4, atol: 1e-6, what) } else { XCTAssertNil(w.grad) }
+            }
+        }
+    }
+
+    func testAllIgnoredIsNaNAndNoGradIsPlain() {
+        let x = Tensor.ones([2, 3]).requiringGrad(), w = Tensor.ones([4, 3])
+        XCTAssertTrue(x.linearCrossEntropy(weight: w, targets: [-100, -100]).item.isNaN)
+        let plain = noGrad { x.linearCrossEntropy(weight: w, targets: [1, 2]) }
+        XCTAssertFalse(plain.requiresGrad)
+        XCTAssertEqual(plain.item, 1.3862944, accuracy: 1e-6)  // equal logits: log V = log 4
+    }
+}
