@@ -394,6 +394,20 @@ static void scale_c(long M, long N, float beta, float *C, long ldc) {
     }
 }
 
+/// Whether C^T = op(B)^T op(A)^T fills the micro-kernel's lanes much better than C = op(A) op(B):
+/// N is at most half a register tile's width and M spans several (the rank-8 products of LoRA
+/// adapters: N = 8 against NR = 32 uses a quarter of the lanes; as rows, 8 of MR = 14).
+static int use_transposed(const lathe_gemm_kernel *kd, long M, long N) {
+    static int disabled = -1;  // LATHE_GEMM_NO_TRANSPOSE=1 turns this off (A/B measurements)
+    if (disabled < 0) disabled = getenv("LATHE_GEMM_NO_TRANSPOSE") != NULL;
+    if (disabled) return 0;
+    const long MR = kd->mr, NR = kd->nr;
+    if (N * 2 > NR || M < 4 * NR) return 0;
+    double eff = (double)M / (double)(((M + MR - 1) / MR) * MR) * (double)N / (double)(((N + NR - 1) / NR) * NR);
+    double eff_t = (double)N / (double)(((N + MR - 1) / MR) * MR) * (double)M / (double)(((M + NR - 1) / NR) * NR);
+    return eff_t > 1.5 * eff;
+}
+
 void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                  const float *A /* [M,K] or [K,M] if transA */, long lda,
                  const float *B /* [K,N] or [N,K] if transB */, long ldb, float beta,
@@ -419,8 +433,31 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
         return;
     }
 
+    const lathe_gemm_kernel *kd = kernel_for(lathe_active_isa());
+    if (use_transposed(kd, M, N)) {
+        // Few columns (LoRA's rank-8 products): C^T = op(B)^T op(A)^T puts the N on the
+        // micro-kernel's row side, where far fewer of its lanes are padding. C^T is formed in a
+        // scratch buffer (a copy of C^T when beta reads C) with the same per-element arithmetic
+        // (the same K blocks, FMA chains, alpha and beta), then written back; bias as usual.
+        float *t = (float *)malloc((size_t)M * (size_t)N * sizeof(float));
+        if (t) {
+            if (beta != 0.0f)
+                for (long i = 0; i < M; i++)
+                    for (long q = 0; q < N; q++) t[q * M + i] = C[i * ldc + q];
+            lathe_sgemm_bias(!transB, !transA, N, M, K, alpha, B, ldb, A, lda, beta, t, M, NULL);
+            for (long i = 0; i < M; i++) {
+                float *c = C + i * ldc;
+                for (long q = 0; q < N; q++) c[q] = t[q * M + i];
+                if (bias)
+                    for (long q = 0; q < N; q++) c[q] += bias[q];
+            }
+            free(t);
+            return;
+        }
+    }
+
     gemm_job j = {
-        .kd = kernel_for(lathe_active_isa()),
+        .kd = kd,
         .transA = transA != 0, .transB = transB != 0,
         .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
         .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C, .bias = bias,

@@ -9,7 +9,8 @@ final class KernelTests: XCTestCase {
     func testGEMMMatchesNaiveOnAwkwardShapes() {
         var rng = RandomGenerator(seed: 1)
         let sizes = [(1, 1, 1), (7, 17, 63), (17, 7, 129), (63, 129, 7), (129, 63, 17), (33, 65, 31), (1, 129, 64), (64, 1, 5),
-                     (100, 70, 300), (2, 70, 37), (1, 300, 1000), (2, 5, 16)]
+                     (100, 70, 300), (2, 70, 37), (1, 300, 1000), (2, 5, 16),
+                     (200, 8, 70), (300, 5, 600), (130, 16, 33)]  // the last three: few columns, computed as C^T
         forEachISAAndThreads { label in
             for (m, n, k) in sizes {
                 for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
