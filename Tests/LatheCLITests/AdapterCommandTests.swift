@@ -6,14 +6,20 @@ import _LatheTestSupport
 /// `lathe generate --adapter`, `lathe fuse` and `lathe bench lora-step` on the tiny Llama
 /// fixture with PEFT's LoRA adapter.
 final class AdapterCommandTests: XCTestCase {
-    func testGenerateWithALiveAdapter() throws {
-        // llama-tiny has no tokenizer: borrow gpt2-tiny's (its ids for "abc" are inside llama-tiny's 96 tokens).
+    /// llama-tiny has no tokenizer: a folder with it and gpt2-tiny's (whose ids for "abc" are inside llama-tiny's 96 tokens).
+    func tinyLlamaWithTokenizer() throws -> URL {
         let dir = try temporaryDirectory()
         let llm = fixturesDirectory.appendingPathComponent("llm")
         for (from, name) in [("llama-tiny/config.json", "config.json"), ("llama-tiny/model.safetensors", "model.safetensors"),
                              ("gpt2-tiny/tokenizer.json", "tokenizer.json")] {
             try FileManager.default.copyItem(at: llm.appendingPathComponent(from), to: dir.appendingPathComponent(name))
         }
+        return dir
+    }
+
+    func testGenerateWithALiveAdapter() throws {
+        let dir = try tinyLlamaWithTokenizer()
+        let llm = fixturesDirectory.appendingPathComponent("llm")
         let adapter = fixturesDirectory.appendingPathComponent("lora/llama-lora").path
         let args = ["generate", dir.path, "--prompt", "abc", "--temperature", "0", "--max-tokens", "12", "--threads", "1"]
         let plain = try runLathe(args)
@@ -33,13 +39,8 @@ final class AdapterCommandTests: XCTestCase {
     }
 
     func testChatWithALiveAdapter() throws {
-        // llama-tiny with gpt2-tiny's tokenizer and a one-line chat template (the turn's text as it is).
-        let dir = try temporaryDirectory()
-        let llm = fixturesDirectory.appendingPathComponent("llm")
-        for (from, name) in [("llama-tiny/config.json", "config.json"), ("llama-tiny/model.safetensors", "model.safetensors"),
-                             ("gpt2-tiny/tokenizer.json", "tokenizer.json")] {
-            try FileManager.default.copyItem(at: llm.appendingPathComponent(from), to: dir.appendingPathComponent(name))
-        }
+        // A one-line chat template: the turn's text as it is.
+        let dir = try tinyLlamaWithTokenizer()
         try Data(#"{"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"}"#.utf8)
             .write(to: dir.appendingPathComponent("tokenizer_config.json"))
         let adapter = fixturesDirectory.appendingPathComponent("lora/llama-lora").path
