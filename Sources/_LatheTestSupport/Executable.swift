@@ -23,9 +23,15 @@ public struct LatheRun {
     public var err: String
 }
 
-/// Runs `lathe` with `arguments` in `directory` and waits for it.
-public func runLathe(_ arguments: [String], in directory: URL? = nil, environment: [String: String]? = nil) throws -> LatheRun {
-    let process = try startLathe(arguments, in: directory, environment: environment)
+/// Runs `lathe` with `arguments` in `directory` (with `input` on its standard input, if given) and waits for it.
+public func runLathe(_ arguments: [String], in directory: URL? = nil, environment: [String: String]? = nil,
+                     input: String? = nil) throws -> LatheRun {
+    let process = try startLathe(arguments, in: directory, environment: environment, withInput: input != nil)
+    if let input {
+        let handle = (process.standardInput as! Pipe).fileHandleForWriting
+        handle.write(Data(input.utf8))
+        try handle.close()
+    }
     let o = (process.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile()
     let e = (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()

@@ -44,15 +44,8 @@ final class AdapterCommandTests: XCTestCase {
         try Data(#"{"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"}"#.utf8)
             .write(to: dir.appendingPathComponent("tokenizer_config.json"))
         let adapter = fixturesDirectory.appendingPathComponent("lora/llama-lora").path
-        func chat(_ extra: [String]) throws -> (status: Int32, out: String, err: String) {
-            let process = try startLathe(["chat", dir.path, "--temperature", "0", "--max-tokens", "12", "--threads", "1"] + extra, withInput: true)
-            let input = (process.standardInput as! Pipe).fileHandleForWriting
-            input.write(Data("abc\n".utf8))
-            try input.close()
-            let out = String(decoding: (process.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let err = String(decoding: (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, out, err)
+        func chat(_ extra: [String]) throws -> LatheRun {
+            try runLathe(["chat", dir.path, "--temperature", "0", "--max-tokens", "12", "--threads", "1"] + extra, input: "abc\n")
         }
         let plain = try chat([]), adapted = try chat(["--adapter", adapter])
         XCTAssertEqual(plain.status, 0, plain.err)

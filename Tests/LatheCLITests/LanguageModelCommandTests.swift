@@ -132,14 +132,10 @@ final class LanguageModelCommandTests: XCTestCase {
 final class ChatCommandTests: XCTestCase {
     func testChatAnswersEachTurn() throws {
         let smol = try fetchedModel("SmolLM2-135M-Instruct.Q4_1.gguf").path
-        let process = try startLathe(["chat", smol, "--temperature", "0", "--max-tokens", "16", "--threads", "2"], withInput: true)
-        let input = (process.standardInput as! Pipe).fileHandleForWriting
-        input.write(Data("What is the capital of France?\n\nAnd what is the capital of Japan?\n".utf8))
-        try input.close()
-        let out = String(decoding: (process.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let err = String(decoding: (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, err)
+        let run = try runLathe(["chat", smol, "--temperature", "0", "--max-tokens", "16", "--threads", "2"],
+                               input: "What is the capital of France?\n\nAnd what is the capital of Japan?\n")
+        let (out, err) = (run.out, run.err)
+        XCTAssertEqual(run.status, 0, err)
         // One speed line per turn (the empty line is skipped), each with a non-empty reply.
         let turns = err.split(separator: "\n").filter { $0.hasPrefix("prompt: ") }
         XCTAssertEqual(turns.count, 2, err)
@@ -174,11 +170,8 @@ final class ChatCommandTests: XCTestCase {
         XCTAssertTrue(noChat.err.contains("--system needs --chat"), noChat.err)
 
         let gemma = try fetchedModel("gemma-3-270m-q4_k_m.gguf").path
-        let process = try startLathe(["chat", gemma, "--max-tokens", "2"], withInput: true)
-        try (process.standardInput as! Pipe).fileHandleForWriting.close()
-        let err = String(decoding: (process.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 1, err)
-        XCTAssertTrue(err.contains("has no chat template"), err)
+        let noTemplate = try runLathe(["chat", gemma, "--max-tokens", "2"], input: "")
+        XCTAssertEqual(noTemplate.status, 1, noTemplate.err)
+        XCTAssertTrue(noTemplate.err.contains("has no chat template"), noTemplate.err)
     }
 }
