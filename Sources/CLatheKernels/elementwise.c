@@ -118,6 +118,16 @@ void lathe_gelu_erf_forward_f32(const float *x, float *y, float *d, long n) {
     LM_DISPATCH(gelu_erf_fwd, (x, y, d, n));
 }
 
+void lathe_swiglu_forward_f32(const float *g, const float *u, float *y, long n) {
+    if (n <= 0) return;
+    LM_DISPATCH(swiglu_fwd, (g, u, y, n));
+}
+
+void lathe_swiglu_backward_f32(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
+    if (n <= 0) return;
+    LM_DISPATCH(swiglu_bwd, (g, u, dy, dg, du, n));
+}
+
 void lathe_binary_f32(int op, const float *a, long sa, const float *b, long sb, float *y,
                       long sy, long n) {
     if (n <= 0) return;
@@ -387,6 +397,24 @@ static LM_ATTR void FN(axpy_k)(long n, float alpha, const float *x, float *y) {
 // y[i] = alpha * x[i] + beta (y may alias x)
 static LM_ATTR void FN(scale_shift_k)(long n, float alpha, float beta, const float *x, float *y) {
     LM_VEC for (long i = 0; i < n; i++) y[i] = alpha * x[i] + beta;
+}
+
+// SwiGLU: y = silu(g) u, with the arithmetic of silu followed by a multiplication.
+static LM_ATTR void FN(swiglu_fwd)(const float *g, const float *u, float *y, long n) {
+    LM_VEC for (long i = 0; i < n; i++) y[i] = lm_siluf(g[i]) * u[i];
+}
+
+// dg = (dy u) silu'(g) (silu' as the unary backward), du = dy silu(g).
+static LM_ATTR void FN(swiglu_bwd)(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
+    LM_VEC for (long i = 0; i < n; i++) {
+        float v = g[i];
+        float e = lm_expf(-__builtin_fabsf(v));
+        float d = 1.0f + e;
+        float s = v >= 0.0f ? 1.0f / d : e / d;
+        float oms = v >= 0.0f ? e / d : 1.0f / d;
+        dg[i] = (dy[i] * u[i]) * (s * (1.0f + v * oms));
+        du[i] = dy[i] * lm_siluf(v);
+    }
 }
 
 // gelu (erf form) and its derivative in one pass: y as lm_gelu_erff, d = Phi(x) + x phi(x)

@@ -257,6 +257,8 @@ typedef struct {
     long tile_m, tile_n; // task tile
     long grid_n;         // task tiles along N
     int direct_b;        // micro-kernel reads op(B) = B in place (transB == 0), no B packing
+    const float *packed_b;  // op(B) packed whole by lathe_sgemm_pack_b (no packing here), or NULL
+    long packed_ld;         // its padded width (N rounded up to NR)
     const float *bias;   // [N] added to every row of C at the end, or NULL
 } gemm_job;
 
@@ -306,7 +308,9 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
             const long kc = j->K - pc < KC ? j->K - pc : KC;
             const float beta = pc == 0 ? j->beta : 1.0f;
             const int c_read = beta != 0.0f;  // the micro-kernel reads C (else only writes it)
-            if (!j->direct_b)
+            if (j->packed_b) {
+                // panels of this K block start at pc * packed_ld; panel of column c at c * kc
+            } else if (!j->direct_b)
                 pack_b(kd, j->transB, j->B, j->ldb, pc, jc, kc, nc, bp);
             else if (n_full < nc)
                 pack_b(kd, 0, j->B, j->ldb, pc, jc + n_full, kc, nc - n_full, bp);
@@ -326,7 +330,8 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
                             const long nr = nc - jr < NR ? nc - jr : NR;
                             const float *b;
                             long ldb;
-                            if (!j->direct_b) { b = bp + jr * kc; ldb = NR; }
+                            if (j->packed_b) { b = j->packed_b + pc * j->packed_ld + (jc + jr) * kc; ldb = NR; }
+                            else if (!j->direct_b) { b = bp + jr * kc; ldb = NR; }
                             else if (jr < n_full) { b = j->B + pc * j->ldb + jc + jr; ldb = j->ldb; }
                             else { b = bp; ldb = NR; }
                             float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
@@ -372,7 +377,7 @@ static void choose_grid(gemm_job *j, int threads, long min_tasks) {
             double rows = (double)tm * MR, cols = (double)tn * NR;
             // One (rows x cols) tile costs rows*cols/32 FMA-cycles per k (2 x 16-lane FMA per
             // cycle); packing costs ~1 cycle per element of A rows and B cols per k.
-            double cost = (double)rounds * (rows * cols / 32.0 + rows + (j->direct_b ? 0 : cols));
+            double cost = (double)rounds * (rows * cols / 32.0 + rows + (j->direct_b || j->packed_b ? 0 : cols));
             int ok = tasks >= min_tasks, best_ok = best_tasks >= min_tasks;
             if (best < 0 || (ok && !best_ok) || (ok == best_ok && cost < best * 0.999)) {
                 best = cost; best_m = tm; best_n = tn; best_tasks = tasks;
@@ -482,4 +487,69 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
     } else {
         lathe_parallel_for(tasks, gemm_task, &j);
     }
+}
+
+// ---- Pre-packed B ----------------------------------------------------------------------------
+// A matrix used as op(B) by many products (a frozen weight during adapter training) can be
+// packed once into the micro-kernel's panel layout: for each K block of the driver (equal
+// blocks of at most kd->kc rows, a function of K alone), the N columns (padded with zeros to a
+// multiple of NR) as consecutive kc x NR panels. The products then skip packing B. The layout
+// belongs to this CPU's kernel: lathe_sgemm_prepacked_bias refuses a buffer packed for another
+// (NR, kc), and the caller falls back to lathe_sgemm_bias.
+
+static long packed_kc(const lathe_gemm_kernel *kd, long K) {
+    long nkb = (K + kd->kc - 1) / kd->kc;
+    return (K + nkb - 1) / nkb;
+}
+
+long lathe_sgemm_packed_b_size(long K, long N) {
+    const lathe_gemm_kernel *kd = kernel_for(lathe_active_isa());
+    return K * ((N + kd->nr - 1) / kd->nr * kd->nr);
+}
+
+void lathe_sgemm_pack_b(int transB, long K, long N, const float *B, long ldb, float *dst, long *nr, long *kc) {
+    const lathe_gemm_kernel *kd = kernel_for(lathe_active_isa());
+    const long NR = kd->nr, KC = packed_kc(kd, K), ld = (N + NR - 1) / NR * NR;
+    *nr = NR;
+    *kc = KC;
+    for (long pc = 0; pc < K; pc += KC) {
+        const long kcur = K - pc < KC ? K - pc : KC;
+        pack_b(kd, transB != 0, B, ldb, pc, 0, kcur, N, dst + pc * ld);
+    }
+}
+
+int lathe_sgemm_prepacked_bias(int transA, long M, long N, long K, float alpha, const float *A, long lda,
+                               const float *Bp, long nr, long kc, float beta, float *C, long ldc, const float *bias) {
+    const lathe_gemm_kernel *kd = kernel_for(lathe_active_isa());
+    if (nr != kd->nr || kc != packed_kc(kd, K)) return -1;
+    // Where lathe_sgemm_bias takes another route (one or two rows by matrix-vector products; few
+    // columns transposed), leave the product to it, so that the bits never depend on packing.
+    if (M <= 2 || use_transposed(kd, M, N)) return -1;
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        if (bias) {
+            gemm_job j = {.C = C, .ldc = ldc, .bias = bias};
+            add_bias(&j, 0, M, 0, N);
+        }
+        return 0;
+    }
+    gemm_job j = {
+        .kd = kd,
+        .transA = transA != 0, .transB = 0,
+        .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+        .A = A, .B = NULL, .lda = lda, .ldb = 0, .ldc = ldc, .C = C, .bias = bias,
+        .kc = kc, .packed_b = Bp, .packed_ld = (N + kd->nr - 1) / kd->nr * kd->nr,
+    };
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int threads = lathe_num_threads();
+    if (flops < 4.0e6) threads = 1;
+    choose_grid(&j, threads, threads);
+    long tasks = ((M + j.tile_m - 1) / j.tile_m) * j.grid_n;
+    if (threads == 1 || tasks == 1) {
+        for (long t = 0; t < tasks; t++) gemm_task(&j, t);
+    } else {
+        lathe_parallel_for(tasks, gemm_task, &j);
+    }
+    return 0;
 }

@@ -229,7 +229,7 @@ final class MLP: Module {
 
     override func forward(_ x: Tensor) -> Tensor {
         let gu = projections([gateProj, upProj], x) { [$gateProj(x), $upProj(x)] }
-        return $downProj((gelu ? gu[0].gelu(approximateTanh: true) : gu[0].silu()) * gu[1])
+        return $downProj(gelu ? gu[0].gelu(approximateTanh: true) * gu[1] : gu[0].swiglu(gu[1]))
     }
 }
 

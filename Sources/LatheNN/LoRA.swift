@@ -72,6 +72,7 @@ public final class LoRALinear: Module {
         loraDropout = dropout > 0 ? Dropout(dropout) : nil
         loraMagnitudeVector = dora ? Parameter(LoRALinear.rowNorms(base.denseWeight, a: a, b: b, scaling: scaling)) : nil
         super.init()
+        (base as? Linear)?.cachesPackedWeight = true
     }
 
     public var rank: Int { loraA.weight.value.shape[0] }

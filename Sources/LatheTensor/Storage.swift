@@ -20,7 +20,10 @@ final class Storage: @unchecked Sendable {
     init(byteCount: Int) {
         _ = Storage.heapTuned
         self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Storage.alignment)
+        guard let p = lathe_alloc(byteCount) else {
+            fatalError("out of memory: a tensor buffer of \(byteCount) bytes could not be allocated")
+        }
+        pointer = p
     }
 
     /// Zero-filled storage.
@@ -29,5 +32,18 @@ final class Storage: @unchecked Sendable {
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
     }
 
-    deinit { pointer.deallocate() }
+    deinit { lathe_free(pointer, byteCount) }
+}
+
+/// Memory held by tensor buffers (all tensors of the process; see `lathe_alloc` in alloc.c).
+public enum TensorMemory {
+    /// Bytes of live tensor buffers.
+    public static var liveBytes: Int { lathe_alloc_live_bytes() }
+    /// The most bytes live at once since the process started or ``resetPeak()``.
+    public static var peakBytes: Int { lathe_alloc_peak_bytes() }
+    /// Freed buffers kept for reuse (mapped, not returned to the system yet).
+    public static var cachedBytes: Int { lathe_alloc_cached_bytes() }
+    public static func resetPeak() { lathe_alloc_reset_peak() }
+    /// Returns the cached free buffers to the system.
+    public static func releaseCache() { lathe_alloc_release_cache() }
 }

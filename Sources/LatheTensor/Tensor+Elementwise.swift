@@ -58,6 +58,29 @@ extension Tensor {
     /// -1, 0 or 1 by sign; gradient 0.
     public func sign() -> Tensor { unary(LATHE_U_SIGN, "sign") }
 
+    /// SwiGLU's product `silu(self) * up` (same shapes) in one pass, as one recorded op that keeps
+    /// only `self` and `up` for its backward (the composed ops would also keep `silu(self)`).
+    /// Values and gradients have the bits of the composed ops.
+    public func swiglu(_ up: Tensor) -> Tensor {
+        precondition(shape == up.shape, "swiglu: gate \(shape) and up \(up.shape) differ in shape")
+        let g = floatInput("swiglu").detached().contiguousStorageView(), u = up.floatInput("swiglu").detached().contiguousStorageView()
+        let y = Tensor(uninitializedShape: shape)
+        let gp = g.floatPointer, up_ = u.floatPointer, yp = y.floatPointer
+        ThreadPool.forChunks(count, grain: elementwiseGrain) { r in
+            lathe_swiglu_forward_f32(gp + r.lowerBound, up_ + r.lowerBound, yp + r.lowerBound, r.count)
+        }
+        return y.recorded("swiglu", [self, up]) { dy in
+            let dyc = dy.contiguousStorageView()
+            let dg = Tensor(uninitializedShape: g.shape), du = Tensor(uninitializedShape: g.shape)
+            let gp = g.floatPointer, up_ = u.floatPointer, dyp = dyc.floatPointer, dgp = dg.floatPointer, dup = du.floatPointer
+            ThreadPool.forChunks(g.count, grain: elementwiseGrain) { r in
+                let o = r.lowerBound
+                lathe_swiglu_backward_f32(gp + o, up_ + o, dyp + o, dgp + o, dup + o, r.count)
+            }
+            return [dg, du]
+        }
+    }
+
     /// GELU: `0.5 x (1 + erf(x / sqrt 2))`, or with `approximateTanh` the tanh form
     /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
     ///
@@ -159,17 +182,21 @@ extension Tensor {
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
-        binaryKernel(a, b, LATHE_B_MUL, "mul").recorded("mul", [a, b]) { g in
-            [a.requiresGrad ? (g * b.detached()).summed(toShape: a.shape) : nil,
-             b.requiresGrad ? (g * a.detached()).summed(toShape: b.shape) : nil]
+        // Keep an operand only when the other one's gradient needs it (a frozen scale or a
+        // constant factor must not keep the activation it multiplies alive until the backward).
+        let (sa, sb) = (a.shape, b.shape)
+        let keptA = b.requiresGrad ? a.detached() : nil, keptB = a.requiresGrad ? b.detached() : nil
+        return binaryKernel(a, b, LATHE_B_MUL, "mul").recorded("mul", [a, b]) { g in
+            [keptB.map { (g * $0).summed(toShape: sa) }, keptA.map { (g * $0).summed(toShape: sb) }]
         }
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
-        binaryKernel(a, b, LATHE_B_DIV, "div").recorded("div", [a, b]) { g in
-            let bd = b.detached()
-            return [a.requiresGrad ? (g / bd).summed(toShape: a.shape) : nil,
-                    b.requiresGrad ? (-(g * a.detached()) / (bd * bd)).summed(toShape: b.shape) : nil]
+        let (sa, sb) = (a.shape, b.shape)
+        let bd = b.detached(), keptA = b.requiresGrad ? a.detached() : nil, aNeeds = a.requiresGrad
+        return binaryKernel(a, b, LATHE_B_DIV, "div").recorded("div", [a, b]) { g in
+            [aNeeds ? (g / bd).summed(toShape: sa) : nil,
+             keptA.map { (-(g * $0) / (bd * bd)).summed(toShape: sb) }]
         }
     }
 

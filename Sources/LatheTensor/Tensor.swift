@@ -87,6 +87,12 @@ public struct Tensor: @unchecked Sendable {
     }
 
     /// This tensor if contiguous, else a dense copy; no autodiff.
+    /// Whether `other` is the same view of the same buffer (same storage, offset, shape, strides
+    /// and type): a cheap identity test for caches of values derived from a tensor.
+    public func isSameView(as other: Tensor) -> Bool {
+        storage === other.storage && offset == other.offset && shape == other.shape && strides == other.strides && dtype == other.dtype
+    }
+
     func contiguousStorageView() -> Tensor {
         isContiguous ? self : contiguousCopy()
     }

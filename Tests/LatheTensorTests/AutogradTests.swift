@@ -83,5 +83,41 @@ final class AutogradTests: XCTestCase {
         x.sum().backward()
         XCTAssertEqual(leaf.grad!.item, Float(pow(1.0001, 20_000.0)), accuracy: 1e-2)
     }
-}
 
+    /// A product keeps an operand for its backward only when the other one needs a gradient:
+    /// scaling by a constant or by a frozen weight holds no activation until the backward.
+    func testMultiplicationKeepsOnlyTheOperandsItsGradientsNeed() {
+        var rng = RandomGenerator(seed: 3)
+        let x = Tensor.normal([256, 1024], generator: &rng).requiringGrad()  // 1 MB
+        let frozen = Tensor.normal([1024], generator: &rng)
+        let before = TensorMemory.liveBytes
+        var y = x * 2
+        for _ in 0..<4 { y = y * frozen }
+        // The five products' outputs are temporaries: only the last one is alive.
+        XCTAssertLessThanOrEqual(TensorMemory.liveBytes - before, 256 * 1024 * 4 + 64 * 1024)
+        y.sum().backward()
+        let expected = (frozen * frozen * frozen * frozen * 2).scalars
+        for row in stride(from: 0, to: 256 * 1024, by: 1024 * 37) {
+            XCTAssertEqual(Array(x.grad!.scalars[row..<(row + 1024)]), expected)
+        }
+    }
+
+    /// Tensor buffers are counted while alive, and a freed large buffer is reused for the next
+    /// request of its size.
+    func testTensorMemoryCountsLiveBuffers() {
+        let before = TensorMemory.liveBytes
+        TensorMemory.resetPeak()
+        do {
+            let t = Tensor.zeros([1 << 20])  // 4 MB
+            XCTAssertEqual(TensorMemory.liveBytes - before, 4 << 20)
+            XCTAssertEqual(t.sum().item, 0)
+        }
+        XCTAssertEqual(TensorMemory.liveBytes, before)
+        XCTAssertGreaterThanOrEqual(TensorMemory.peakBytes - before, 4 << 20)
+        XCTAssertGreaterThanOrEqual(TensorMemory.cachedBytes, 4 << 20, "the freed 4 MB buffer is kept for reuse")
+        let again = Tensor.zeros([1 << 20])  // a reused buffer is zeroed all the same
+        XCTAssertEqual(again.abs().sum().item, 0)
+        TensorMemory.releaseCache()
+        XCTAssertEqual(TensorMemory.cachedBytes, 0)
+    }
+}

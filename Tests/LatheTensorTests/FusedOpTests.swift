@@ -182,4 +182,51 @@ final class FusedOpTests: XCTestCase {
             }
         }
     }
+
+    /// A weight packed once (PackedGEMMOperand) gives the bits of the ordinary linear, forward
+    /// and backward, with ragged panels, several K blocks, a bias and a transposed input.
+    func testLinearWithPackedWeightGivesTheSameBits() {
+        var rng = RandomGenerator(seed: 11)
+        forEachISAAndThreads { label in
+            for (m, k, n, withBias, transposedInput) in [(128, 576, 192, false, false), (7, 1100, 45, true, false), (33, 17, 9, true, true),
+                                                          (1, 130, 65, false, false), (300, 600, 70, true, false)] {
+                let x0 = Tensor.normal(transposedInput ? [k, m] : [m, k], generator: &rng)
+                let w0 = Tensor.normal([n, k], generator: &rng), b0 = Tensor.normal([n], generator: &rng)
+                let seed = Tensor.normal([m, n], generator: &rng)
+                let packed = PackedGEMMOperand(transposedOf: w0)
+                XCTAssertEqual([packed.rows, packed.columns], [k, n])
+                func run(_ p: PackedGEMMOperand?) -> (Tensor, Tensor) {
+                    let x = x0.requiringGrad()
+                    let input = transposedInput ? x.T : x
+                    let y = input.linear(weight: w0, bias: withBias ? b0 : nil, packedWeight: p)
+                    (y * seed).sum().backward()
+                    return (y, x.grad!)
+                }
+                let (y0, g0) = run(nil), (y1, g1) = run(packed)
+                XCTAssertEqual(y1.scalars, y0.scalars, "\(label) \(m)x\(k)x\(n)")
+                XCTAssertEqual(g1.scalars, g0.scalars, "\(label) \(m)x\(k)x\(n) input gradient")
+            }
+        }
+    }
+
+    /// swiglu(gate, up) gives the bits of silu(gate) * up, and of its gradients.
+    func testSwiGLUMatchesSiluTimesUp() {
+        var rng = RandomGenerator(seed: 12)
+        forEachISAAndThreads { label in
+            for shape in [[3, 5], [64, 1536], [1, 70001]] {
+                let g0 = Tensor.normal(shape, generator: &rng) * 4, u0 = Tensor.normal(shape, generator: &rng)
+                let seed = Tensor.normal(shape, generator: &rng)
+                func run(_ f: (Tensor, Tensor) -> Tensor) -> [[Float]] {
+                    let g = g0.requiringGrad(), u = u0.requiringGrad()
+                    let y = f(g, u)
+                    (y * seed).sum().backward()
+                    return [y.scalars, g.grad!.scalars, u.grad!.scalars]
+                }
+                let fused = run { $0.swiglu($1) }, composed = run { $0.silu() * $1 }
+                XCTAssertEqual(fused[0], composed[0], "\(label) \(shape) values")
+                XCTAssertEqual(fused[1], composed[1], "\(label) \(shape) gate gradient")
+                XCTAssertEqual(fused[2], composed[2], "\(label) \(shape) up gradient")
+            }
+        }
+    }
 }

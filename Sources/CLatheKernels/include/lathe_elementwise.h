@@ -30,6 +30,10 @@ void lathe_unary_f32(int op, const float *x, long sx, float *y, long sy, long n)
 /// gelu (erf form) of contiguous x into y, and its derivative into d (so that the backward
 /// is dx = dy * d): y has the bits of lathe_unary_f32(LATHE_U_GELU_ERF, ...).
 void lathe_gelu_erf_forward_f32(const float *x, float *y, float *d, long n);
+/// SwiGLU's product y = silu(g) * u over n contiguous floats (the bits of silu, then multiply).
+void lathe_swiglu_forward_f32(const float *g, const float *u, float *y, long n);
+/// Its backward: dg = (dy * u) * silu'(g), du = dy * silu(g).
+void lathe_swiglu_backward_f32(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
 void lathe_unary_backward_f32(int op, const float *x, const float *y, const float *dy,
                               float *dx, long n);
 /// y[i*sy] = a[i*sa] (op) b[i*sb] for i in [0, n). sa or sb may be 0.

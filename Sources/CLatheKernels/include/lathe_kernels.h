@@ -60,6 +60,18 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
                       const float *A, long lda, const float *B, long ldb, float beta,
                       float *C, long ldc, const float *bias);
 
+/// op(B) ([K, N]: B, or B^T of a [N, K] B when transB) packed once in this CPU's micro-kernel
+/// layout, for many products with it (a frozen weight): lathe_sgemm_packed_b_size(K, N) floats.
+/// *nr and *kc receive the layout's panel width and K block, to give back to the product.
+long lathe_sgemm_packed_b_size(long K, long N);
+void lathe_sgemm_pack_b(int transB, long K, long N, const float *B, long ldb, float *dst, long *nr, long *kc);
+/// lathe_sgemm_bias with op(B) pre-packed (transB does not apply); the same arithmetic.
+/// Returns -1 (computing nothing) when the layout (nr, kc) is not the current kernel's for K,
+/// or when lathe_sgemm_bias would not use the packed product (M <= 2, or few columns): then
+/// call lathe_sgemm_bias with the unpacked matrix.
+int lathe_sgemm_prepacked_bias(int transA, long M, long N, long K, float alpha, const float *A, long lda,
+                               const float *Bp, long nr, long kc, float beta, float *C, long ldc, const float *bias);
+
 /// Single-threaded, naive triple loop, for tests.
 void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alpha,
                        const float *A, long lda, const float *B, long ldb, float beta,
@@ -71,6 +83,18 @@ void lathe_sgemm_naive(int transA, int transB, long M, long N, long K, float alp
 /// Does nothing when MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, MALLOC_TOP_PAD_ or
 /// LATHE_DEFAULT_HEAP is set, or without glibc. Called once by LatheTensor's first allocation.
 void lathe_tune_heap(void);
+/// Tensor buffers: 64-byte aligned blocks of `bytes` (NULL when out of memory). Blocks of 256 KB
+/// and more are mapped on their own and cached by size when freed (see alloc.c);
+/// lathe_free must get the size given to lathe_alloc.
+void *lathe_alloc(size_t bytes);
+void lathe_free(void *p, size_t bytes);
+/// Unmaps every cached free block.
+void lathe_alloc_release_cache(void);
+/// Bytes of live tensor buffers, their peak since the last reset, and cached free bytes.
+long lathe_alloc_live_bytes(void);
+long lathe_alloc_peak_bytes(void);
+long lathe_alloc_cached_bytes(void);
+void lathe_alloc_reset_peak(void);
 
 // ---- Grad mode (thread-local) ---------------------------------------------------------------
 int lathe_grad_enabled(void);
