@@ -359,7 +359,8 @@ public final class Trainer {
             throw TrainError.badCheckpoint(path: path, reason: "\(error)")
         }
         let meta = file.metadata
-        guard meta["lathe.checkpoint"] == "1", let step = meta["lathe.step"].flatMap(Int.init) else {
+        // `lathe.finetune`: a checkpoint of FineTuner's own loop, before it ran on this one.
+        guard meta["lathe.checkpoint"] == "1" || meta["lathe.finetune"] == "1", let step = meta["lathe.step"].flatMap(Int.init) else {
             throw TrainError.badCheckpoint(path: path, reason: "it is not a Lathe checkpoint (no lathe.checkpoint/lathe.step metadata)")
         }
         for (key, expected) in options.identity where meta[key] != expected {
@@ -389,6 +390,7 @@ public final class Trainer {
             if let offset = meta["lathe.rng.\(name)"].flatMap(UInt64.init) { d.generator.offset = offset }
         }
         self.step = step
-        best = meta["lathe.best_metric"].flatMap(Double.init).flatMap { m in meta["lathe.best_step"].flatMap(Int.init).map { (m, $0) } }
+        let score = meta["lathe.best_metric"].flatMap(Double.init) ?? meta["lathe.best_loss"].flatMap(Double.init).map { -$0 }
+        best = score.flatMap { m in meta["lathe.best_step"].flatMap(Int.init).map { (m, $0) } }
     }
 }
