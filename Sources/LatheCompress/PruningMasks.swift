@@ -8,9 +8,9 @@ import LatheTensor
 /// A mask is a float32 tensor of the parameter's shape holding 1 (keep) or 0 (pruned). To
 /// keep pruned weights exactly zero through fine-tuning, call ``step(_:model:)`` instead of
 /// `optimizer.step()`: it zeroes the pruned gradients, steps, and zeroes the pruned weights
-/// again (Adam moments or weight decay could otherwise move them). With a loop you do not
-/// own (``LatheTrain``'s `Trainer`), calling ``apply(to:)`` after every step (its `onStep`)
-/// gives the same guarantee.
+/// again (Adam moments or weight decay could otherwise move them). With `LatheTrain`'s
+/// `Trainer`, add ``maskGradients(of:)`` as an after-backward hook and ``apply(to:)`` as an
+/// after-step hook for the same guarantee.
 public final class PruningMasks {
     /// Masks by parameter name.
     public private(set) var masks: [String: Tensor]

@@ -45,9 +45,11 @@ public struct FineTuneSummary: Sendable {
 /// with LoRA/DoRA adapters (on a float32 copy of the model, or on its quantized layers for QLoRA)
 /// or all parameters.
 ///
-/// A separate loop from ``Trainer``, whose tasks are built around one input and one target tensor
-/// from a registry: this one feeds batches of token ids, labels and segment ids to
-/// ``DecoderModel/labelledLoss(_:labels:segmentIDs:reduction:)``.
+/// A thin layer over the general ``Trainer``: it loads the model and the data, attaches the
+/// adapter, and gives the trainer an ``SFTTask`` (batches of token ids, labels and segment ids for
+/// ``DecoderModel/labelledLoss(_:labels:segmentIDs:reduction:)``), options for checkpoints of the
+/// trained tensors only, the lowest validation loss as the best, and PEFT folders as the weights it
+/// writes. Add hooks to ``trainer`` to change a step.
 ///
 /// Files in ``output``: `adapter/` (PEFT folder: the final adapter), `best-adapter/` (the adapter of
 /// the lowest validation loss; never loaded back behind the user's back), `checkpoint.safetensors`
@@ -79,6 +81,10 @@ public final class FineTuner {
     public var onProgress: ((FineTuneProgress) -> Void)?
     /// Called with (step, epoch, split, metrics) after each step and each evaluation.
     public var onMetrics: ((Int, Int, MetricSplit, [String: Double]) -> Void)?
+    /// The task the trainer runs: batches of ``trainRows``, the labelled loss, validation on ``validRows``.
+    public let task: SFTTask
+    /// The loop (its options follow the recipe; hooks may be added before ``run(resume:stopAfter:)``).
+    public let trainer: Trainer
 
     /// Loads the model and data and attaches the adapter.
     /// - Throws: ``RecipeError`` for an adapter that cannot be built, ``SFTDataError`` for bad
@@ -110,7 +116,7 @@ public final class FineTuner {
             }
             valid = examples
         } else if let f = recipe.data.validFraction {
-            let order = FineTuner.permutation(all.count, seed: recipe.seed ^ 0x5eed_5a11)
+            let order = SFTTask.permutation(all.count, seed: recipe.seed ^ 0x5eed_5a11)
             let n = Int((Double(all.count) * f).rounded())
             guard n >= 1, n < all.count else {
                 throw SFTDataError(file: recipe.data.train, message: "valid_fraction \(f) of \(all.count) examples leaves "
@@ -128,39 +134,182 @@ public final class FineTuner {
             recipe.data.packing ? SFTPacking.pack(examples, length: recipe.data.maxLength, pad: pad)
                 : examples.map { SFTPacking.single($0, length: $0.ids.count, pad: pad) }
         }
-        trainRows = rows(train)
-        validRows = rows(valid)
-        padID = pad
 
+        var lora: LoRAConfig? = nil
         switch recipe.adapter {
         case .lora, .dora, .qlora:
             let config = recipe.loraConfig(layerCount: decoder.config.layers)!
             do { adaptedPaths = try decoder.addLoRA(config, initialization: .kaimingUniform(seed: recipe.seed)) } catch {
                 throw RecipeError(file: "recipe", key: "lora", message: error.message)
             }
-            loraConfig = config
+            lora = config
         case .full:
             decoder.freeze(false)
             adaptedPaths = []
-            loraConfig = nil
         }
+        loraConfig = lora
         // Each dropout layer its own stream (they start alike).
-        for (i, (_, d)) in dropoutLayers().enumerated() { d.generator = RandomGenerator(seed: recipe.seed &+ UInt64(i) &* 0x9e37_79b9) }
+        let dropouts = decoder.namedModules.compactMap { $0.1 as? Dropout }
+        for (i, d) in dropouts.enumerated() { d.generator = RandomGenerator(seed: recipe.seed &+ UInt64(i) &* 0x9e37_79b9) }
+
+        let task = SFTTask(trainRows: rows(train), validRows: rows(valid), batchSize: recipe.training.batchSize, pad: pad,
+                           segments: recipe.data.packing, seed: recipe.seed, evalBatches: recipe.training.evalBatches)
+        self.task = task
+        (trainRows, validRows) = (task.trainRows, task.validRows)
+        let t = recipe.training
+        let total = FineTuner.totalSteps(recipe, rows: task.trainRows.count)
+        var options = TrainerOptions(steps: total, accumulation: t.accumulation, schedule: recipe.schedule.schedule(totalSteps: total),
+                                     clipGradNorm: t.clipGradNorm, evalEvery: task.validRows.isEmpty ? nil : t.evalEvery ?? total,
+                                     bestMetric: .lowestLoss, output: URL(fileURLWithPath: recipe.output), checkpointEvery: t.checkpointEvery ?? t.evalEvery ?? total,
+                                     checkpointContents: .trainableParameters, makeOptimizer: { recipe.optimizer.makeOptimizer($0) })
+        let config = lora, rowCount = task.trainRows.count
+        options.identity = [("lathe.finetune", "1"), ("lathe.model", recipe.model), ("lathe.adapter", recipe.adapter.rawValue),
+                            ("lathe.train_rows", "\(rowCount)"), ("lathe.optimizer", recipe.optimizer.name)]
+        (options.finalName, options.bestName) = config == nil ? ("model.safetensors", "best.safetensors") : ("adapter", "best-adapter")
+        trainer = Trainer(model: decoder, task: task, options: options)
+        trainer.writeWeights = { trainer, url in try FineTuner.write(trainer.model, adapter: config, step: trainer.step, to: url) }
     }
 
-    let padID: Int
-
     /// Total optimiser steps of the run.
-    public var totalSteps: Int {
+    public var totalSteps: Int { trainer.totalSteps }
+
+    static func totalSteps(_ recipe: FineTuneRecipe, rows: Int) -> Int {
         if let steps = recipe.training.steps { return steps }
         let perStep = recipe.training.batchSize * recipe.training.accumulation
-        return Swift.max(1, (recipe.training.epochs! * trainRows.count + perStep - 1) / perStep)
+        return Swift.max(1, (recipe.training.epochs! * rows + perStep - 1) / perStep)
     }
 
     /// The trained parameters by name (adapters, or every parameter).
     public var trainableParameters: [(String, Parameter)] {
         var seen = Set<ObjectIdentifier>()
         return model.namedParameters.filter { $0.1.requiresGrad && seen.insert(ObjectIdentifier($0.1)).inserted }
+    }
+
+    // MARK: - Training
+
+    /// The step of the output directory's checkpoint, if there is a readable one.
+    public func checkpointStep() -> Int? { trainer.checkpointStep() }
+
+    /// Trains to the end (or to `stopAfter` steps, for tests that simulate an interruption),
+    /// evaluating every `eval_every` steps and at the end, and writes the adapter. The model keeps
+    /// its final weights; the best adapter is only written to ``bestPath``.
+    @discardableResult
+    public func run(resume: Bool = false, stopAfter: Int? = nil) throws -> FineTuneSummary {
+        let start = Date()
+        let total = totalSteps, logEvery = recipe.training.logEvery
+        var window = (loss: 0.0, steps: 0, tokens: 0, labelled: 0, seconds: 0.0)
+        trainer.onMetrics = onMetrics
+        trainer.onStep = { [onMetrics, onProgress] r in
+            window.loss += r.loss
+            window.steps += 1
+            window.tokens += r.counts[SFTTask.tokens] ?? 0
+            window.labelled += r.counts[SFTTask.labelled] ?? 0
+            window.seconds += r.seconds
+            guard r.step % logEvery == 0 || r.step == total else { return }
+            let seconds = Swift.max(window.seconds, 1e-9)
+            let report = FineTuneProgress(step: r.step, totalSteps: total, epoch: r.epoch, loss: window.loss / Double(window.steps),
+                                          learningRate: r.learningRate, tokensPerSecond: Double(window.tokens) / seconds,
+                                          labelledPerSecond: Double(window.labelled) / seconds, elapsed: Date().timeIntervalSince(start))
+            onMetrics?(r.step, r.epoch, .train, ["tokens_per_second": report.tokensPerSecond])
+            onProgress?(report)
+            window = (0, 0, 0, 0, 0)
+        }
+        defer { (trainer.onStep, trainer.onMetrics) = (nil, nil) }
+        let summary = try trainer.run(resume: resume, stopAfter: stopAfter)
+        return FineTuneSummary(steps: summary.steps, seconds: Date().timeIntervalSince(start),
+                               validation: summary.validation.map { FineTuneEvaluation(loss: $0.loss, tokens: $0.count) },
+                               bestStep: summary.bestStep, bestLoss: summary.bestScore.map { -$0 }, outputPath: finalPath.path)
+    }
+
+    /// Mean loss over the validation rows (the first `eval_batches` batches), in evaluation mode.
+    public func evaluate() -> FineTuneEvaluation {
+        evaluate(validRows, batches: recipe.training.evalBatches)
+    }
+
+    /// Mean loss over `rows` in batches of `batch_size`.
+    public func evaluate(_ rows: [SFTRow], batches: Int? = nil) -> FineTuneEvaluation {
+        FineTuner.evaluate(model, rows: rows, batchSize: recipe.training.batchSize, pad: task.pad, segments: recipe.data.packing, batches: batches)
+    }
+
+    /// Mean next-token loss of `model` over `rows` (the labels after each row's first position)
+    /// in batches of `batchSize` rows (at most `batches` of them), in evaluation mode, without gradients.
+    public static func evaluate(_ model: DecoderModel, rows: [SFTRow], batchSize: Int, pad: Int, segments: Bool,
+                                batches: Int? = nil) -> FineTuneEvaluation {
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        var sum = 0.0, count = 0
+        var start = 0, done = 0
+        while start < rows.count, done < (batches ?? Int.max) {
+            let batch = SFTTask.tensors(Array(rows[start..<Swift.min(start + batchSize, rows.count)]), pad: pad, segments: segments)
+            if let loss = try? noGrad({ try model.labelledLoss(batch.ids, labels: batch.labels, segmentIDs: batch.segments, reduction: .sum) }) {
+                sum += Double(loss.item)
+                let width = batch.labels.shape[1]
+                count += batch.labels.intScalars.enumerated().filter { $0.offset % width != 0 && $0.element != -100 }.count
+            }
+            start += batchSize
+            done += 1
+        }
+        return FineTuneEvaluation(loss: count == 0 ? .nan : sum / Double(count), tokens: count)
+    }
+
+    // MARK: - Files
+
+    /// `adapter/` (or `model.safetensors` for full fine-tuning).
+    public var finalPath: URL { output.appendingPathComponent(trainer.options.finalName) }
+    /// `best-adapter/` (or `best.safetensors`).
+    public var bestPath: URL { output.appendingPathComponent(trainer.options.bestName) }
+
+    /// The adapter as a PEFT folder, or (full fine-tuning, `adapter` nil) the whole state dict.
+    static func write(_ model: Module, adapter: LoRAConfig?, step: Int, to url: URL) throws {
+        if let adapter {
+            try PEFTAdapter.save(model, config: adapter, to: url)
+        } else {
+            try SafeTensors.write(model.stateDict(), metadata: ["format": "pt", "lathe.step": "\(step)"], to: url)
+        }
+    }
+}
+
+/// Supervised fine-tuning of a decoder as a ``TrainingTask``: batches of ``SFTRow``s as token ids,
+/// labels (-100 where not scored) and, for packed rows, segment ids; the loss is
+/// ``DecoderModel/labelledLoss(_:labels:segmentIDs:reduction:)``; the evaluation is the mean
+/// next-token loss (and perplexity) over the validation rows.
+///
+/// Rows are visited epoch by epoch in an order that is a pure function of the seed and the epoch.
+public final class SFTTask: TrainingTask {
+    public let trainRows: [SFTRow], validRows: [SFTRow]
+    public let batchSize: Int, pad: Int, segments: Bool, seed: UInt64
+    /// Validation batches scored by an evaluation (nil: all).
+    public let evalBatches: Int?
+    /// Names of ``Batch/counts``: tokens without padding, and labelled tokens.
+    public static let tokens = "tokens", labelled = "labelled"
+
+    public init(trainRows: [SFTRow], validRows: [SFTRow], batchSize: Int, pad: Int, segments: Bool, seed: UInt64, evalBatches: Int?) {
+        (self.trainRows, self.validRows, self.batchSize, self.pad) = (trainRows, validRows, batchSize, pad)
+        (self.segments, self.seed, self.evalBatches) = (segments, seed, evalBatches)
+    }
+
+    public var microBatchesPerEpoch: Int { Swift.max(1, (trainRows.count + batchSize - 1) / batchSize) }
+
+    public func epoch(afterMicroBatches microBatches: Int) -> Int { microBatches * batchSize / Swift.max(trainRows.count, 1) }
+
+    public func batch(_ index: Int) -> Batch {
+        let b = SFTTask.tensors(trainBatchRows(index), pad: pad, segments: segments)
+        var tensors = [Batch.Key.inputIDs: b.ids, Batch.Key.labels: b.labels]
+        tensors[Batch.Key.segmentIDs] = b.segments
+        return Batch(tensors, counts: [SFTTask.tokens: b.tokens, SFTTask.labelled: b.labelled])
+    }
+
+    public func loss(_ model: Module, on batch: Batch) throws -> TaskLoss {
+        guard let decoder = model as? DecoderModel else { preconditionFailure("SFTTask: the model is a \(type(of: model)), not a DecoderModel") }
+        return TaskLoss(try decoder.labelledLoss(batch.inputIDs, labels: batch.labels, segmentIDs: batch.segmentIDs))
+    }
+
+    public func evaluate(_ model: Module, split: DataSplit) -> Evaluation {
+        guard let decoder = model as? DecoderModel else { preconditionFailure("SFTTask: the model is a \(type(of: model)), not a DecoderModel") }
+        let e = FineTuner.evaluate(decoder, rows: split == .train ? trainRows : validRows, batchSize: batchSize, pad: pad, segments: segments,
+                                   batches: evalBatches)
+        return Evaluation(loss: e.loss, accuracy: nil, count: e.tokens, extra: ["perplexity": e.perplexity])
     }
 
     // MARK: - Batches
@@ -186,19 +335,15 @@ public final class FineTuner {
 
     /// The rows of training micro-batch `index` (0, 1, ...), epoch after epoch.
     func trainBatchRows(_ index: Int) -> [SFTRow] {
-        let b = recipe.training.batchSize, n = trainRows.count
+        let b = batchSize, n = trainRows.count
         return (0..<b).map { i in
             let k = index * b + i
             let epoch = k / n
             if epochOrders[epoch] == nil {
-                epochOrders = [epoch: FineTuner.permutation(n, seed: recipe.seed &+ UInt64(epoch) &* 0x1000_0001)]
+                epochOrders = [epoch: SFTTask.permutation(n, seed: seed &+ UInt64(epoch) &* 0x1000_0001)]
             }
             return trainRows[epochOrders[epoch]![k % n]]
         }
-    }
-
-    func tensors(_ rows: [SFTRow]) -> (ids: Tensor, labels: Tensor, segments: Tensor?, tokens: Int, labelled: Int) {
-        FineTuner.tensors(rows, pad: padID, segments: recipe.data.packing)
     }
 
     /// Token ids, labels and (with `segments`) segment ids of rows, padded to the longest, with
@@ -216,190 +361,5 @@ public final class FineTuner {
         let shape = [rows.count, length]
         return (Tensor(ids, shape: shape, dtype: .int64), Tensor(labels, shape: shape, dtype: .int64),
                 withSegments ? Tensor(segments, shape: shape, dtype: .int64) : nil, tokens, labelled)
-    }
-
-    // MARK: - Training
-
-    var checkpointURL: URL { output.appendingPathComponent("checkpoint.safetensors") }
-
-    /// The step of the output directory's checkpoint, if there is a readable one.
-    public func checkpointStep() -> Int? {
-        (try? SafeTensors.readHeader(contentsOf: checkpointURL))?.metadata["lathe.step"].flatMap(Int.init)
-    }
-
-    /// Trains to the end (or to `stopAfter` steps, for tests that simulate an interruption),
-    /// evaluating every `eval_every` steps and at the end, and writes the adapter.
-    @discardableResult
-    public func run(resume: Bool = false, stopAfter: Int? = nil) throws -> FineTuneSummary {
-        let start = Date()
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        let parameters = trainableParameters
-        let optimizer = recipe.optimizer.makeOptimizer(parameters)
-        var step = 0
-        var best: (loss: Double, step: Int)? = nil
-        var lastCheckpoint: String? = nil
-        if resume {
-            guard FileManager.default.fileExists(atPath: checkpointURL.path) else { throw TrainError.noCheckpoint(directory: output.path) }
-            (step, best) = try loadCheckpoint(parameters: parameters, optimizer: optimizer)
-            lastCheckpoint = checkpointURL.path
-        }
-        let total = totalSteps
-        let schedule = recipe.schedule.schedule(totalSteps: total)
-        let t = recipe.training
-        let evalEvery = t.evalEvery ?? total
-        let checkpointEvery = t.checkpointEvery ?? evalEvery
-        var window = (loss: 0.0, steps: 0, tokens: 0, labelled: 0, since: Date())
-        var validation: FineTuneEvaluation? = nil
-        model.train()
-        while step < total {
-            if let stopAfter, step >= stopAfter { break }
-            optimizer.learningRate = schedule.rate(at: step, base: recipe.optimizer.lr)
-            optimizer.zeroGrad()
-            var lossSum = 0.0
-            for micro in 0..<t.accumulation {
-                let batch = tensors(trainBatchRows(step * t.accumulation + micro))
-                let loss = try model.labelledLoss(batch.ids, labels: batch.labels, segmentIDs: batch.segments)
-                let value = loss.item
-                guard value.isFinite else { throw TrainError.nonFiniteLoss(step: step + 1, value: value, lastCheckpoint: lastCheckpoint) }
-                lossSum += Double(value)
-                (t.accumulation == 1 ? loss : loss / Float(t.accumulation)).backward()
-                window.tokens += batch.tokens
-                window.labelled += batch.labelled
-            }
-            if let maxNorm = t.clipGradNorm { clipGradNorm(parameters.map(\.1), maxNorm: maxNorm) }
-            optimizer.step()
-            step += 1
-            let epoch = step * t.accumulation * t.batchSize / Swift.max(trainRows.count, 1)
-            let meanLoss = lossSum / Double(t.accumulation)
-            window.loss += meanLoss
-            window.steps += 1
-            let seconds = Swift.max(Date().timeIntervalSince(window.since), 1e-9)
-            onMetrics?(step, epoch, .train, ["loss": meanLoss, "lr": Double(optimizer.learningRate)])
-            if step % t.logEvery == 0 || step == total {
-                let report = FineTuneProgress(step: step, totalSteps: total, epoch: epoch, loss: window.loss / Double(window.steps),
-                                              learningRate: optimizer.learningRate, tokensPerSecond: Double(window.tokens) / seconds,
-                                              labelledPerSecond: Double(window.labelled) / seconds, elapsed: Date().timeIntervalSince(start))
-                onMetrics?(step, epoch, .train, ["tokens_per_second": report.tokensPerSecond])
-                onProgress?(report)
-                window = (0, 0, 0, 0, Date())
-            }
-            if !validRows.isEmpty, step % evalEvery == 0 || step == total {
-                let v = evaluate()
-                validation = v
-                onMetrics?(step, epoch, .validation, ["loss": v.loss, "perplexity": v.perplexity])
-                if best == nil || v.loss < best!.loss {
-                    best = (v.loss, step)
-                    try saveWeights(to: bestPath, step: step)
-                }
-                window.since = Date()  // the evaluation is not training time
-            }
-            if step % checkpointEvery == 0 || step == total {
-                try saveCheckpoint(parameters: parameters, optimizer: optimizer, step: step, best: best)
-                lastCheckpoint = checkpointURL.path
-                window.since = Date()
-            }
-        }
-        if step == total { try saveWeights(to: finalPath, step: step) }
-        return FineTuneSummary(steps: step, seconds: Date().timeIntervalSince(start), validation: validation, bestStep: best?.step,
-                               bestLoss: best?.loss, outputPath: finalPath.path)
-    }
-
-    /// Mean loss over the validation rows (the first `eval_batches` batches), in evaluation mode.
-    public func evaluate() -> FineTuneEvaluation {
-        evaluate(validRows, batches: recipe.training.evalBatches)
-    }
-
-    /// Mean loss over `rows` in batches of `batch_size`.
-    public func evaluate(_ rows: [SFTRow], batches: Int? = nil) -> FineTuneEvaluation {
-        FineTuner.evaluate(model, rows: rows, batchSize: recipe.training.batchSize, pad: padID, segments: recipe.data.packing, batches: batches)
-    }
-
-    /// Mean next-token loss of `model` over `rows` (the labels after each row's first position)
-    /// in batches of `batchSize` rows (at most `batches` of them), in evaluation mode, without gradients.
-    public static func evaluate(_ model: DecoderModel, rows: [SFTRow], batchSize: Int, pad: Int, segments: Bool,
-                                batches: Int? = nil) -> FineTuneEvaluation {
-        let wasTraining = model.isTraining
-        model.eval()
-        defer { model.train(wasTraining) }
-        var sum = 0.0, count = 0
-        var start = 0, done = 0
-        while start < rows.count, done < (batches ?? Int.max) {
-            let batch = tensors(Array(rows[start..<Swift.min(start + batchSize, rows.count)]), pad: pad, segments: segments)
-            if let loss = try? noGrad({ try model.labelledLoss(batch.ids, labels: batch.labels, segmentIDs: batch.segments, reduction: .sum) }) {
-                sum += Double(loss.item)
-                let width = batch.labels.shape[1]
-                count += batch.labels.intScalars.enumerated().filter { $0.offset % width != 0 && $0.element != -100 }.count
-            }
-            start += batchSize
-            done += 1
-        }
-        return FineTuneEvaluation(loss: count == 0 ? .nan : sum / Double(count), tokens: count)
-    }
-
-    // MARK: - Files
-
-    /// `adapter/` (or `model.safetensors` for full fine-tuning).
-    public var finalPath: URL { output.appendingPathComponent(loraConfig == nil ? "model.safetensors" : "adapter") }
-    /// `best-adapter/` (or `best.safetensors`).
-    public var bestPath: URL { output.appendingPathComponent(loraConfig == nil ? "best.safetensors" : "best-adapter") }
-
-    func saveWeights(to url: URL, step: Int) throws {
-        if let loraConfig {
-            try PEFTAdapter.save(model, config: loraConfig, to: url)
-        } else {
-            try SafeTensors.write(model.stateDict(), metadata: ["format": "pt", "lathe.step": "\(step)"], to: url)
-        }
-    }
-
-    func dropoutLayers() -> [(String, Dropout)] {
-        model.namedModules.compactMap { name, m in (m as? Dropout).map { (name, $0) } }
-    }
-
-    var identity: [(String, String)] {
-        [("lathe.model", recipe.model), ("lathe.adapter", recipe.adapter.rawValue), ("lathe.train_rows", "\(trainRows.count)"),
-         ("lathe.optimizer", recipe.optimizer.name)]
-    }
-
-    func saveCheckpoint(parameters: [(String, Parameter)], optimizer: Optimizer, step: Int, best: (loss: Double, step: Int)?) throws {
-        var tensors: [String: Tensor] = [:]
-        for (k, p) in parameters { tensors["param.\(k)"] = p.value.detached() }
-        for (k, v) in optimizer.stateDict() { tensors["optimizer.\(k)"] = v }
-        var meta = ["lathe.finetune": "1", "lathe.step": "\(step)"]
-        for (k, v) in identity { meta[k] = v }
-        if let best { meta["lathe.best_loss"] = "\(best.loss)"; meta["lathe.best_step"] = "\(best.step)" }
-        for (name, d) in dropoutLayers() { meta["lathe.rng.\(name)"] = "\(d.generator.offset)" }
-        try SafeTensors.write(tensors, metadata: meta, to: checkpointURL)
-    }
-
-    func loadCheckpoint(parameters: [(String, Parameter)], optimizer: Optimizer) throws -> (Int, (loss: Double, step: Int)?) {
-        let path = checkpointURL.path
-        let file: SafeTensorsFile
-        do { file = try SafeTensors.read(contentsOf: checkpointURL) } catch {
-            throw TrainError.badCheckpoint(path: path, reason: "\(error)")
-        }
-        let meta = file.metadata
-        guard meta["lathe.finetune"] == "1", let step = meta["lathe.step"].flatMap(Int.init) else {
-            throw TrainError.badCheckpoint(path: path, reason: "it is not a checkpoint of lathe finetune (no lathe.finetune/lathe.step metadata)")
-        }
-        for (key, expected) in identity where meta[key] != expected {
-            throw TrainError.badCheckpoint(path: path, reason: "it was written for \(key.dropFirst(6)) '\(meta[key] ?? "?")', this run has '\(expected)'")
-        }
-        var optimState: [String: Tensor] = [:]
-        for (k, v) in file.tensors where k.hasPrefix("optimizer.") { optimState[String(k.dropFirst(10))] = v }
-        for (name, p) in parameters {
-            guard let v = file.tensors["param.\(name)"], v.shape == p.value.shape else {
-                throw TrainError.badCheckpoint(path: path, reason: "param.\(name) is missing or has another shape")
-            }
-            p.value = v.contiguous()
-        }
-        if parameters.count != file.tensors.keys.filter({ $0.hasPrefix("param.") }).count {
-            throw TrainError.badCheckpoint(path: path, reason: "it holds other trained tensors than this run's (another adapter configuration?)")
-        }
-        do { try optimizer.loadStateDict(optimState) } catch { throw TrainError.badCheckpoint(path: path, reason: "\(error)") }
-        for (name, d) in dropoutLayers() {
-            if let offset = meta["lathe.rng.\(name)"].flatMap(UInt64.init) { d.generator.offset = offset }
-        }
-        let best = meta["lathe.best_loss"].flatMap(Double.init).flatMap { l in meta["lathe.best_step"].flatMap(Int.init).map { (l, $0) } }
-        return (step, best)
     }
 }

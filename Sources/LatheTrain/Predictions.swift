@@ -75,7 +75,7 @@ extension Trainer {
     /// Per-sample predictions of the current model on a split, in evaluation mode (classifiers only).
     public func predictions(_ split: DataSplit) throws -> Predictions {
         guard let c = task as? ClassificationTask else {
-            throw RecipeError(file: "recipe", key: "model.name", message: "per-sample predictions need a classifier, not '\(recipe.model.name)'")
+            throw RecipeError(file: "recipe", key: "model.name", message: "per-sample predictions need a classifier, not '\(recipe?.model.name ?? "\(type(of: model))")'")
         }
         let wasTraining = model.isTraining
         model.eval()

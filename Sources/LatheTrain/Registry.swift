@@ -156,7 +156,8 @@ public enum DataRegistry {
             let parts = try trainAll.split(fractions: [trainFraction, 1 - trainFraction], seed: recipe.data.splitSeed)
             try checkAugmentation(recipe, trainAll.sampleShape)
             return ClassificationTask(train: parts[0], validation: parts[1], test: test, classes: 10, batchSize: recipe.training.batchSize,
-                                      seed: recipe.seed, flatten: flatten, augmentation: recipe.data.augmentation)
+                                      seed: recipe.seed, flatten: flatten, augmentation: recipe.data.augmentation,
+                                  labelSmoothing: recipe.training.labelSmoothing)
         })
         r.register("csv", DataEntry(kind: .table, summary: "a numeric CSV file (data.path, data.label_column)") { recipe, path, flatten in
             guard let p = recipe.data.path else {
@@ -167,7 +168,8 @@ public enum DataRegistry {
         r.register("shakespeare", DataEntry(kind: .text, summary: "the bundled Shakespeare text (characters), or data.path") { recipe, path, _ in
             let corpus = try recipe.data.path.map { try CharCorpus(text: String(contentsOf: path($0), encoding: .utf8)) } ?? CharCorpus.shakespeare()
             return LanguageModelTask(corpus: corpus, validationFraction: recipe.data.validationFraction, batchSize: recipe.training.batchSize,
-                                     context: recipe.model.context, seed: recipe.seed, evalBatches: recipe.training.evalBatches)
+                                     context: recipe.model.context, seed: recipe.seed, evalBatches: recipe.training.evalBatches,
+                                     labelSmoothing: recipe.training.labelSmoothing)
         })
         return r
     }()
@@ -184,6 +186,7 @@ public enum DataRegistry {
         let parts = try all.split(fractions: recipe.data.split, seed: recipe.data.splitSeed)
         let classes = all.classes ?? (all.labels.intScalars.max() ?? 0) + 1
         return ClassificationTask(train: parts[0], validation: parts[1], test: parts[2].count > 0 ? parts[2] : nil, classes: classes,
-                                  batchSize: recipe.training.batchSize, seed: recipe.seed, flatten: flatten, augmentation: recipe.data.augmentation)
+                                  batchSize: recipe.training.batchSize, seed: recipe.seed, flatten: flatten, augmentation: recipe.data.augmentation,
+                                  labelSmoothing: recipe.training.labelSmoothing)
     }
 }

@@ -5,19 +5,54 @@ import LatheTensor
 
 public enum DataSplit: String, Sendable { case train, validation, test }
 
-/// What the training loop needs from a kind of problem: batches by index, the loss and an
-/// evaluation on a split.
+/// A kind of problem as the ``Trainer`` sees it: training batches by index, the loss of a model on
+/// a batch, and an evaluation on a split.
+///
+/// Batches are named tensors (``Batch``), so a task can feed token ids, labels with an ignore
+/// index and segment ids as well as one input and one target. `batch(_:)` must be a pure
+/// function of the index: a resumed run then sees the batches an uninterrupted one would.
+///
+/// ```swift
+/// struct Regression: TrainingTask {
+///     var microBatchesPerEpoch: Int { 10 }
+///     func batch(_ index: Int) -> Batch { Batch(["x": ..., "y": ...]) }
+///     func loss(_ model: Module, on batch: Batch) throws -> TaskLoss {
+///         TaskLoss(Loss.mse(model(batch.required("x")), batch.required("y")))
+///     }
+///     func evaluate(_ model: Module, split: DataSplit) -> Evaluation { ... }
+/// }
+/// let trainer = Trainer(model: net, task: Regression(), options: TrainerOptions(steps: 100))
+/// ```
 public protocol TrainingTask {
     /// Micro-batches in one pass over the training data.
     var microBatchesPerEpoch: Int { get }
+    /// Whether ``evaluate(_:split:)`` has test data of its own (default false).
     var hasTestSplit: Bool { get }
-    /// The training micro-batch with global index `index` (a pure function of it).
-    func trainBatch(_ index: Int) -> (x: Tensor, y: Tensor)
-    func loss(_ output: Tensor, _ target: Tensor, labelSmoothing: Float) -> Tensor
+    /// Parameters that the task owns and that train with the model (a distillation's
+    /// projections), by name; default none.
+    var taskParameters: [(String, Parameter)] { get }
+    /// Training micro-batch `index` (0, 1, ...): a pure function of the index.
+    func batch(_ index: Int) -> Batch
+    /// The loss of `model` on a training batch (kept on the tape for `backward`), with metrics.
+    func loss(_ model: Module, on batch: Batch) throws -> TaskLoss
+    /// Loss (and accuracy, perplexity, ...) of `model` on a split. The trainer calls it in
+    /// evaluation mode under `noGrad`.
     func evaluate(_ model: Module, split: DataSplit) -> Evaluation
+    /// The epoch that `microBatches` training micro-batches reach (default: over
+    /// ``microBatchesPerEpoch``).
+    func epoch(afterMicroBatches microBatches: Int) -> Int
+}
+
+extension TrainingTask {
+    public var hasTestSplit: Bool { false }
+    public var taskParameters: [(String, Parameter)] { [] }
+    public func epoch(afterMicroBatches microBatches: Int) -> Int { microBatches / Swift.max(microBatchesPerEpoch, 1) }
 }
 
 /// Image or feature classification with cross-entropy, shuffled each epoch.
+///
+/// Batches hold `inputs` and `targets` (``Batch/init(inputs:targets:)``); the loss is
+/// cross-entropy with ``labelSmoothing``.
 public struct ClassificationTask: TrainingTask {
     public let train: TensorDataset, validation: TensorDataset, test: TensorDataset?
     public let classes: Int
@@ -26,14 +61,16 @@ public struct ClassificationTask: TrainingTask {
     public let flatten: Bool
     /// Random shifts and flips of the training batches (images only; evaluation is never augmented).
     public let augmentation: ImageAugmentation
+    /// Label smoothing of the training loss (the recipe's `training.label_smoothing`).
+    public var labelSmoothing: Float
     let seed: UInt64
 
     public init(train: TensorDataset, validation: TensorDataset, test: TensorDataset?, classes: Int, batchSize: Int, seed: UInt64,
-                flatten: Bool, augmentation: ImageAugmentation = ImageAugmentation()) {
+                flatten: Bool, augmentation: ImageAugmentation = ImageAugmentation(), labelSmoothing: Float = 0) {
         precondition(augmentation.isIdentity || train.sampleShape.count == 3,
                      "ClassificationTask: augmentation needs images [C, H, W], got samples of shape \(train.sampleShape)")
         (self.train, self.validation, self.test, self.classes, self.flatten) = (train, validation, test, classes, flatten)
-        (self.augmentation, self.seed) = (augmentation, seed)
+        (self.augmentation, self.seed, self.labelSmoothing) = (augmentation, seed, labelSmoothing)
         loader = DataLoader(train, batchSize: Swift.min(batchSize, train.count), shuffle: true, dropLast: true, seed: seed)
     }
 
@@ -43,7 +80,7 @@ public struct ClassificationTask: TrainingTask {
     /// The same task (data, batches and seed) with other training augmentation.
     public func with(augmentation: ImageAugmentation) -> ClassificationTask {
         ClassificationTask(train: train, validation: validation, test: test, classes: classes, batchSize: loader.batchSize, seed: seed,
-                           flatten: flatten, augmentation: augmentation)
+                           flatten: flatten, augmentation: augmentation, labelSmoothing: labelSmoothing)
     }
 
     /// Why `augmentation` cannot apply to these samples (not images, or a shift as large as the
@@ -69,8 +106,17 @@ public struct ClassificationTask: TrainingTask {
         return (shaped(augmentation.apply(b.x, generator: &g)), b.y)
     }
 
+    public func batch(_ index: Int) -> Batch {
+        let (x, y) = trainBatch(index)
+        return Batch(inputs: x, targets: y)
+    }
+
     public func loss(_ output: Tensor, _ target: Tensor, labelSmoothing: Float) -> Tensor {
         Loss.crossEntropy(output, target, labelSmoothing: labelSmoothing)
+    }
+
+    public func loss(_ model: Module, on batch: Batch) -> TaskLoss {
+        TaskLoss(loss(model(batch.inputs), batch.targets, labelSmoothing: labelSmoothing))
     }
 
     public func evaluate(_ model: Module, split: DataSplit) -> Evaluation {
@@ -99,10 +145,14 @@ public struct ClassificationTask: TrainingTask {
 public struct LanguageModelTask: TrainingTask {
     public let train: CharCorpus, validation: CharCorpus
     public let batchSize: Int, context: Int, seed: UInt64, evalBatches: Int
+    /// Label smoothing of the training loss (the recipe's `training.label_smoothing`).
+    public var labelSmoothing: Float
 
-    public init(corpus: CharCorpus, validationFraction: Double, batchSize: Int, context: Int, seed: UInt64, evalBatches: Int) {
+    public init(corpus: CharCorpus, validationFraction: Double, batchSize: Int, context: Int, seed: UInt64, evalBatches: Int,
+                labelSmoothing: Float = 0) {
         (train, validation) = corpus.split(validationFraction: validationFraction)
         (self.batchSize, self.context, self.seed, self.evalBatches) = (batchSize, context, seed, evalBatches)
+        self.labelSmoothing = labelSmoothing
     }
 
     /// One "epoch" is as many windows as the training text has characters.
@@ -114,8 +164,17 @@ public struct LanguageModelTask: TrainingTask {
         return train.batch(size: batchSize, context: context, generator: &g)
     }
 
+    public func batch(_ index: Int) -> Batch {
+        let (x, y) = trainBatch(index)
+        return Batch(inputs: x, targets: y)
+    }
+
     public func loss(_ output: Tensor, _ target: Tensor, labelSmoothing: Float) -> Tensor {
         Loss.crossEntropy(output.reshaped([-1, output.shape.last!]), target.reshaped([-1]), labelSmoothing: labelSmoothing)
+    }
+
+    public func loss(_ model: Module, on batch: Batch) -> TaskLoss {
+        TaskLoss(loss(model(batch.inputs), batch.targets, labelSmoothing: labelSmoothing))
     }
 
     public func evaluate(_ model: Module, split: DataSplit) -> Evaluation {

@@ -48,7 +48,7 @@ struct Sample: ParsableCommand {
             throw CLIError("the prompt has characters that are not in the \(r.data.name) vocabulary: "
                                   + list.joined(separator: ", "))
         }
-        let path = model ?? trainer.output.appendingPathComponent("best.safetensors").path
+        let path = model ?? URL(fileURLWithPath: r.output).appendingPathComponent("best.safetensors").path
         let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: path))
         try gpt.loadStateDict(file.tensors)
         var generator = RandomGenerator(seed: seed)

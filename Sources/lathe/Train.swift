@@ -4,15 +4,15 @@ import Lathe
 
 /// Runs a trainer with progress output and prints the summary.
 func runTraining(_ trainer: Trainer, resume: Bool, label: String) throws -> TrainSummary {
-    let recipe = trainer.recipe
+    guard let recipe = trainer.recipe, let output = trainer.output else { throw CLIError("\(label): the trainer has no recipe") }
     print("\(label): \(recipe.model.name) on \(recipe.data.name), \(trainer.model.parameterCount()) parameters, "
           + "\(trainer.totalSteps) steps, kernels \(KernelInfo.isaName), threads \(ThreadPool.threadCount)")
     fflush(nil)
-    let logger = try MetricLogger(directory: trainer.output, resume: resume)
+    let logger = try MetricLogger(directory: output, resume: resume)
     let startStep = resume ? trainer.checkpointStep() ?? 0 : 0
     let progress = ProgressReporter(totalSteps: trainer.totalSteps, startStep: startStep)
     var logError: Error?
-    trainer.onStep = { step, epoch, loss in progress.update(step: step, epoch: epoch, loss: loss) }
+    trainer.onStep = { progress.update(step: $0.step, epoch: $0.epoch, loss: $0.loss) }
     trainer.onMetrics = { step, epoch, split, metrics in
         do { try logger.log(step: step, epoch: epoch, split: split, metrics: metrics) } catch { logError = error }
         if split == .validation {
@@ -80,7 +80,7 @@ struct Eval: ParsableCommand {
         try threadOptions.apply()  // --threads wins over the recipe's `threads`
         // Without a test split the task evaluates validation: say so, in the output and the predictions.
         let which = asked == .test && !trainer.task.hasTestSplit ? DataSplit.validation : asked
-        let path = model ?? trainer.output.appendingPathComponent("best.safetensors").path
+        let path = model ?? URL(fileURLWithPath: r.output).appendingPathComponent("best.safetensors").path
         let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: path))
         try trainer.model.loadStateDict(file.tensors)
         if predictions != nil, !(trainer.task is ClassificationTask) {

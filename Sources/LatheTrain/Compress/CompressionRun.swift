@@ -73,7 +73,7 @@ public struct CompressionRun {
     /// Training batches as they are (not augmented), for activation ranges.
     var calibration: [Tensor] {
         let plain: TrainingTask = (task as? ClassificationTask)?.with(augmentation: ImageAugmentation()) ?? task
-        return (0..<calibrationBatches).map { plain.trainBatch($0).x }
+        return (0..<calibrationBatches).map { plain.batch($0).inputs }
     }
 
     /// The task whose training batches a stage's `augment` gives, or an error that says why the
@@ -236,10 +236,10 @@ public struct CompressionRun {
         let pruned = t.evaluate(.test)
         var tuned: Evaluation?
         if s.steps > 0 {
-            if let gradual { t.onStep = { step, _, _ in gradual.update(step: step) } } else if let masks { t.onStep = { _, _, _ in masks.apply(to: net) } }
+            if let gradual { t.add(.afterStep) { gradual.update(step: $0.step) } } else if let masks { t.add(.afterStep) { masks.apply(to: $0.model) } }
             try t.run()
-            // The final weights: the best-validation ones may predate the final sparsity.
-            try net.loadStateDict(SafeTensors.read(contentsOf: t.output.appendingPathComponent("model.safetensors")).tensors)
+            // The final weights: the best-validation ones (restored by the recipe's run) may predate the final sparsity.
+            try net.loadStateDict(SafeTensors.read(contentsOf: t.finalURL!).tensors)
             masks = gradual?.masks ?? masks
             masks?.apply(to: net)
             tuned = t.evaluate(.test)
@@ -276,11 +276,12 @@ public struct CompressionRun {
                 let student = try Trainer(recipe: r, task: task).model
                 studentParameters = student.parameterCount()
                 let warmup = s.steps / 20
-                let distiller = Distiller(student: student, teacher: teacher, alpha: alpha, temperature: s.temperature,
-                                          schedule: .warmup(warmupSteps: warmup, after: .cosine(totalSteps: Swift.max(1, s.steps - warmup), minRate: 0))) {
+                let options = TrainerOptions(steps: s.steps, schedule: .warmup(warmupSteps: warmup, after: .cosine(totalSteps: Swift.max(1, s.steps - warmup), minRate: 0))) {
                     AdamW($0, learningRate: s.lr, weightDecay: recipe.optimizer.weightDecay ?? 0.01)
                 }
-                distiller.run(steps: s.steps) { batches.trainBatch($0) }
+                let distillation = DistillationTask(teacher: teacher, data: batches, alpha: alpha, temperature: s.temperature)
+                let run = Trainer(model: student, task: distillation, options: options)
+                do { try run.run() } catch { throw CompressError("\(s.name): \(error)") }
                 student.eval()
                 let e = noGrad { task.evaluate(student, split: .test) }
                 if suffix.isEmpty { kd.append(e.accuracy ?? 0) } else { plain.append(e.accuracy ?? 0) }
