@@ -29,7 +29,7 @@ struct FineTune: ParsableCommand {
     @Flag(help: "With --eval-only: the model without an adapter.") var base = false
     @Option(help: "With --eval-only: test (data.test) or valid (data.valid).") var split = "test"
     @Option(help: "With --eval-only: the first N examples only.") var limit: Int?
-    @Option(help: "With --eval-only: questions decoded together (1: one at a time; the same answers).") var batch = 8
+    @Option(help: "With --eval-only: questions decoded together (default 8; 1: one at a time; the same answers).") var batch: Int?
     @Option(help: "With --eval-only: write each answer (jsonl: line, answer, reference) to this file.") var answers: String?
     @OptionGroup var threadOptions: ThreadOptions
 
@@ -38,7 +38,7 @@ struct FineTune: ParsableCommand {
         var r = try FineTuneRecipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
         if let threads = threadOptions.threads { r.threads = threads }
         if evalOnly { return try evaluate(r) }
-        if adapter != nil || base || limit != nil || split != "test" || answers != nil || batch != 8 {
+        if adapter != nil || base || limit != nil || split != "test" || answers != nil || batch != nil {
             throw ValidationError("--adapter, --base, --split, --limit, --batch and --answers go with --eval-only")
         }
         let tuner = try FineTuner(recipe: r)
@@ -87,6 +87,7 @@ struct FineTune: ParsableCommand {
     func evaluate(_ r: FineTuneRecipe) throws {
         guard split == "test" || split == "valid" else { throw ValidationError("--split must be test or valid, not '\(split)'") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        let batch = self.batch ?? 8
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if base, adapter != nil { throw ValidationError("--base and --adapter exclude each other") }
         let weights: AnswerEvaluation.Weights = base ? .base : adapter.map(AnswerEvaluation.Weights.at) ?? .output(of: r)
