@@ -463,8 +463,10 @@ int lathe_wq_gemv_supported(const lathe_wq_matrix *w, long K) {
 
 /// Several matrices over the same input in one parallel loop: the row groups of all of them are
 /// one range of tasks (fused q/k/v and gate/up projections: one activation quantization and one
-/// barrier instead of one per matrix).
-typedef struct { const r16_job *jobs; const long *first; int count; r16_fn f; long per_task, total; } r16_multi_ctx;
+/// barrier instead of one per matrix). With M rows, each task runs a row group for every row of X
+/// in turn, so the group's codes are read from memory once for all M rows (batched decoding) and
+/// each row's result is the bits it has alone.
+typedef struct { const r16_job *jobs; const long *first; int count; long rows; r16_fn f; long per_task, total; } r16_multi_ctx;
 
 static void r16_multi_task(void *ctx, long t) {
     const r16_multi_ctx *c = (const r16_multi_ctx *)ctx;
@@ -472,7 +474,7 @@ static void r16_multi_task(void *ctx, long t) {
     int i = 0;
     for (long g = g0; g < g1; g++) {
         while (g >= c->first[i + 1]) i++;
-        c->f(&c->jobs[i], g - c->first[i]);
+        for (long m = 0; m < c->rows; m++) c->f(&c->jobs[(size_t)i * c->rows + m], g - c->first[i]);
     }
 }
 
@@ -494,42 +496,46 @@ void lathe_wq_gemv_repacked_many(int count, long M, const long *N, long K, const
     for (int i = 0; i < count; i++)
         if (N[i] <= 0 || !lathe_wq_gemv_supported(w[i], K)) return;
     const long nb = K / QB;
-    int8_t *q = (int8_t *)aligned_alloc(64, ((size_t)K + 63) & ~(size_t)63);
-    float *d = (float *)calloc((size_t)nb, sizeof(float));
-    int32_t *s = (int32_t *)calloc((size_t)nb * 3, sizeof(int32_t));
-    if (!q || !d || !s) {
-        free(q), free(d), free(s);
+    const size_t qbytes = ((size_t)K + 63) & ~(size_t)63;
+    // The quantized rows of X: [M][K] codes, [M][nb] scales, [M][3 nb] sums.
+    int8_t *q = (int8_t *)aligned_alloc(64, qbytes * (size_t)M);
+    float *d = (float *)calloc((size_t)nb * (size_t)M, sizeof(float));
+    int32_t *s = (int32_t *)calloc((size_t)nb * 3 * (size_t)M, sizeof(int32_t));
+    r16_job *jobs = (r16_job *)malloc(sizeof(r16_job) * (size_t)count * (size_t)M);
+    if (!q || !d || !s || !jobs) {
+        free(q), free(d), free(s), free(jobs);
         return;
     }
     const r16_fn f = r16_pick();
-    q8_row x = {.q = q, .d = d, .sum = s, .sum16 = s + nb};
-    r16_job jobs[MAX];
+    for (long m = 0; m < M; m++) {
+        q8_row x = {.q = q + m * qbytes, .d = d + m * nb, .sum = s + m * 3 * nb, .sum16 = s + m * 3 * nb + nb};
+        quantize_x(X + m * ldx, nb, &x);
+    }
     long first[MAX + 1];
     first[0] = 0;
     double work = 0;
     for (int i = 0; i < count; i++) {
         uint32_t header[2];
         memcpy(header, packed[i], sizeof header);
-        jobs[i] = (r16_job){.packed = packed[i], .symmetric = w[i]->symmetric, .geo = r16_layout(w[i], N[i], K, (int)header[1]),
-                            .N = N[i], .q = q, .d = d, .sum = s, .sum16 = s + nb, .bias = bias[i]};
-        first[i + 1] = first[i] + jobs[i].geo.groups;
-        work += (double)N[i] * (double)K;
+        const r16_geom geo = r16_layout(w[i], N[i], K, (int)header[1]);
+        for (long m = 0; m < M; m++)
+            jobs[(size_t)i * M + m] = (r16_job){.packed = packed[i], .symmetric = w[i]->symmetric, .geo = geo, .N = N[i],
+                                                .q = q + m * qbytes, .d = d + m * nb, .sum = s + m * 3 * nb,
+                                                .sum16 = s + m * 3 * nb + nb, .bias = bias[i], .y = Y[i] + m * ldy[i]};
+        first[i + 1] = first[i] + geo.groups;
+        work += (double)N[i] * (double)K * (double)M;
     }
     const long total = first[count];
     const int threads = lathe_num_threads();
-    for (long m = 0; m < M; m++) {
-        quantize_x(X + m * ldx, nb, &x);
-        for (int i = 0; i < count; i++) jobs[i].y = Y[i] + m * ldy[i];
-        if (threads <= 1 || work < 65536.0) {
-            for (int i = 0; i < count; i++)
-                for (long g = 0; g < jobs[i].geo.groups; g++) f(&jobs[i], g);
-        } else {
-            const long tasks = total < 4L * threads ? total : 4L * threads;
-            r16_multi_ctx c = {.jobs = jobs, .first = first, .count = count, .f = f, .per_task = (total + tasks - 1) / tasks, .total = total};
-            lathe_parallel_for((total + c.per_task - 1) / c.per_task, r16_multi_task, &c);
-        }
+    r16_multi_ctx c = {.jobs = jobs, .first = first, .count = count, .rows = M, .f = f, .per_task = total, .total = total};
+    if (threads <= 1 || work < 65536.0) {
+        r16_multi_task(&c, 0);
+    } else {
+        const long tasks = total < 4L * threads ? total : 4L * threads;
+        c.per_task = (total + tasks - 1) / tasks;
+        lathe_parallel_for((total + c.per_task - 1) / c.per_task, r16_multi_task, &c);
     }
-    free(q), free(d), free(s);
+    free(q), free(d), free(s), free(jobs);
 }
 
 void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed, const lathe_wq_matrix *w,

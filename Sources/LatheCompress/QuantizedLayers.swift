@@ -254,6 +254,9 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
     /// through dequantised panels and the fp32 GEMM. Raise it to run everything as decoding does
     /// (`lathe perplexity --int8-activations`).
     nonisolated(unsafe) public static var int8ActivationRows = 4
+    /// The most rows that take the 8-bit-activation kernel here: more inside a batched decode step
+    /// (``Tensor/decoding(rows:_:)``), each row with the bits it has alone.
+    static var int8RowLimit: Int { Swift.max(int8ActivationRows, Tensor.decodingRows) }
 
     public init(weight: GroupwiseWeights, bias: [Float]?) {
         precondition(bias == nil || bias!.count == weight.rows, "WeightOnlyLinear: bias has \(bias!.count) values for \(weight.rows) outputs")
@@ -284,7 +287,7 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
                 (bias ?? []).withUnsafeBufferPointer { b in
                     weight.withMatrix { mat in
                         guard m > 0 else { return }
-                        if int8Activations && !recording && m <= Self.int8ActivationRows, let packed = repacked {
+                        if int8Activations && !recording && m <= Self.int8RowLimit, let packed = repacked {
                             packed.withUnsafeBufferPointer { p in
                                 lathe_wq_gemv_repacked(m, n, k, xs.baseAddress!, k, p.baseAddress!, mat,
                                                        bias == nil ? nil : b.baseAddress, out.baseAddress!, n)
@@ -308,13 +311,14 @@ public final class WeightOnlyLinear: Module, QuantizedLayer {
         }
     }
 
-    /// `layers` applied to the same input `x` (`[rows, K]`, rows at most ``int8ActivationRows``)
+    /// `layers` applied to the same input `x` (`[rows, K]`, rows at most ``int8ActivationRows`` or
+    /// those of ``Tensor/decoding(rows:_:)``)
     /// in one call of the 8-bit-activation kernel: one quantization of `x` and one parallel loop
     /// over all their rows (a fused q/k/v or gate/up projection without concatenated weights).
     /// The same values as calling each layer; nil when a layer does not take that path.
     public static func forward(_ layers: [WeightOnlyLinear], sharing x: Tensor) -> [Tensor]? {
         guard !layers.isEmpty, layers.count <= 8, let k = layers.first?.inFeatures, x.rank == 2, x.shape[1] == k,
-              x.shape[0] >= 1, x.shape[0] <= int8ActivationRows,
+              x.shape[0] >= 1, x.shape[0] <= int8RowLimit,
               layers.allSatisfy({ $0.inFeatures == k && $0.int8Activations && $0.repacked != nil }) else { return nil }
         let m = x.shape[0]
         let outputs = layers.map { layer in

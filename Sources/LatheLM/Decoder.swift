@@ -17,6 +17,18 @@ public protocol LanguageModel: AnyObject {
     /// their logits, `[ids.count, vocabularySize]`, or only the last row's (`[1, vocab]`) when
     /// `lastOnly`.
     func logits(_ ids: [Int], cache: KVCache, lastOnly: Bool) -> Tensor
+    /// One decode step of several sequences: `ids[i]` runs at the position after those in
+    /// `caches[i]` (and is appended to it). Returns `[ids.count, vocabularySize]`, row `i` equal to
+    /// `logits([ids[i]], cache: caches[i], lastOnly: true)` (the default implementation runs exactly
+    /// that; ``DecoderModel`` runs the rows together).
+    func logits(next ids: [Int], caches: [KVCache]) -> Tensor
+}
+
+extension LanguageModel {
+    public func logits(next ids: [Int], caches: [KVCache]) -> Tensor {
+        precondition(ids.count == caches.count && !ids.isEmpty, "logits(next:caches:): one token per cache")
+        return Tensor.concatenated(zip(ids, caches).map { logits([$0], cache: $1, lastOnly: true) }, dim: 0)
+    }
 }
 
 /// The Llama family's decoder (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2): token
@@ -135,18 +147,48 @@ public final class DecoderModel: Module, LanguageModel {
 
     public func logits(_ ids: [Int], cache: KVCache, lastOnly: Bool = false) -> Tensor {
         precondition(!ids.isEmpty, "DecoderModel.logits: no tokens")
+        return forward(ids, segments: [CachedSegment(cache: cache, rows: ids.count)], lastRows: lastOnly)
+    }
+
+    /// One decode step of `ids.count` sequences as one batch: the projections, the MLP and the
+    /// output layer run on `[ids.count, hidden]` rows (weights read once for all of them), the
+    /// attention of each row over its own cache. Inside ``Tensor/decoding(rows:_:)`` every layer
+    /// computes each row as it computes one (quantized layers with 8-bit activations, float layers
+    /// with the matrix-vector kernel), so row `i` has the bits of
+    /// `logits([ids[i]], cache: caches[i], lastOnly: true)`.
+    public func logits(next ids: [Int], caches: [KVCache]) -> Tensor {
+        precondition(ids.count == caches.count && !ids.isEmpty, "DecoderModel.logits(next:caches:): one token per cache")
+        precondition(Set(caches.map(ObjectIdentifier.init)).count == caches.count, "DecoderModel.logits(next:caches:): the caches must be distinct")
+        return Tensor.decoding(rows: ids.count) {
+            forward(ids, segments: caches.map { CachedSegment(cache: $0, rows: 1) }, lastRows: false)
+        }
+    }
+
+    /// Runs `ids` split into `segments` (consecutive rows continuing each segment's cache) and
+    /// returns the logits of every row, or of each segment's last row when `lastRows`.
+    func forward(_ ids: [Int], segments: [CachedSegment], lastRows: Bool) -> Tensor {
         precondition(ids.allSatisfy { $0 >= 0 && $0 < config.vocabularySize }, "DecoderModel.logits: token ids must be in 0..<\(config.vocabularySize)")
-        precondition(cache.layers == config.layers && cache.kvHeads == config.kvHeads && cache.headDim == config.headDim,
-                     "DecoderModel.logits: the cache was made for another model")
+        precondition(segments.reduce(0) { $0 + $1.rows } == ids.count, "DecoderModel.logits: the segments do not cover the tokens")
+        for s in segments {
+            precondition(s.cache.layers == config.layers && s.cache.kvHeads == config.kvHeads && s.cache.headDim == config.headDim,
+                         "DecoderModel.logits: the cache was made for another model")
+        }
         return noGrad {
-            let start = cache.length
             var x = model.$embedTokens(Tensor(ids, shape: [ids.count]))
             if let scale = config.embeddingScale { x = x * scale }
             for (i, layer) in model.layers.enumerated() {
-                x = layer.forward(x, start: start, cache: cache, layer: i, rotary: rotaries[i], config: config)
+                x = layer.forward(x, segments: segments, layer: i, rotary: rotaries[i], config: config)
             }
-            cache.advance(by: ids.count)
-            if lastOnly { x = x.sliced(dim: 0, start: ids.count - 1) }
+            for s in segments { s.cache.advance(by: s.rows) }
+            if lastRows {
+                if segments.count == 1 {
+                    x = x.sliced(dim: 0, start: ids.count - 1)
+                } else {
+                    var ends: [Int] = [], end = 0
+                    for s in segments { end += s.rows; ends.append(end - 1) }
+                    x = Tensor.concatenated(ends.map { x.sliced(dim: 0, start: $0) }, dim: 0)
+                }
+            }
             let h = model.norm(x)
             let logits = $lmHead.module.map { $0(h) } ?? tiedHead.module.map { $0(h) } ?? h.linear(weight: model.embeddingTable)
             guard let cap = config.finalLogitSoftcap else { return logits }
@@ -250,6 +292,14 @@ final class DecoderLayer: Module {
 
     /// `x` `[rows, hidden]` at positions `start...`; writes this layer's keys and values into the cache.
     func forward(_ x: Tensor, start: Int, cache: KVCache, layer: Int, rotary: Rotary, config c: DecoderConfig) -> Tensor {
+        precondition(cache.length == start, "DecoderLayer: the cache holds \(cache.length) positions, not \(start)")
+        return forward(x, segments: [CachedSegment(cache: cache, rows: x.shape[0])], layer: layer, rotary: rotary, config: c)
+    }
+
+    /// `x` `[rows, hidden]`, split into `segments`: each segment's rows continue its cache (at
+    /// positions `cache.length...`, the cache advanced by the caller once every layer has run) and
+    /// attend to it alone; the projections and the MLP run on all rows at once.
+    func forward(_ x: Tensor, segments: [CachedSegment], layer: Int, rotary: Rotary, config c: DecoderConfig) -> Tensor {
         let rows = x.shape[0]
         let h = inputLayernorm(x)
         let p = selfAttn
@@ -258,20 +308,26 @@ final class DecoderLayer: Module {
         let v = qkv[2].scalars
         selfAttn.qNorm?.normalizeHeads(&q, headDim: c.headDim)
         selfAttn.kNorm?.normalizeHeads(&k, headDim: c.headDim)
-        q.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.heads, start: start) }
-        k.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress!, rows: rows, heads: c.kvHeads, start: start) }
-        k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
-            cache.write(layer: layer, keys: kp.baseAddress!, values: vp.baseAddress!, rows: rows)
-        } }
-        var attended = [Float](repeating: 0, count: rows * c.heads * c.headDim)
-        q.withUnsafeBufferPointer { qp in
-            attended.withUnsafeMutableBufferPointer { op in
-                CachedAttention.run(q: qp.baseAddress!, rows: rows, heads: c.heads, cache: cache, layer: layer, start: start,
-                                    scale: c.queryScale ?? 1 / Float(c.headDim).squareRoot(), window: c.window(layer: layer),
-                                    softcap: c.attentionLogitSoftcap, out: op.baseAddress!)
+        let qWidth = c.heads * c.headDim, kvWidth = c.kvHeads * c.headDim
+        var attended = [Float](repeating: 0, count: rows * qWidth)
+        var row = 0
+        for segment in segments {
+            let (cache, n, start) = (segment.cache, segment.rows, segment.cache.length)
+            q.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress! + row * qWidth, rows: n, heads: c.heads, start: start) }
+            k.withUnsafeMutableBufferPointer { rotary.apply($0.baseAddress! + row * kvWidth, rows: n, heads: c.kvHeads, start: start) }
+            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                cache.write(layer: layer, keys: kp.baseAddress! + row * kvWidth, values: vp.baseAddress! + row * kvWidth, rows: n)
+            } }
+            q.withUnsafeBufferPointer { qp in
+                attended.withUnsafeMutableBufferPointer { op in
+                    CachedAttention.run(q: qp.baseAddress! + row * qWidth, rows: n, heads: c.heads, cache: cache, layer: layer, start: start,
+                                        scale: c.queryScale ?? 1 / Float(c.headDim).squareRoot(), window: c.window(layer: layer),
+                                        softcap: c.attentionLogitSoftcap, out: op.baseAddress! + row * qWidth)
+                }
             }
+            row += n
         }
-        let a = selfAttn.$oProj(Tensor(attended, shape: [rows, c.heads * c.headDim]))
+        let a = selfAttn.$oProj(Tensor(attended, shape: [rows, qWidth]))
         if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
             let y = x + postAttentionLayernorm(a)
             return y + post(mlp(pre(y)))
@@ -279,6 +335,12 @@ final class DecoderLayer: Module {
         let y = x + a
         return y + mlp(postAttentionLayernorm(y))
     }
+}
+
+/// Consecutive rows of a forward pass that belong to one sequence, continuing its cache.
+struct CachedSegment {
+    let cache: KVCache
+    let rows: Int
 }
 
 /// Projections of the same input: one fused kernel call when every module is a quantized layer

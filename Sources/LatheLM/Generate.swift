@@ -61,7 +61,7 @@ public final class DecodingSession {
     public let model: LanguageModel
     public let cache: KVCache
     /// The tokens whose keys and values are in ``cache``, in order.
-    public private(set) var tokens: [Int] = []
+    public internal(set) var tokens: [Int] = []
 
     /// A session whose cache starts with room for `capacity` positions and grows as needed.
     public init(_ model: LanguageModel, capacity: Int = 256) {
@@ -76,15 +76,13 @@ public final class DecodingSession {
     public func generate(prompt: [Int], options: GenerationOptions, onToken: (Int) -> Bool = { _ in true }) -> GenerationResult {
         precondition(!prompt.isEmpty, "generate: the prompt needs at least one token")
         precondition(prompt.count <= model.maxPositions, "generate: the prompt (\(prompt.count) tokens) is longer than the model's context (\(model.maxPositions))")
-        var reused = 0
-        while reused < Swift.min(tokens.count, prompt.count - 1), tokens[reused] == prompt[reused] { reused += 1 }
-        cache.truncate(to: reused)
-        cache.reserve(Swift.min(model.maxPositions, prompt.count + options.maxTokens))
         let stops = options.stopTokens ?? Set(model.eosTokenIDs)
         var generator = RandomGenerator(seed: options.seed)
         var history = prompt, out: [Int] = []
         let t0 = Timing.now()
-        var logits = model.logits(Array(prompt[reused...]), cache: cache, lastOnly: true).scalars
+        let prefilled = prefill(prompt, maxTokens: options.maxTokens)
+        var logits = prefilled.logits
+        let reused = prefilled.reused
         let t1 = Timing.now()
         var stop = GenerationResult.Stop.maxTokens
         while out.count < options.maxTokens {
@@ -105,5 +103,17 @@ public final class DecodingSession {
         tokens = Array(history.prefix(cache.length))
         return GenerationResult(tokens: out, stop: stop, promptSeconds: t1 - t0, generationSeconds: Timing.now() - t1,
                                 promptTokens: prompt.count - reused, reusedTokens: reused)
+    }
+
+    /// Runs `prompt` after the cached positions it starts with (at least its last token) and
+    /// returns its last row of logits and how many positions were reused; the cache is grown to
+    /// hold `maxTokens` more. ``tokens`` is the caller's to update.
+    func prefill(_ prompt: [Int], maxTokens: Int) -> (logits: [Float], reused: Int) {
+        var reused = 0
+        while reused < Swift.min(tokens.count, prompt.count - 1), tokens[reused] == prompt[reused] { reused += 1 }
+        cache.truncate(to: reused)
+        tokens = Array(prompt.prefix(reused))
+        cache.reserve(Swift.min(model.maxPositions, prompt.count + maxTokens))
+        return (model.logits(Array(prompt[reused...]), cache: cache, lastOnly: true).scalars, reused)
     }
 }

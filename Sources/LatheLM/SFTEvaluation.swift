@@ -55,6 +55,8 @@ public struct AnswerAccuracy: Sendable {
     public var lenient: WilsonInterval
     /// The most frequent answers given, with their counts.
     public var answers: [(String, Int)]
+    /// Each question's greedy answer (decoded, special tokens skipped), in question order.
+    public var given: [String]
     public var seconds: Double
 }
 
@@ -128,29 +130,32 @@ extension SFTTokenizer {
 
     /// Greedy answers of `model` to `questions`, scored against their references. Generation
     /// stops at `stopTokens` or after `maxTokens` (default: the longest reference's tokens + 1).
-    /// `onProgress` sees (done, correct so far).
+    /// `batchSize` questions are decoded together (``BatchDecoder``; 1: one at a time), with the
+    /// answers of one at a time. `onProgress` sees (done, correct so far) as answers finish.
     public func accuracy(of model: LanguageModel, on questions: [SFTQuestion], stopTokens: Set<Int>, maxTokens: Int? = nil,
-                         match: AnswerMatch? = nil, onProgress: ((Int, Int) -> Void)? = nil) -> AnswerAccuracy {
+                         match: AnswerMatch? = nil, batchSize: Int = 8, onProgress: ((Int, Int) -> Void)? = nil) -> AnswerAccuracy {
         let start = Date()
         let match = match ?? AnswerMatch.detect(reference: questions.first?.answer ?? "")
         let limit = maxTokens ?? (questions.map { tokenizer.encode($0.answer, addSpecialTokens: false).count }.max() ?? 1) + 1
-        let session = DecodingSession(model, capacity: 512)
-        var exact = 0, lenient = 0
+        let decoder = BatchDecoder(model, batchSize: Swift.max(1, Swift.min(batchSize, questions.count)), capacity: 512)
+        var exact = 0, lenient = 0, done = 0
         var counts: [String: Int] = [:]
-        for (i, q) in questions.enumerated() {
-            let result = session.generate(prompt: Array(q.promptIDs.suffix(model.maxPositions - limit)),
-                                          options: GenerationOptions(maxTokens: limit, sampling: .greedy, stopTokens: stopTokens))
+        var given = [String](repeating: "", count: questions.count)
+        decoder.generate(prompts: questions.map { Array($0.promptIDs.suffix(model.maxPositions - limit)) },
+                         options: GenerationOptions(maxTokens: limit, sampling: .greedy, stopTokens: stopTokens)) { i, result in
             let text = tokenizer.decode(result.tokens, skipSpecialTokens: true)
-            let (isExact, isLenient, shown) = Self.score(text, reference: q.answer, match: match)
+            given[i] = text
+            let (isExact, isLenient, shown) = Self.score(text, reference: questions[i].answer, match: match)
             counts[shown, default: 0] += 1
             if isExact { exact += 1 }
             if isLenient { lenient += 1 }
-            onProgress?(i + 1, exact)
+            done += 1
+            onProgress?(done, exact)
         }
         let top = counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(5).map { ($0.key, $0.value) }
         return AnswerAccuracy(match: match, exact: WilsonInterval(successes: exact, count: questions.count),
                               lenient: WilsonInterval(successes: lenient, count: questions.count), answers: Array(top),
-                              seconds: Date().timeIntervalSince(start))
+                              given: given, seconds: Date().timeIntervalSince(start))
     }
 
     /// Whether `answer` matches `reference` exactly and leniently under `match`, and the part of

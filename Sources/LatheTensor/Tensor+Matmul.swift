@@ -67,11 +67,25 @@ extension Tensor {
 }
 
 extension Tensor {
+    /// Rows that ``linear(weight:bias:)`` runs as matrix-vector products (0 outside
+    /// ``decoding(rows:_:)``); quantized layers read it too.
+    @TaskLocal public static var decodingRows = 0
+
+    /// Runs `body` as a decode step of up to `rows` sequences at once: ``linear(weight:bias:)``
+    /// and quantized layers compute each of up to `rows` input rows with the arithmetic of a
+    /// single row (one or two rows always take the matrix-vector kernel, which reads a block of
+    /// the weights once for all rows), so that batched decoding gives every sequence the bits it
+    /// gets alone. Outside, more rows take the GEMM, whose rounding can differ from a row's.
+    public static func decoding<R>(rows: Int, _ body: () throws -> R) rethrows -> R {
+        try $decodingRows.withValue(rows, operation: body)
+    }
+
     /// `self W^T + bias` for `self` `[M, K]`, `weight` `[N, K]` and `bias` `[N]` (PyTorch's
     /// `F.linear` on a matrix), as one GEMM that adds the bias to each block of the result
     /// while it is in cache.
     ///
-    /// The same bits as `matmul(weight.T) + bias`; the backward computes the weight
+    /// The same bits as `matmul(weight.T) + bias` (inside ``decoding(rows:_:)``, those of one row at
+    /// a time); the backward computes the weight
     /// gradient directly in the weight's `[N, K]` layout (`g^T x`) and the bias gradient as the
     /// column sums of `g`.
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
@@ -97,11 +111,13 @@ extension Tensor {
         let (tx, ldx) = x.gemmLayout()!
         let out = Tensor(uninitializedShape: [m, n])
         if m > 0 && n > 0 {
-            let done = packedWeight.map {
+            if m > 2 && tx == 0 && k > 0 && m <= Tensor.decodingRows {
+                // A decode step of m sequences: each row as the matrix-vector product one row gets.
+                lathe_sgemv_rows(m, n, k, x.floatPointer, ldx, w.floatPointer, k, out.floatPointer, n, b?.floatPointer)
+            } else if !(packedWeight.map {
                 lathe_sgemm_prepacked_bias(tx, m, n, k, 1, x.floatPointer, ldx, $0.buffer.floatPointer, $0.panelWidth, $0.blockDepth,
                                            0, out.floatPointer, n, b?.floatPointer) == 0
-            } ?? false
-            if !done {
+            } ?? false) {
                 lathe_sgemm_bias(tx, 1, m, n, k, 1, x.floatPointer, ldx, w.floatPointer, k, 0, out.floatPointer, n, b?.floatPointer)
             }
         }
@@ -146,7 +162,12 @@ extension Tensor {
         let w = weight.floatInput("adding_linear").detached().contiguous()
         let out = floatInput("adding_linear").detached().contiguousCopy()
         let (tx, ldx) = x.gemmLayout()!
-        if m > 0 && n > 0 && k > 0 {
+        if m > 1 && tx == 0 && n > 0 && k > 0 && m <= Tensor.decodingRows {
+            // A decode step of m sequences: each row as it runs alone.
+            for r in 0..<m {
+                lathe_sgemm(0, 1, 1, n, k, scale, x.floatPointer + r * ldx, ldx, w.floatPointer, k, 1, out.floatPointer + r * n, n)
+            }
+        } else if m > 0 && n > 0 && k > 0 {
             lathe_sgemm(tx, 1, m, n, k, scale, x.floatPointer, ldx, w.floatPointer, k, 1, out.floatPointer, n)
         }
         // Only flags are kept of the base output and the product: keeping the tensors would hold

@@ -11,7 +11,9 @@ struct FineTune: ParsableCommand {
         (see Recipes/lora-sentiment.yaml). Writes OUTPUT/adapter (PEFT folder), OUTPUT/best-adapter (lowest \
         validation loss), OUTPUT/checkpoint.safetensors, metrics.csv and TensorBoard events.
         With --eval-only: greedy answers to the held-out set (data.test, or --split valid) with their exact-match \
-        accuracy and 95% Wilson interval, plus the loss and perplexity there, for OUTPUT/adapter, --adapter DIR, or --base.
+        accuracy and 95% Wilson interval, plus the loss and perplexity there, for OUTPUT/adapter, --adapter DIR, or --base; \
+        a full fine-tune (adapter: full, or --adapter FILE.safetensors) is evaluated in float32. --batch N answers N \
+        questions together (the same answers as one at a time, faster).
         Examples:
           lathe finetune Recipes/lora-sentiment.yaml
           lathe finetune Recipes/lora-sentiment.yaml --eval-only
@@ -23,10 +25,12 @@ struct FineTune: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value (repeatable).") var overrides: [String] = []
     @Flag(help: "Continue from the output directory's checkpoint.") var resume = false
     @Flag(help: "Evaluate instead of training.") var evalOnly = false
-    @Option(help: "With --eval-only: the adapter folder (default: the recipe's output/adapter).") var adapter: String?
+    @Option(help: "With --eval-only: the adapter folder, or a .safetensors file of full fine-tuned weights (default: the recipe's output/adapter, or output/model.safetensors for adapter: full).") var adapter: String?
     @Flag(help: "With --eval-only: the model without an adapter.") var base = false
     @Option(help: "With --eval-only: test (data.test) or valid (data.valid).") var split = "test"
     @Option(help: "With --eval-only: the first N examples only.") var limit: Int?
+    @Option(help: "With --eval-only: questions decoded together (default 8; 1: one at a time; the same answers).") var batch: Int?
+    @Option(help: "With --eval-only: write each answer (jsonl: line, answer, reference) to this file.") var answers: String?
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -34,8 +38,8 @@ struct FineTune: ParsableCommand {
         var r = try FineTuneRecipe.load(contentsOf: URL(fileURLWithPath: recipe), overrides: overrides)
         if let threads = threadOptions.threads { r.threads = threads }
         if evalOnly { return try evaluate(r) }
-        if adapter != nil || base || limit != nil || split != "test" {
-            throw ValidationError("--adapter, --base, --split and --limit go with --eval-only")
+        if adapter != nil || base || limit != nil || split != "test" || answers != nil || batch != nil {
+            throw ValidationError("--adapter, --base, --split, --limit, --batch and --answers go with --eval-only")
         }
         let tuner = try FineTuner(recipe: r)
         try report(tuner)
@@ -81,44 +85,24 @@ struct FineTune: ParsableCommand {
     }
 
     func evaluate(_ r: FineTuneRecipe) throws {
-        let file: String
-        switch split {
-        case "test":
-            guard let f = r.data.test else { throw CLIError("--eval-only: the recipe has no data.test file (or use --split valid)") }
-            file = f
-        case "valid":
-            guard let f = r.data.valid else { throw CLIError("--eval-only --split valid: the recipe has no data.valid file") }
-            file = f
-        default: throw ValidationError("--split must be test or valid, not '\(split)'")
-        }
+        guard split == "test" || split == "valid" else { throw ValidationError("--split must be test or valid, not '\(split)'") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        let batch = self.batch ?? 8
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if base, adapter != nil { throw ValidationError("--base and --adapter exclude each other") }
-        // The model as stored: a quantized file keeps its weights quantized (the fast decode kernel); an
-        // adapter trained on its dequantised weights applies unchanged, as `lathe generate --adapter` runs it.
-        let loaded = try PretrainedModel.load(r.model)
-        let model = try loaded.decoder()
-        var label = "base model"
-        if !base {
-            let folder = adapter ?? URL(fileURLWithPath: r.output).appendingPathComponent("adapter").path
-            let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: folder), into: model)
-            label = "\(config.useDoRA ? "DoRA" : "LoRA") adapter \(folder) (\(model.loraLayers.count) layers)"
+        let weights: AnswerEvaluation.Weights = base ? .base : adapter.map(AnswerEvaluation.Weights.at) ?? .output(of: r)
+        let evaluation: AnswerEvaluation
+        do { evaluation = try AnswerEvaluation(recipe: r, weights: weights, split: split, limit: limit) } catch let e as RecipeError {
+            throw CLIError("--eval-only: \(e.message)")
         }
-        let template = loaded.chatTemplate == nil ? nil : try loaded.parsedChatTemplate()
-        let sft = SFTTokenizer(tokenizer: loaded.tokenizer, template: template,
-                               options: SFTOptions(format: r.data.format, maskPrompt: r.data.maskPrompt, maxLength: r.data.maxLength))
-        let (format, questions) = try sft.questions(URL(fileURLWithPath: file), limit: limit)
-        print("lathe finetune --eval-only: \(r.model) with \(label); \(questions.count) \(format.rawValue) examples of \(file); "
-              + "threads \(ThreadPool.threadCount)")
-        var warnings: [String] = []
-        let examples = try sft.read(URL(fileURLWithPath: file), warnings: &warnings).examples.prefix(limit ?? Int.max)
-        let pad = loaded.tokenizer.pad ?? loaded.tokenizer.eos ?? 0
-        let rows = r.data.packing ? SFTPacking.pack(Array(examples), length: r.data.maxLength, pad: pad)
-            : examples.map { SFTPacking.single($0, length: $0.ids.count, pad: pad) }
-        let loss = FineTuner.evaluate(model, rows: rows, batchSize: r.training.batchSize, pad: pad, segments: r.data.packing)
+        let questions = evaluation.questions
+        print("lathe finetune --eval-only: \(r.model) with \(evaluation.label); \(questions.count) \(evaluation.format.rawValue) examples of "
+              + "\(evaluation.file); threads \(ThreadPool.threadCount), \(batch) answers decoded together")
+        if evaluation.isFloat32 { print("every weight evaluated in float32, as trained") }
+        let loss = try evaluation.loss()
         print(String(format: "loss %.4f, perplexity %.3f on %d labelled tokens", loss.loss, loss.perplexity, loss.tokens))
         let step = Swift.max(1, questions.count / 10)
-        let accuracy = sft.accuracy(of: model, on: questions, stopTokens: loaded.chatStopTokens, maxTokens: r.evaluation.maxTokens,
-                                       match: r.evaluation.match) { done, correct in
+        let accuracy = evaluation.accuracy(batchSize: batch) { done, correct in
             if done % step == 0 || done == questions.count {
                 print(String(format: "  %d/%d answered, %d exact", done, questions.count, correct))
             }
@@ -137,6 +121,13 @@ struct FineTune: ParsableCommand {
         }
         print("most frequent answers: " + accuracy.answers.map { "\"\($0.0)\" \($0.1)" }.joined(separator: ", "))
         print(String(format: "answered in %.1f s", accuracy.seconds))
+        if let answers {
+            let lines = zip(questions, accuracy.given).map { q, given in
+                JSONWriter.object([("line", "\(q.line)"), ("answer", JSONWriter.quoted(given)), ("reference", JSONWriter.quoted(q.answer))])
+            }
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: answers))
+            print("answers: \(answers)")
+        }
     }
 }
 

@@ -71,4 +71,43 @@ final class FineTuneCommandTests: XCTestCase {
         XCTAssertEqual(badRun.status, 1)
         XCTAssertTrue(badRun.err.contains("bad.yaml: lora_rank: unknown key"), badRun.err)
     }
+
+    /// `adapter: full` writes `model.safetensors`; `--eval-only` loads the base, then those weights,
+    /// in float32 (also through `--adapter FILE.safetensors`), and `--batch` gives the same answers.
+    func testEvalOnlyOfAFullFineTune() throws {
+        let recipeURL = directory.appendingPathComponent("full.yaml")
+        let text = try FineTuneFixtures.recipe(in: directory, output: "full", steps: 20).split(separator: "\n").filter { !$0.hasPrefix("lora:") }
+            .joined(separator: "\n").replacingOccurrences(of: "adapter: lora", with: "adapter: full").replacingOccurrences(of: "lr: 0.01", with: "lr: 0.003")
+        try text.write(to: recipeURL, atomically: false, encoding: .utf8)
+        let train = try runLathe(["finetune", recipeURL.path])
+        XCTAssertEqual(train.status, 0, train.err)
+        let weights = directory.appendingPathComponent("full/model.safetensors")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: weights.path))
+        let answers = directory.appendingPathComponent("answers.jsonl")
+        let tuned = try runLathe(["finetune", recipeURL.path, "--eval-only", "--answers", answers.path])
+        XCTAssertEqual(tuned.status, 0, tuned.err)
+        XCTAssertTrue(tuned.out.contains("with full fine-tune \(weights.path) (float32)"), tuned.out)
+        XCTAssertTrue(tuned.out.contains("every weight evaluated in float32"), tuned.out)
+        let lines = try String(contentsOf: answers, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 16)
+        XCTAssertTrue(lines[0].hasPrefix(#"{"line":1,"answer":"#), String(lines[0]))
+        let explicit = try runLathe(["finetune", recipeURL.path, "--eval-only", "--adapter", weights.path, "--batch", "1"])
+        XCTAssertEqual(explicit.status, 0, explicit.err)
+        let base = try runLathe(["finetune", recipeURL.path, "--eval-only", "--base"])
+        XCTAssertEqual(base.status, 0, base.err)
+        func loss(_ out: String) throws -> Double {
+            let line = try XCTUnwrap(out.split(separator: "\n").first { $0.hasPrefix("loss ") }, out)
+            return try XCTUnwrap(Double(line.dropFirst(5).prefix { $0 != "," }))
+        }
+        func results(_ out: String) -> [Substring] {
+            out.split(separator: "\n").filter { $0.hasPrefix("exact-match") || $0.hasPrefix("first-word") || $0.hasPrefix("most frequent") }
+        }
+        XCTAssertLessThan(try loss(tuned.out), try loss(base.out) - 0.1, "the trained weights are the ones evaluated")
+        XCTAssertEqual(try loss(explicit.out), try loss(tuned.out))
+        XCTAssertEqual(results(explicit.out), results(tuned.out), "one at a time and batched: the same answers")
+        XCTAssertEqual(results(tuned.out).count, 3, tuned.out)
+        let missing = try runLathe(["finetune", recipeURL.path, "--eval-only", "--adapter", directory.appendingPathComponent("none.safetensors").path])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.err.contains("the weights of a full fine-tune"), missing.err)
+    }
 }

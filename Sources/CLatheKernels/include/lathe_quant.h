@@ -123,8 +123,9 @@ void lathe_wq_repack(const lathe_wq_matrix *w, long N, long K, uint8_t *out);
 /// Y[M,N] = X[M,K] W^T (+ bias) on a repacked W, with X quantized to int8 per 32-element block
 /// (as llama.cpp's Q8 activations) and exact integer block dot products, 16 rows per vector (no
 /// horizontal sums); the float part runs group by group per row on every ISA (the same bits
-/// everywhere). The decode path of quantized language models. `w` gives the format only (bits,
-/// group size, symmetry, scale storage); its buffers are not read.
+/// everywhere). The decode path of quantized language models. Each 16-row group of W is read once
+/// for all M rows of X (batched decoding), and each row of Y has the bits it has with M = 1. `w`
+/// gives the format only (bits, group size, symmetry, scale storage); its buffers are not read.
 void lathe_wq_gemv_repacked(long M, long N, long K, const float *X, long ldx, const uint8_t *packed,
                             const lathe_wq_matrix *w, const float *bias, float *Y, long ldy);
 /// lathe_wq_gemv_repacked for `count` (at most 8) matrices of the same K over the same X, in one
