@@ -211,7 +211,9 @@ public enum AdapterFormat: String, Sendable {
     /// The format of the adapter at `url`: a folder by its weights file, a file by GGUF's magic.
     public static func detect(_ url: URL) throws -> AdapterFormat {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { throw LoRAError("\(url.path): no such adapter folder or file") }
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw LoRAError("\(url.path): no such adapter folder or file (a PEFT or mlx-lm adapter folder, or a llama.cpp .gguf adapter)")
+        }
         if isDirectory.boolValue {
             if FileManager.default.fileExists(atPath: url.appendingPathComponent(PEFTAdapter.weightsFile).path) { return .peft }
             if MLXAdapter.isAdapterFolder(url) { return .mlx }

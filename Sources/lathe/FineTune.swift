@@ -23,7 +23,8 @@ struct FineTune: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value (repeatable).") var overrides: [String] = []
     @Flag(help: "Continue from the output directory's checkpoint.") var resume = false
     @Flag(help: "Evaluate instead of training.") var evalOnly = false
-    @Option(help: "With --eval-only: the adapter folder (default: the recipe's output/adapter).") var adapter: String?
+    @Option(help: "With --eval-only: the adapter, a PEFT or mlx-lm folder or a llama.cpp .gguf adapter (default: the recipe's output/adapter).")
+    var adapter: String?
     @Flag(help: "With --eval-only: the model without an adapter.") var base = false
     @Option(help: "With --eval-only: test (data.test) or valid (data.valid).") var split = "test"
     @Option(help: "With --eval-only: the first N examples only.") var limit: Int?
@@ -100,8 +101,8 @@ struct FineTune: ParsableCommand {
         var label = "base model"
         if !base {
             let folder = adapter ?? URL(fileURLWithPath: r.output).appendingPathComponent("adapter").path
-            let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: folder), into: model)
-            label = "\(config.useDoRA ? "DoRA" : "LoRA") adapter \(folder) (\(model.loraLayers.count) layers)"
+            let (config, format) = try model.loadAdapter(at: URL(fileURLWithPath: folder))
+            label = "\(format.rawValue) \(config.useDoRA ? "DoRA" : "LoRA") adapter \(folder) (\(model.loraLayers.count) layers)"
         }
         let template = loaded.chatTemplate == nil ? nil : try loaded.parsedChatTemplate()
         let sft = SFTTokenizer(tokenizer: loaded.tokenizer, template: template,
