@@ -113,6 +113,8 @@ extension SafeTensors {
         names.reserveCapacity(members.count)
         for (name, value) in members {
             if name == "__metadata__" {
+                // null is no metadata, as Hugging Face's reader (an optional map) takes it; MLX writes it.
+                if value == .null { continue }
                 guard case .object(let pairs) = value else {
                     throw SafeTensorsError.invalidMetadata(path: path, reason: "it is \(value.kindName), not an object of strings")
                 }

@@ -24,7 +24,7 @@ extension DecoderModel: AdapterRowOrder {
     }
 }
 
-/// Fusing a PEFT adapter into its base model and writing the result, as a Hugging Face folder
+/// Fusing an adapter (PEFT, mlx-lm or llama.cpp GGUF) into its base model and writing the result, as a Hugging Face folder
 /// or a GGUF file (`lathe fuse`).
 ///
 /// Every adapted layer is fused in float32 from the base's own weights (``LoRALinear/fusedWeight``:
@@ -52,7 +52,8 @@ public enum LoRAFusion {
     }
 
     /// Loads the base at `path` (a GGUF file, kept quantized, or a Hugging Face folder), applies
-    /// the adapter folder `adapter` and writes the fused model to `destination`.
+    /// the adapter `adapter` (a PEFT or mlx-lm folder, or a llama.cpp GGUF adapter;
+    /// ``DecoderModel/loadAdapter(at:)``) and writes the fused model to `destination`.
     ///
     /// With `calibration` (token rows, e.g. from ``CalibratedQuantization/rows(_:rows:length:bos:)``),
     /// a GGUF base written as Q4_0 or Q4_1 has its fused layers quantized by GPTQ on those rows
@@ -72,7 +73,7 @@ public enum LoRAFusion {
         guard case .decoder(let model) = try PretrainedModel.loadModel(path) else {
             throw ModelFileError(file: path, message: "adapters apply to Llama-family decoders (Llama, Mistral, Qwen2, Gemma 3)")
         }
-        let config = try PEFTAdapter.load(folder: adapter, into: model)
+        let config = try model.loadAdapter(at: adapter).config
         let paths = model.loraLayers.map(\.0)
         if let calibration {
             guard case .gguf(let url, let rules) = destination, !isFolder, rules.fileType == .q4_0 || rules.fileType == .q4_1 else {
@@ -186,7 +187,7 @@ public enum LoRAFusion {
     public static func compare(base: String, adapter: URL, written: String, text: String, context: Int, chunks: Int) throws -> Comparison {
         let live = try PretrainedModel.load(base)
         guard case .decoder(let d) = live.kind else { throw LoRAError("\(base) is not a Llama-family decoder") }
-        try PEFTAdapter.load(folder: adapter, into: d)
+        try d.loadAdapter(at: adapter)
         let fused = try PretrainedModel.load(written).languageModel()
         let length = min(context, d.maxPositions, fused.maxPositions)
         let ids = Array(live.tokenizer.encode(text, addSpecialTokens: false).prefix(chunks * length))
@@ -195,5 +196,96 @@ public enum LoRAFusion {
         let plain = try PretrainedModel.load(base).languageModel()
         let dropped = try Perplexity.compare(plain, reference: d, tokens: ids, context: length, bos: bos)
         return Comparison(fused: r, withoutAdapter: dropped, context: length)
+    }
+}
+
+/// The adapter formats `--adapter` reads.
+public enum AdapterFormat: String, Sendable {
+    /// A PEFT folder: `adapter_config.json` and `adapter_model.safetensors` (``PEFTAdapter``).
+    case peft = "PEFT"
+    /// An mlx-lm folder: `adapter_config.json` and `adapters.safetensors` (``MLXAdapter``).
+    case mlx = "mlx-lm"
+    /// A llama.cpp LoRA adapter file (``GGUFAdapter``).
+    case gguf = "llama.cpp GGUF"
+
+    /// The format of the adapter at `url`: a folder by its weights file, a file by GGUF's magic.
+    public static func detect(_ url: URL) throws -> AdapterFormat {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw LoRAError("\(url.path): no such adapter folder or file (a PEFT or mlx-lm adapter folder, or a llama.cpp .gguf adapter)")
+        }
+        if isDirectory.boolValue {
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent(PEFTAdapter.weightsFile).path) { return .peft }
+            if MLXAdapter.isAdapterFolder(url) { return .mlx }
+            throw LoRAError("\(url.path) has neither \(PEFTAdapter.weightsFile) (PEFT) nor \(MLXAdapter.weightsFile) (mlx-lm)"
+                            + (FileManager.default.fileExists(atPath: url.appendingPathComponent("adapter_model.bin").path)
+                               ? " (adapter_model.bin, PyTorch's pickle format, is not read)" : ""))
+        }
+        guard GGUFFile.hasMagic(atPath: url.path) else {
+            throw LoRAError("\(url.path) is a file but not a GGUF adapter; give an adapter folder (PEFT or mlx-lm) or a llama.cpp .gguf adapter")
+        }
+        return .gguf
+    }
+}
+
+extension DecoderModel {
+    /// Loads the adapter at `url` (a PEFT or mlx-lm folder, or a llama.cpp GGUF adapter file;
+    /// ``AdapterFormat/detect(_:)``) into the model, unmerged. The model is changed only when
+    /// the whole adapter fits.
+    /// - Returns: the adapter as a PEFT config, and the format it was read from.
+    @discardableResult
+    public func loadAdapter(at url: URL) throws -> (config: LoRAConfig, format: AdapterFormat) {
+        let format = try AdapterFormat.detect(url)
+        switch format {
+        case .peft: return (try PEFTAdapter.load(folder: url, into: self), format)
+        case .mlx: return (try MLXAdapter.load(folder: url, into: self), format)
+        case .gguf: return (try GGUFAdapter.load(file: url, into: self), format)
+        }
+    }
+}
+
+/// Converting an adapter between the formats `--adapter` reads (`lathe convert-adapter`).
+public enum AdapterConversion {
+    public enum Destination: Sendable {
+        /// A PEFT folder (`adapter_config.json`, `adapter_model.safetensors`).
+        case peft(URL)
+        /// A llama.cpp LoRA adapter file with tensors of `type` (f32, f16, bf16).
+        case gguf(URL, type: GGMLType)
+    }
+
+    public struct Summary: Sendable {
+        /// The adapter as a PEFT config.
+        public var config: LoRAConfig
+        /// The format read.
+        public var format: AdapterFormat
+        /// The adapted layers' paths.
+        public var layers: [String]
+        /// For a GGUF output: the tensors written.
+        public var tensors: [GGUFTensorDescriptor]
+    }
+
+    /// Loads the base at `base` (a GGUF file or a Hugging Face folder: the adapter's shapes,
+    /// architecture and q/k row order come from it), applies the adapter at `adapter` and writes
+    /// it to `destination`.
+    @discardableResult
+    public static func convert(base: String, adapter: URL, to destination: Destination) throws -> Summary {
+        guard case .decoder(let model) = try PretrainedModel.loadModel(base) else {
+            throw ModelFileError(file: base, message: "adapters apply to Llama-family decoders (Llama, Mistral, Qwen2, Gemma 3)")
+        }
+        let (config, format) = try model.loadAdapter(at: adapter)
+        let layers = model.loraLayers.map(\.0)
+        switch destination {
+        case .peft(let folder):
+            if folder.standardizedFileURL == adapter.standardizedFileURL { throw LoRAError("the output is the input adapter; write to another folder") }
+            try PEFTAdapter.save(model, config: config, to: folder)
+            return Summary(config: config, format: format, layers: layers, tensors: [])
+        case .gguf(let url, let type):
+            if GGUFFile.sameFile(url.path, adapter.path) || GGUFFile.sameFile(url.path, base) {
+                throw LoRAError("the output is an input file; write to another path")
+            }
+            let name = adapter.standardizedFileURL.lastPathComponent
+            let written = try GGUFAdapter.write(model, to: url, type: type, name: name)
+            return Summary(config: config, format: format, layers: layers, tensors: written)
+        }
     }
 }

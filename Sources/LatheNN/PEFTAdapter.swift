@@ -53,15 +53,22 @@ public enum PEFTAdapter {
             throw LoRAError("\(folder.path) has no \(weightsFile) (adapter_model.bin, PyTorch's pickle format, is not read)")
         }
         let file = try MappedSafeTensors(contentsOf: url)
+        try loadWhole(config: config, tensors: file, into: model, outputLayer: outputLayer, file: url.path)
+        return config
+    }
+
+    /// ``load(config:tensors:into:outputLayer:file:)``, leaving the model as it was when the
+    /// adapter does not fit.
+    public static func loadWhole(config: LoRAConfig, tensors: some TensorSource, into model: Module, outputLayer: String? = "lm_head",
+                                 file: String) throws {
         let snapshot = model.snapshot(), trainable = model.parameters.map { ($0, $0.requiresGrad) }
         do {
-            try load(config: config, tensors: file, into: model, outputLayer: outputLayer, file: url.path)
+            try load(config: config, tensors: tensors, into: model, outputLayer: outputLayer, file: file)
         } catch {
             model.restore(snapshot)
             for (p, flag) in trainable where p.requiresGrad != flag { p.requiresGrad = flag }
             throw error
         }
-        return config
     }
 
     /// Applies `config` to `model` and fills the adapters from `tensors` (PEFT names).

@@ -14,7 +14,7 @@ public final class AnswerEvaluation {
     /// Which weights to evaluate.
     public enum Weights: Sendable, Equatable {
         case base
-        /// A PEFT adapter folder.
+        /// An adapter: a PEFT or mlx-lm folder, or a llama.cpp `.gguf` adapter.
         case adapter(String)
         /// A safetensors state dict of every weight (a full fine-tune's `model.safetensors`).
         case full(String)
@@ -74,8 +74,8 @@ public final class AnswerEvaluation {
             // as `lathe generate --adapter` runs it.
             pretrained = try PretrainedModel.load(recipe.model)
             model = try pretrained.decoder()
-            let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: folder), into: model)
-            (isFloat32, label) = (false, "\(config.useDoRA ? "DoRA" : "LoRA") adapter \(folder) (\(model.loraLayers.count) layers)")
+            let (config, format) = try model.loadAdapter(at: URL(fileURLWithPath: folder))
+            (isFloat32, label) = (false, "\(format.rawValue) \(config.useDoRA ? "DoRA" : "LoRA") adapter \(folder) (\(model.loraLayers.count) layers)")
         case .full(let path):
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ModelFileError(file: path, message: "no such file (the weights of a full fine-tune: train with adapter: full first)")

@@ -25,7 +25,8 @@ struct FineTune: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a recipe key: --set key.path=value (repeatable).") var overrides: [String] = []
     @Flag(help: "Continue from the output directory's checkpoint.") var resume = false
     @Flag(help: "Evaluate instead of training.") var evalOnly = false
-    @Option(help: "With --eval-only: the adapter folder, or a .safetensors file of full fine-tuned weights (default: the recipe's output/adapter, or output/model.safetensors for adapter: full).") var adapter: String?
+    @Option(help: "With --eval-only: the adapter (a PEFT or mlx-lm folder, or a llama.cpp .gguf adapter), or a .safetensors file of full fine-tuned weights (default: the recipe's output/adapter, or output/model.safetensors for adapter: full).")
+    var adapter: String?
     @Flag(help: "With --eval-only: the model without an adapter.") var base = false
     @Option(help: "With --eval-only: test (data.test) or valid (data.valid).") var split = "test"
     @Option(help: "With --eval-only: the first N examples only.") var limit: Int?

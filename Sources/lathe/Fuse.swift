@@ -4,7 +4,7 @@ import Lathe
 
 struct Fuse: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fuse a LoRA/DoRA adapter into its base model and write a Hugging Face folder or a GGUF file.",
+        abstract: "Fuse a LoRA/DoRA adapter (PEFT, mlx-lm or llama.cpp GGUF) into its base model and write a Hugging Face folder or a GGUF file.",
         discussion: """
         Each adapted layer is fused in float32 from the base's own weights, W' = W + scale·B·A (DoRA: each row of \
         W + scale·B·A scaled by its magnitude over its norm); with a quantized base (a GGUF file) W is the \
@@ -24,7 +24,7 @@ struct Fuse: ParsableCommand {
         """)
 
     @Option(help: "The base model the adapter was trained on: a GGUF file or a Hugging Face folder.") var model: String
-    @Option(help: "A PEFT adapter folder (adapter_config.json, adapter_model.safetensors).") var adapter: String
+    @Option(help: "The adapter: a PEFT or mlx-lm folder, or a llama.cpp .gguf adapter.") var adapter: String
     @Option(help: "The Hugging Face folder to write, or a .gguf file.") var output: String
     @Option(help: "Folder: f32, f16, bf16 (default f32). GGUF: \(GGUFFileType.names.joined(separator: ", ")) (default: the GGUF base's type).")
     var type: String?

@@ -85,7 +85,7 @@ struct Generate: ParsableCommand {
     @Option(help: "The text to continue (with --chat: the user's message).") var prompt: String
     @Flag(help: "Render the prompt as a user message with the model's chat template, with the assistant's turn opened.") var chat = false
     @Option(help: "A system message before the prompt (with --chat).") var system: String?
-    @Option(help: "A PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to run with the model, unmerged.")
+    @Option(help: "A LoRA/DoRA adapter to run with the model, unmerged: a PEFT or mlx-lm folder, or a llama.cpp .gguf adapter.")
     var adapter: String?
     @OptionGroup var sampling: SamplingFlags
     @OptionGroup var threadOptions: ThreadOptions
@@ -117,13 +117,14 @@ struct Generate: ParsableCommand {
     }
 }
 
-/// Loads a PEFT adapter folder into the loaded decoder (unmerged), and says so on standard error.
+/// Loads an adapter (PEFT or mlx-lm folder, llama.cpp GGUF file) into the loaded decoder
+/// (unmerged), and says so on standard error.
 func attachAdapter(_ adapter: String?, to loaded: PretrainedModel, model: String) throws {
     guard let adapter else { return }
     guard case .decoder(let d) = loaded.kind else { throw CLIError("--adapter: adapters apply to Llama-family decoders, not to \(model)") }
-    let config = try PEFTAdapter.load(folder: URL(fileURLWithPath: adapter), into: d)
+    let (config, format) = try d.loadAdapter(at: URL(fileURLWithPath: adapter))
     let base = config.baseModel.map { " (trained on \($0))" } ?? ""
-    FileHandle.standardError.write(Data("adapter \(adapter)\(base): \(config.useDoRA ? "DoRA" : "LoRA") on \(d.loraLayers.count) layers\n".utf8))
+    FileHandle.standardError.write(Data("adapter \(adapter)\(base): \(format.rawValue) \(config.useDoRA ? "DoRA" : "LoRA") on \(d.loraLayers.count) layers\n".utf8))
 }
 
 struct Chat: ParsableCommand {
@@ -135,14 +136,14 @@ struct Chat: ParsableCommand {
         from the cache, so a turn costs its own tokens, not the conversation's. The reply is streamed until the model ends its turn; the reply ends with a \
         newline, and prompt and generation speed go to standard error. Empty lines are skipped; the end of the input \
         ends the chat. A model without a chat template is an error.
-        With --adapter DIR, a PEFT LoRA/DoRA adapter runs with the model, unmerged (as `lathe generate --adapter`).
+        With --adapter, a LoRA/DoRA adapter (PEFT or mlx-lm folder, llama.cpp .gguf adapter) runs with the model, unmerged (as `lathe generate --adapter`).
         Example: lathe chat ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --system "Answer in one sentence." --temperature 0
         """
     )
 
     @Argument(help: "A .gguf file or a Hugging Face folder with a chat template.") var model: String
     @Option(help: "A system message that opens the conversation.") var system: String?
-    @Option(help: "A PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to run with the model, unmerged.")
+    @Option(help: "A LoRA/DoRA adapter to run with the model, unmerged: a PEFT or mlx-lm folder, or a llama.cpp .gguf adapter.")
     var adapter: String?
     @OptionGroup var sampling: SamplingFlags
     @OptionGroup var threadOptions: ThreadOptions
@@ -184,7 +185,8 @@ struct PerplexityCommand: ParsableCommand {
         With --reference (another model with the same vocabulary) or --reference-dequantized (the same GGUF file, or the \
         --reference GGUF file, with every weight float32), both run on the same chunks and the output is what llama-perplexity's KL mode prints: \
         both perplexities, the KL divergence from the reference with its percentiles, the change in the correct \
-        token's probability, and how often both pick the same top token.
+        token's probability, and how often both pick the same top token. --adapter runs the model with an adapter \
+        (the reference runs without it).
         Example: lathe perplexity ~/.cache/lathe/models/SmolLM2-135M-Instruct.Q4_1.gguf --file text.txt --context 512
         """
     )
@@ -199,6 +201,8 @@ struct PerplexityCommand: ParsableCommand {
     @Flag(help: "Run every row of the quantized layers with 8-bit activations, as decoding does (llama.cpp does so for all rows); slower.")
     var int8Activations = false
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "A LoRA/DoRA adapter to run with the model, unmerged: a PEFT or mlx-lm folder, or a llama.cpp .gguf adapter (as llama-perplexity --lora).")
+    var adapter: String?
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -208,6 +212,7 @@ struct PerplexityCommand: ParsableCommand {
         if int8Activations { WeightOnlyLinear.int8ActivationRows = Int.max }
         let loaded = try loadPretrained(model, quiet: json)
         let decoder = try loaded.languageModel()
+        try attachAdapter(adapter, to: loaded, model: model)
         var ids = loaded.tokenizer.encode(text, addSpecialTokens: false)
         if let chunks { ids = Array(ids.prefix(chunks * context)) }
         let bos = loaded.tokenizer.addedBOS

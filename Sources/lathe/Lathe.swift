@@ -10,7 +10,7 @@ struct LatheCommand: ParsableCommand {
         abstract: "Train, compress, evaluate and run neural networks and pretrained language models on a CPU.",
         subcommands: [Demo.self, Train.self, Eval.self, Quantize.self, Prune.self, Distill.self, Compress.self, Report.self, Sample.self,
                       FineTune.self, Generate.self, Chat.self, PerplexityCommand.self, Tokenize.self, Embed.self, Convert.self, Merge.self,
-                      MergeAdapters.self, ExtractLoRA.self, Fuse.self, Bench.self, Info.self, Inspect.self]
+                      MergeAdapters.self, ExtractLoRA.self, Fuse.self, ConvertAdapter.self, Bench.self, Info.self, Inspect.self]
     )
 
     static func main() {

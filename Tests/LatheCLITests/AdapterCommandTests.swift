@@ -32,10 +32,51 @@ final class AdapterCommandTests: XCTestCase {
 
         let missing = try runLathe(args + ["--adapter", dir.appendingPathComponent("nope").path])
         XCTAssertEqual(missing.status, 1)
-        XCTAssertTrue(missing.err.contains("a PEFT adapter folder?"), missing.err)
+        XCTAssertTrue(missing.err.contains("no such adapter folder or file"), missing.err)
         let wrongModel = try runLathe(["generate", llm.appendingPathComponent("gpt2-tiny").path, "--prompt", "abc", "--adapter", adapter])
         XCTAssertEqual(wrongModel.status, 1)
         XCTAssertTrue(wrongModel.err.contains("adapters apply to Llama-family decoders"), wrongModel.err)
+    }
+
+    /// mlx-lm folders and llama.cpp GGUF adapters run with `--adapter`; `convert-adapter` writes them as PEFT folders and GGUF files.
+    func testAdapterFormatsAndConvertAdapter() throws {
+        let dir = try tinyLlamaWithTokenizer(), out = try temporaryDirectory()
+        let lora = fixturesDirectory.appendingPathComponent("lora")
+        let mlx = lora.appendingPathComponent("llama-mlx-lora").path
+        let args = ["generate", dir.path, "--prompt", "abc", "--temperature", "0", "--max-tokens", "12", "--threads", "1"]
+        let plain = try runLathe(args), viaMLX = try runLathe(args + ["--adapter", mlx])
+        XCTAssertEqual(viaMLX.status, 0, viaMLX.err)
+        XCTAssertTrue(viaMLX.err.contains("mlx-lm LoRA on 7 layers"), viaMLX.err)
+        XCTAssertNotEqual(viaMLX.out, plain.out, "the adapter changes the greedy continuation")
+
+        let gguf = out.appendingPathComponent("mlx.gguf").path
+        let toGGUF = try runLathe(["convert-adapter", "--model", dir.path, "--adapter", mlx, "--output", gguf])
+        XCTAssertEqual(toGGUF.status, 0, toGGUF.err)
+        XCTAssertTrue(toGGUF.out.contains("llama.cpp LoRA adapter (14 f32 tensors) from the mlx-lm LoRA adapter"), toGGUF.out)
+        let viaGGUF = try runLathe(args + ["--adapter", gguf])
+        XCTAssertTrue(viaGGUF.err.contains("llama.cpp GGUF LoRA on 7 layers"), viaGGUF.err)
+        XCTAssertEqual(viaGGUF.out, viaMLX.out)
+
+        let peft = out.appendingPathComponent("peft").path
+        let toPEFT = try runLathe(["convert-adapter", "--model", dir.path, "--adapter", gguf, "--output", peft])
+        XCTAssertEqual(toPEFT.status, 0, toPEFT.err)
+        XCTAssertTrue(toPEFT.out.contains("PEFT LoRA adapter (r 4, lora_alpha 80) from the llama.cpp GGUF adapter"), toPEFT.out)
+        XCTAssertEqual(try runLathe(args + ["--adapter", peft]).out, viaMLX.out)
+
+        let fused = try runLathe(["fuse", "--model", dir.path, "--adapter", mlx, "--output", out.appendingPathComponent("fused").path, "--chunks", "0"])
+        XCTAssertEqual(fused.status, 0, fused.err)
+        XCTAssertTrue(fused.out.contains("fused LoRA into 7 layers"), fused.out)
+
+        let dora = try runLathe(["convert-adapter", "--model", dir.path, "--adapter", lora.appendingPathComponent("llama-mlx-dora").path,
+                                 "--output", out.appendingPathComponent("d.gguf").path])
+        XCTAssertEqual(dora.status, 1)
+        XCTAssertTrue(dora.err.contains("no DoRA magnitudes"), dora.err)
+        let type = try runLathe(["convert-adapter", "--model", dir.path, "--adapter", mlx, "--output", gguf, "--type", "q8_0"])
+        XCTAssertNotEqual(type.status, 0)
+        XCTAssertTrue(type.err.contains("--type is f32, f16 or bf16"), type.err)
+        let notAdapter = try runLathe(args + ["--adapter", fixturesDirectory.appendingPathComponent("gguf/align64.gguf").path])
+        XCTAssertEqual(notAdapter.status, 1)
+        XCTAssertTrue(notAdapter.err.contains("not 'adapter'"), notAdapter.err)
     }
 
     func testChatWithALiveAdapter() throws {
@@ -55,7 +96,7 @@ final class AdapterCommandTests: XCTestCase {
         XCTAssertNotEqual(adapted.out, plain.out, "the adapter changes the greedy reply")
         let missing = try chat(["--adapter", dir.appendingPathComponent("nope").path])
         XCTAssertEqual(missing.status, 1)
-        XCTAssertTrue(missing.err.contains("a PEFT adapter folder?"), missing.err)
+        XCTAssertTrue(missing.err.contains("no such adapter folder or file"), missing.err)
     }
 
     /// llama-tiny padded to the bpe-smollm test vocabulary (560 tokens) with that tokenizer, as a
@@ -122,7 +163,7 @@ final class AdapterCommandTests: XCTestCase {
 
         for (args, message) in [(["--output", dir.appendingPathComponent("x").path, "--type", "q4_0"], "quantized types need a .gguf output"),
                                 (["--output", dir.appendingPathComponent("x.gguf").path, "--type", "q9"], "unknown --type 'q9'"),
-                                (["--output", dir.appendingPathComponent("y").path, "--adapter", folder.path], "a PEFT adapter folder?"),
+                                (["--output", dir.appendingPathComponent("y").path, "--adapter", folder.path], "has neither adapter_model.safetensors (PEFT) nor adapters.safetensors (mlx-lm)"),
                                 (["--output", dir.appendingPathComponent("c.gguf").path, "--calibrate", "awq"], "--calibrate takes gptq"),
                                 (["--output", dir.appendingPathComponent("c.gguf").path, "--calibrate", "gptq", "--type", "q8_0"], "q4_0 or q4_1"),
                                 (["--output", dir.appendingPathComponent("c.gguf").path, "--calibrate", "gptq"], "q4_0 or q4_1"),

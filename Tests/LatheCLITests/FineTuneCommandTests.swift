@@ -64,7 +64,7 @@ final class FineTuneCommandTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try accuracy(tuned.out), 25, tuned.out)
         let missing = try runLathe(["finetune", recipeURL.path, "--eval-only", "--adapter", directory.appendingPathComponent("none").path])
         XCTAssertEqual(missing.status, 1)
-        XCTAssertTrue(missing.err.contains("a PEFT adapter folder?"), missing.err)
+        XCTAssertTrue(missing.err.contains("no such adapter folder or file"), missing.err)
         let bad = directory.appendingPathComponent("bad.yaml")
         try (try String(contentsOf: recipeURL, encoding: .utf8) + "\nlora_rank: 3\n").write(to: bad, atomically: false, encoding: .utf8)
         let badRun = try runLathe(["finetune", bad.path])

@@ -347,6 +347,17 @@ final class SafeTensorsTests: XCTestCase {
         assertBoth(u, contains: ["__metadata__", "'epoch'", "a number", "must be strings"]) {
             if case .invalidMetadata = $0 { true } else { false }
         }
+        let list = try rawFile("l.safetensors", header: #"{"__metadata__":["a"]}"#)
+        assertBoth(list, contains: ["__metadata__", "an array"]) { if case .invalidMetadata = $0 { true } else { false } }
+    }
+
+    /// `"__metadata__": null` (MLX's `save_safetensors` writes it) is no metadata, as in Hugging Face's reader.
+    func testNullMetadataIsNone() throws {
+        let url = try rawFile("null.safetensors", header: #"{"__metadata__":null,"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#, data: [7, 9])
+        let file = try SafeTensors.read(contentsOf: url)
+        XCTAssertEqual(file.metadata, [:])
+        XCTAssertEqual(file.tensors["a"]?.shape, [2])
+        XCTAssertEqual(try MappedSafeTensors(contentsOf: url).tensorNames, ["a"])
     }
 
     func testUnsupportedDType() throws {

@@ -208,7 +208,7 @@ final class LoRAFusionTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing written")
         XCTAssertThrowsError(try LoRAFusion.write(base: llm.appendingPathComponent("llama-tiny").path, adapter: lora,
                                                   to: .huggingFace(out, dtype: .float32))) { error in
-            XCTAssertTrue("\(error)".contains("a PEFT adapter folder?"), "\(error)")
+            XCTAssertTrue("\(error)".contains("has neither adapter_model.safetensors (PEFT) nor adapters.safetensors (mlx-lm)"), "\(error)")
         }
         XCTAssertThrowsError(try LoRAFusion.write(base: llm.appendingPathComponent("gpt2-tiny").path, adapter: lora.appendingPathComponent("llama-lora"),
                                                   to: .huggingFace(out, dtype: .float32))) { error in

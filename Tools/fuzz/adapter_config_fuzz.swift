@@ -1,6 +1,8 @@
-// libFuzzer target for PEFT's adapter_config.json: parses the input with LatheIO's JSON reader
-// (Sources/LatheIO/JSON.swift) and reads it as a LoRA config (`LoRAConfig.peft`,
-// Sources/LatheNN/LoRAConfig.swift). Any trap or AddressSanitizer report is a bug; a JSONParseError
+// libFuzzer target for PEFT's and mlx-lm's adapter_config.json: parses the input with LatheIO's JSON
+// reader (Sources/LatheIO/JSON.swift) and reads it as a LoRA config (`LoRAConfig.peft`,
+// Sources/LatheNN/LoRAConfig.swift) and as mlx-lm's (`MLXAdapterConfig(json:)`,
+// Sources/LatheNN/LoRAConfig+MLX.swift; an accepted one must convert to a valid LoRA config whose
+// scaling is its scale). Any trap or AddressSanitizer report is a bug; a JSONParseError
 // or LoRAError is the expected outcome for bad input. An accepted config must be usable: it passes
 // `validate` again, its rank is in 1...65536, it answers `adapts`, `rank(for:)` and `scaling(for:)`
 // for a few module keys with ranks in range and finite scalings, and the adapter_config.json Lathe
@@ -12,14 +14,15 @@
 //     -emit-module -emit-module-path /tmp/fuzzmods/LatheIO.swiftmodule -emit-object -o /tmp/fuzzmods/LatheIO.o \
 //     Sources/LatheIO/JSON.swift
 //   swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name LatheNN -I /tmp/fuzzmods \
-//     Tools/fuzz/adapter_config_fuzz.swift Sources/LatheNN/LoRAConfig.swift /tmp/fuzzmods/LatheIO.o -o /tmp/adapter_config_fuzz
+//     Tools/fuzz/adapter_config_fuzz.swift Sources/LatheNN/LoRAConfig.swift Sources/LatheNN/LoRAConfig+MLX.swift /tmp/fuzzmods/LatheIO.o -o /tmp/adapter_config_fuzz
 //   mkdir -p /tmp/adapter_config_corpus && cp Tools/fuzz/adapter_config_seeds/*.json /tmp/adapter_config_corpus/
 //   SWIFT_BACKTRACE=enable=no /tmp/adapter_config_fuzz -runs=200000 -max_len=4096 -timeout=10 \
 //     -dict=Tools/fuzz/adapter_config.dict /tmp/adapter_config_corpus
 //
 // The seeds are the PEFT-written fixtures' configs (Tests/Fixtures/lora: suffix lists with rank and
-// alpha patterns, layers_to_transform, a regex, all-linear expanded to full paths), one Lathe wrote, and
-// one with every pattern key. Replay inputs: FUZZ_VERBOSE=1 /tmp/adapter_config_fuzz FILE...
+// alpha patterns, layers_to_transform, a regex, all-linear expanded to full paths), one Lathe wrote,
+// one with every pattern key, and mlx-lm's (mlx-*.json: the fixtures' LoRA and DoRA, an older
+// file with lora_layers and use_dora). Replay inputs: FUZZ_VERBOSE=1 /tmp/adapter_config_fuzz FILE...
 
 import Foundation
 import LatheIO
@@ -44,6 +47,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         if verbose { print("JSON: \(error)") }
         return 0
     }
+    fuzzMLX(json)
     let c: LoRAConfig
     do { c = try LoRAConfig.peft(json) } catch {
         if verbose { print("config: \(error)") }
@@ -65,4 +69,23 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     if verbose { print("LoRA r \(c.rank) alpha \(c.alpha) targets \(c.targets) dora \(c.useDoRA)") }
     return 0
+}
+
+/// mlx-lm's adapter_config.json: an accepted config has a rank in range, a finite scale and a
+/// dropout in [0, 1), answers `allows` for a few paths, and converts to a valid LoRA config whose
+/// scaling is the scale.
+func fuzzMLX(_ json: JSONValue) {
+    let m: MLXAdapterConfig
+    do { m = try MLXAdapterConfig(json: json) } catch {
+        if verbose { print("mlx-lm config: \(error)") }
+        return
+    }
+    check(m.rank >= 1 && m.rank <= 1 << 16, "mlx-lm rank \(m.rank)")
+    check(Float(m.scale).isFinite && m.dropout >= 0 && m.dropout < 1, "mlx-lm scale \(m.scale), dropout \(m.dropout)")
+    for key in keys { _ = m.allows(key, blocks: 12); _ = m.allows(key, blocks: 0) }
+    let c = m.loraConfig(paths: keys.filter { !$0.isEmpty })
+    do { try c.validate() } catch { check(false, "the LoRA config of an accepted mlx-lm config fails validate: \(error)") }
+    let s = c.scaling(for: keys[0])
+    check(s.isFinite && abs(s - Float(m.scale)) <= 1e-6 * max(1, abs(Float(m.scale))), "scaling \(s) for scale \(m.scale)")
+    if verbose { print("mlx-lm r \(m.rank) scale \(m.scale) layers \(m.numLayers.map(String.init) ?? "-") dora \(m.useDoRA)") }
 }
