@@ -274,18 +274,7 @@ static LM_ATTR void FN(unary_bwd)(int op, const float *x, const float *y, const 
         }
         break;
     }
-    case LATHE_U_SILU: {
-        // s (1 + x (1 - s)), with 1 - s = sigmoid(-x) computed directly
-        LM_VEC for (long i = 0; i < n; i++) {
-            float v = x[i];
-            float e = lm_expf(-__builtin_fabsf(v));
-            float d = 1.0f + e;
-            float s = v >= 0.0f ? 1.0f / d : e / d;
-            float oms = v >= 0.0f ? e / d : 1.0f / d;
-            dx[i] = dy[i] * (s * (1.0f + v * oms));
-        }
-        break;
-    }
+    case LATHE_U_SILU: LM_VEC for (long i = 0; i < n; i++) dx[i] = dy[i] * lm_silu_gradf(x[i]); break;
     case LATHE_U_SOFTPLUS: BMAP(XV > 20.0f ? g : g * lm_sigmoidf(XV)); break;
     case LATHE_U_ERF: BMAP(g * (1.1283791670955126f * lm_expf(-(XV * XV)))); break;
     case LATHE_U_SIGN: BMAP(g * 0.0f == 0.0f ? 0.0f : 0.0f); break;
@@ -407,13 +396,8 @@ static LM_ATTR void FN(swiglu_fwd)(const float *g, const float *u, float *y, lon
 // dg = (dy u) silu'(g) (silu' as the unary backward), du = dy silu(g).
 static LM_ATTR void FN(swiglu_bwd)(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
     LM_VEC for (long i = 0; i < n; i++) {
-        float v = g[i];
-        float e = lm_expf(-__builtin_fabsf(v));
-        float d = 1.0f + e;
-        float s = v >= 0.0f ? 1.0f / d : e / d;
-        float oms = v >= 0.0f ? e / d : 1.0f / d;
-        dg[i] = (dy[i] * u[i]) * (s * (1.0f + v * oms));
-        du[i] = dy[i] * lm_siluf(v);
+        dg[i] = (dy[i] * u[i]) * lm_silu_gradf(g[i]);
+        du[i] = dy[i] * lm_siluf(g[i]);
     }
 }
 

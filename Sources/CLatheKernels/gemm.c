@@ -413,6 +413,8 @@ static int use_transposed(const lathe_gemm_kernel *kd, long M, long N) {
     return eff_t > 1.5 * eff;
 }
 
+static void run_job(gemm_job *j);
+
 void lathe_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                  const float *A /* [M,K] or [K,M] if transA */, long lda,
                  const float *B /* [K,N] or [N,K] if transB */, long ldb, float beta,
@@ -475,17 +477,22 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
     j.direct_b = !j.transB && (M <= 4 * j.kd->mr || (M <= 160 && K * N <= 32768) ||
                                j.kc * N <= 65536);
 
-    double flops = 2.0 * (double)M * (double)N * (double)K;
+    run_job(&j);
+}
+
+/// Splits the job into tasks on the thread pool (one thread for small products) and runs them.
+static void run_job(gemm_job *j) {
+    double flops = 2.0 * (double)j->M * (double)j->N * (double)j->K;
     int threads = lathe_num_threads();
     if (flops < 4.0e6) threads = 1;  // below ~20 us of work, threading costs more than it saves
     // One task per thread. (Two per thread balances better when another process shares a
     // core, but the redundant packing costs 3-5% at 1024-2048 on a quiet machine.)
-    choose_grid(&j, threads, threads);
-    long tasks = ((M + j.tile_m - 1) / j.tile_m) * j.grid_n;
+    choose_grid(j, threads, threads);
+    long tasks = ((j->M + j->tile_m - 1) / j->tile_m) * j->grid_n;
     if (threads == 1 || tasks == 1) {
-        for (long t = 0; t < tasks; t++) gemm_task(&j, t);
+        for (long t = 0; t < tasks; t++) gemm_task(j, t);
     } else {
-        lathe_parallel_for(tasks, gemm_task, &j);
+        lathe_parallel_for(tasks, gemm_task, j);
     }
 }
 
@@ -541,15 +548,6 @@ int lathe_sgemm_prepacked_bias(int transA, long M, long N, long K, float alpha, 
         .A = A, .B = NULL, .lda = lda, .ldb = 0, .ldc = ldc, .C = C, .bias = bias,
         .kc = kc, .packed_b = Bp, .packed_ld = (N + kd->nr - 1) / kd->nr * kd->nr,
     };
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    int threads = lathe_num_threads();
-    if (flops < 4.0e6) threads = 1;
-    choose_grid(&j, threads, threads);
-    long tasks = ((M + j.tile_m - 1) / j.tile_m) * j.grid_n;
-    if (threads == 1 || tasks == 1) {
-        for (long t = 0; t < tasks; t++) gemm_task(&j, t);
-    } else {
-        lathe_parallel_for(tasks, gemm_task, &j);
-    }
+    run_job(&j);
     return 0;
 }

@@ -196,6 +196,14 @@ LM_INLINE float lm_siluf(float x) {
     float neg = x < -200.0f ? x * 0.0f : ((x * e64) / d) * 0x1p-64f;  // -inf gives NaN as torch
     return x >= 0.0f ? x / d : neg;
 }
+// silu'(x) = s (1 + x (1 - s)) with s = sigmoid(x), 1 - s = sigmoid(-x) computed directly.
+LM_INLINE float lm_silu_gradf(float v) {
+    float e = lm_expf(-__builtin_fabsf(v));
+    float d = 1.0f + e;
+    float s = v >= 0.0f ? 1.0f / d : e / d;
+    float oms = v >= 0.0f ? e / d : 1.0f / d;
+    return s * (1.0f + v * oms);
+}
 // softplus (beta 1, threshold 20 like PyTorch): x for x > 20 else log1p(exp(x)), computed as
 // max(x, 0) + log1p(exp(-|x|)).
 LM_INLINE float lm_softplusf(float x) {
