@@ -118,20 +118,30 @@ public final class LoRALinear: Module {
                 .addingLinear(a.rank == 2 ? a : a.reshaped([-1, rank]), weight: loraB.weight.value, scale: scaling)
             return y.rank == 2 ? sum : sum.reshaped(y.shape)
         }
-        let lora = $loraB(a)
         let base = linearBase
         let norm = weightNorm(base)
         let magnitudeScale = m.value / norm
-        let baseResult: Tensor
         if let d = loraDropout, d.isTraining {
-            // PEFT recomputes W x' on the dropped input (no bias).
+            // PEFT recomputes W x' on the dropped input (no bias):
+            // y + (m/‖·‖ - 1) W x' + (m/‖·‖) scaling B A x'.
             let flat = dropped.rank == 2 ? dropped : dropped.reshaped([-1, base.inFeatures])
             let r = flat.linear(weight: base.denseWeight)
-            baseResult = dropped.rank == 2 ? r : r.reshaped(Array(dropped.shape.dropLast()) + [base.outFeatures])
-        } else {
-            baseResult = base.denseBias.map { y - $0 } ?? y
+            let baseResult = dropped.rank == 2 ? r : r.reshaped(Array(dropped.shape.dropLast()) + [base.outFeatures])
+            return y + ((magnitudeScale - 1) * baseResult + magnitudeScale * $loraB(a) * scaling)
         }
-        return y + ((magnitudeScale - 1) * baseResult + magnitudeScale * lora * scaling)
+        // Without dropout the input is the same, and PEFT's y + (s - 1)(y - b) + s · scaling B A x
+        // (s = m/‖·‖, b the bias) is s ⊙ (y - b + scaling B A x) + b: one GEMM accumulating into
+        // y - b, and one product that keeps a single [rows, out] tensor for the backward (PEFT's
+        // form keeps two, W x and B A x, per adapted layer).
+        guard loraB.bias == nil, let n = y.shape.last else {
+            return y + ((magnitudeScale - 1) * (base.denseBias.map { y - $0 } ?? y) + magnitudeScale * $loraB(a) * scaling)
+        }
+        let unbiased = base.denseBias.map { y - $0 } ?? y
+        let z = (unbiased.rank == 2 ? unbiased : unbiased.reshaped([-1, n]))
+            .addingLinear(a.rank == 2 ? a : a.reshaped([-1, rank]), weight: loraB.weight.value, scale: scaling)
+        let scaled = z * magnitudeScale
+        let out = base.denseBias.map { scaled + $0 } ?? scaled
+        return y.rank == 2 ? out : out.reshaped(y.shape)
     }
 }
 

@@ -98,6 +98,29 @@ final class LoRATests: XCTestCase {
         }
     }
 
+    /// Without dropout DoRA's forward holds one `[rows, out]` tensor more than LoRA's for the
+    /// backward (the sum that its magnitude scales), not two (PEFT's form keeps `W x` and `B A x`).
+    func testDoRAKeepsOneActivationMoreThanLoRA() throws {
+        let (rows, inputs, outputs) = (256, 64, 512)
+        let activation = rows * outputs * 4
+        var g = RandomGenerator(seed: 8)
+        let x = Tensor.normal([rows, inputs], generator: &g).requiringGrad()
+        func held(dora: Bool) -> Int {
+            let base = linear(inputs, outputs, seed: 3, bias: true)
+            base.freeze()
+            let layer = LoRALinear(base: base, rank: 4, scaling: 2, dora: dora, initialization: .kaimingUniform(seed: 1))
+            let before = TensorMemory.liveBytes
+            let y = layer(x)
+            let bytes = TensorMemory.liveBytes - before
+            y.sum().backward()  // the graph was whole
+            XCTAssertNotNil(layer.loraMagnitudeVector?.grad ?? layer.loraA.weight.grad)
+            return bytes
+        }
+        let lora = held(dora: false), dora = held(dora: true)
+        XCTAssertGreaterThanOrEqual(dora - lora, activation, "DoRA keeps the scaled sum")
+        XCTAssertLessThan(dora - lora, activation + activation / 4, "DoRA holds \(dora - lora) bytes more than LoRA")
+    }
+
     func testDropoutOnlyInTraining() throws {
         let layer = LoRALinear(base: linear(8, 4), rank: 2, scaling: 1, dropout: 0.5, initialization: .kaimingUniform(seed: 2))
         var g = RandomGenerator(seed: 3)
