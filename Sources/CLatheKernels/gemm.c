@@ -279,6 +279,12 @@ static inline void prefetch_tile(const float *c, long ldc, long mr, long nr) {
     }
 }
 
+static int pf_on(void) {
+    static int v = -1;
+    if (v < 0) v = getenv("LATHE_GEMM_NO_PF") == NULL;
+    return v;
+}
+
 /// Computes the C tile [m0:m1, n0:n1] completely (all of K).
 static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
     const lathe_gemm_kernel *kd = j->kd;
@@ -324,6 +330,18 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
                 // while the current one computes).
                 for (long jg = 0; jg < nc; jg += NG * NR) {
                     const long jg_end = nc - jg < NG * NR ? nc : jg + NG * NR;
+                    // A pre-packed B comes from memory cold (a frozen weight is read once per
+                    // pass): while this group is swept, bring the next group's panels (the floats
+                    // that follow it in the packed buffer) into L2, a slice per micro-kernel call.
+                    const char *pf = NULL, *pf_end = NULL;
+                    long pf_step = 0;
+                    if (j->packed_b && pf_on()) {
+                        const float *next = j->packed_b + pc * j->packed_ld + (jc + jg_end) * kc;
+                        pf = (const char *)next;
+                        pf_end = pf + (size_t)NG * NR * kc * sizeof(float);
+                        const long calls = ((mc + MR - 1) / MR) * ((jg_end - jg + NR - 1) / NR);
+                        pf_step = ((pf_end - pf) / calls + 63) & ~63L;
+                    }
                     for (long ir = 0; ir < mc; ir += MR) {
                         const long mr = mc - ir < MR ? mc - ir : MR;
                         for (long jr = jg; jr < jg_end; jr += NR) {
@@ -338,6 +356,10 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
                             if (NG > 1 && jr + NR < jg_end && c_read) {
                                 const long nr2 = nc - jr - NR < NR ? nc - jr - NR : NR;
                                 prefetch_tile(ct + NR, j->ldc, mr, nr2);
+                            }
+                            if (pf && pf < pf_end) {
+                                const char *e = pf + pf_step < pf_end ? pf + pf_step : pf_end;
+                                for (; pf < e; pf += 64) __builtin_prefetch(pf, 0, 2);
                             }
                             kd->ukr(kc, ap + ir * kc, b, ldb, ct, j->ldc, mr, nr, j->alpha, beta);
                         }
@@ -484,7 +506,10 @@ void lathe_sgemm_bias(int transA, int transB, long M, long N, long K, float alph
 static void run_job(gemm_job *j) {
     double flops = 2.0 * (double)j->M * (double)j->N * (double)j->K;
     int threads = lathe_num_threads();
-    if (flops < 4.0e6) threads = 1;  // below ~20 us of work, threading costs more than it saves
+    // Below ~10 us of work, threading costs more than it saves. (LoRA's rank-8 products of 128
+    // rows, 1-3 MFLOP each and ~1,300 per step of SmolLM2, run on two threads: about 3% off a
+    // 1 x 128 step at 2 threads.)
+    if (flops < 1.0e6) threads = 1;
     // One task per thread. (Two per thread balances better when another process shares a
     // core, but the redundant packing costs 3-5% at 1024-2048 on a quiet machine.)
     choose_grid(j, threads, threads);

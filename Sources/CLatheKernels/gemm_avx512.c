@@ -205,7 +205,17 @@ LATHE_AVX512 static void pack_b_avx512(int transB, const float *B, long ldb, lon
                 const __mmask16 mq0 = first_lanes(nr), mq1 = first_lanes(nr - 16);
                 const float *src = B + (k0 + kb) * ldb + j0 + q;
                 float *d = dq + kb * NR;
+                // B (a frozen weight in the backward) is usually cold: ask for the same columns
+                // of the next PB_K rows while these are copied (PB_K row streams at once are
+                // more than the hardware prefetcher follows).
+                const float *nxt = src + PB_K * ldb;
+                const long kn = ke + PB_K <= kc ? PB_K : kc - ke;
                 for (long k = kb; k < ke; k++, src += ldb, d += NR) {
+                    if (k - kb < kn) {
+                        __builtin_prefetch(nxt, 0, 2);
+                        __builtin_prefetch(nxt + 16, 0, 2);
+                        nxt += ldb;
+                    }
                     _mm512_store_ps(d, _mm512_maskz_loadu_ps(mq0, src));
                     _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(mq1, src + 16));
                 }

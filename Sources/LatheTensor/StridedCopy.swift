@@ -1,33 +1,46 @@
 /// Copies and iteration over strided tensors.
 enum StridedCopy {
     /// Copies `src`'s elements in row-major order into dense memory at `dst` (same dtype).
+    /// Large copies are split over the thread pool by rows (bytes for a contiguous source).
     static func copy(from src: Tensor, into dst: UnsafeMutableRawPointer) {
         let es = src.dtype.byteSize
         let n = src.count
         if n == 0 { return }
         let base = src.storage.pointer + src.offset * es
         if src.isContiguous {
-            dst.copyMemory(from: base, byteCount: n * es)
+            let bytes = n * es, grain = elementwiseGrain * 8
+            ThreadPool.forChunks(bytes, grain: grain) { r in
+                (dst + r.lowerBound).copyMemory(from: base + r.lowerBound, byteCount: r.count)
+            }
             return
         }
         let (shape, strides) = collapse(shape: src.shape, strides: [src.strides])
         let inner = shape.last!
         let innerStride = strides[0].last!
-        var out = dst
-        forEachOuter(shape: shape, strides: strides) { offs in
-            let p = base + offs[0] * es
-            if innerStride == 1 {
-                out.copyMemory(from: p, byteCount: inner * es)
-            } else {
-                switch es {
-                case 4: copyStrided(p, innerStride, out, inner, UInt32.self)
-                case 2: copyStrided(p, innerStride, out, inner, UInt16.self)
-                case 8: copyStrided(p, innerStride, out, inner, UInt64.self)
-                default: copyStrided(p, innerStride, out, inner, UInt8.self)
+        let dense = contiguousStrides(shape)
+        ThreadPool.forChunks(n / inner, grain: Swift.max(1, elementwiseGrain / inner)) { rows in
+            forRows(rows, shape: shape, strides: [strides[0], dense, dense]) { a, o, _ in
+                let p = base + a * es, out = dst + o * es
+                if innerStride == 1 {
+                    out.copyMemory(from: p, byteCount: inner * es)
+                } else {
+                    switch es {
+                    case 4: copyStrided(p, innerStride, out, inner, UInt32.self)
+                    case 2: copyStrided(p, innerStride, out, inner, UInt16.self)
+                    case 8: copyStrided(p, innerStride, out, inner, UInt64.self)
+                    default: copyStrided(p, innerStride, out, inner, UInt8.self)
+                    }
                 }
             }
-            out += inner * es
         }
+    }
+
+    /// Row-major strides of a dense tensor of `shape`.
+    static func contiguousStrides(_ shape: [Int]) -> [Int] {
+        var st = [Int](repeating: 1, count: shape.count)
+        var acc = 1
+        for d in stride(from: shape.count - 1, through: 0, by: -1) { st[d] = acc; acc *= shape[d] }
+        return st
     }
 
     @inline(__always)

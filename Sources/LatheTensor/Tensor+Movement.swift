@@ -119,12 +119,15 @@ extension Tensor {
         let inner = cs.last!
         let sp = src.storage.pointer + src.offset * es, dp = storage.pointer + offset * es
         let ss = st[0].last!, ds = st[1].last!
-        StridedCopy.forEachOuter(shape: cs, strides: st) { offs in
-            if ss == 1 && ds == 1 {
-                (dp + offs[1] * es).copyMemory(from: sp + offs[0] * es, byteCount: inner * es)
-            } else {
-                for i in 0..<inner {
-                    (dp + (offs[1] + i * ds) * es).copyMemory(from: sp + (offs[0] + i * ss) * es, byteCount: es)
+        // Rows split over the thread pool when there are many elements (each row written by one task).
+        ThreadPool.forChunks(Shape.count(cs) / inner, grain: Swift.max(1, elementwiseGrain / inner)) { rows in
+            StridedCopy.forRows(rows, shape: cs, strides: [st[0], st[1], st[1]]) { a, b, _ in
+                if ss == 1 && ds == 1 {
+                    (dp + b * es).copyMemory(from: sp + a * es, byteCount: inner * es)
+                } else {
+                    for i in 0..<inner {
+                        (dp + (b + i * ds) * es).copyMemory(from: sp + (a + i * ss) * es, byteCount: es)
+                    }
                 }
             }
         }
