@@ -25,6 +25,14 @@ reference alternating from round to round so drift on a shared machine hits both
            per tool, method and round, and the largest difference between the merges. Like llm, its
            BENCHMARKS.md section stands alone: a run of merge alone replaces only that section.
 
+  finetune (not in the default set: --only finetune) one LoRA training step of SmolLM2-135M-Instruct
+           (rank 8 on every linear layer but the output, AdamW, one fixed batch of --finetune-shapes
+           BxT token ids): `lathe bench lora-step` vs PyTorch + PEFT eager and under torch.compile
+           (bench/lora_step.py, transformers' float32 copy of the same weights), tokens/s and peak RSS
+           of fresh processes. The float32 folder both read is written once by `lathe convert` from
+           the GGUF file (Tools/fetch-models) under --finetune-work. Its BENCHMARKS.md section stands
+           alone, like merge's.
+
 Figures: per round each side's median (GEMM: best) over its repetitions; the table shows the
 median over rounds for each side and the median of the per-round ratios. Ratio = Lathe speed /
 reference speed (> 1: Lathe faster). Run through bench/compare (it sets up bench/.venv).
@@ -74,7 +82,7 @@ ap.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lath
 ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default: 1 and the core count)")
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--only", default="machine,gemm,train,infer,memory",
-                help="workloads, comma-separated, among machine,gemm,train,infer,memory (the default), llm and merge")
+                help="workloads, comma-separated, among machine,gemm,train,infer,memory (the default), llm, merge and finetune")
 ap.add_argument("--models", default="mlp,cnn,gpt", help="models of the train workload (and of infer unless --infer-models)")
 ap.add_argument("--infer-models", default=None, help="models of the infer workload (default: mlp,cnn,cnn28,gpt among --models plus cnn28)")
 ap.add_argument("--memory-threads", type=int, default=1,
@@ -93,6 +101,11 @@ ap.add_argument("--mergekit", default=os.environ.get("MERGEKIT") or shutil.which
                 help="merge: mergekit's mergekit-yaml, in its virtualenv (default: $MERGEKIT, else mergekit-yaml on PATH)")
 ap.add_argument("--merge-methods", default="linear,ties", help="merge: methods, comma-separated, among linear,ties,slerp")
 ap.add_argument("--merge-work", default="/tmp/lathe-merge-bench", help="merge: folder of the inputs (made once) and outputs")
+ap.add_argument("--finetune-model", default="SmolLM2-135M-Instruct.Q4_1.gguf",
+                help="finetune: the GGUF file (bare names are looked up like --llm-models) whose float32 copy both sides train")
+ap.add_argument("--finetune-shapes", default="4x128,1x128", help="finetune: batch x tokens, comma-separated")
+ap.add_argument("--finetune-steps", type=int, default=3, help="finetune: timed steps per process (after one untimed step)")
+ap.add_argument("--finetune-work", default="/tmp/lathe-finetune-bench", help="finetune: folder of the float32 copy (made once)")
 ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
 ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "benchmarks.svg"))
 ap.add_argument("--no-write", action="store_true", help="print the report instead of writing the files")
@@ -104,7 +117,7 @@ if not os.path.exists(args.lathe):
 CORES = os.cpu_count() or 1
 THREADS = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, CORES})
 ONLY = set(args.only.split(","))
-WORKLOADS = {"machine", "gemm", "train", "infer", "memory", "llm", "merge"}
+WORKLOADS = {"machine", "gemm", "train", "infer", "memory", "llm", "merge", "finetune"}
 if ONLY - WORKLOADS:
     sys.exit(f"--only: unknown workload(s) {', '.join(sorted(ONLY - WORKLOADS))}")
 MODELS = args.models.split(",")
@@ -590,6 +603,68 @@ if "merge" in ONLY:
                 f"{row['ref_s']:.1f} s {row['ref_mib']:.0f} MiB, max diff {row['diff']:.2g}")
 MERGE_ELAPSED = time.time() - MERGE_T0
 
+# ---- finetune --------------------------------------------------------------------------------
+finetune_rows, FINETUNE, FINETUNE_LOADS = [], {}, []
+FINETUNE_T0 = time.time()
+
+
+def finetune_run(tool, model, batch, seq, threads):
+    """One fresh process of bench/lora_step.py's runner (Lathe, or PyTorch + PEFT eager / compiled): its JSON row."""
+    import contextlib
+    import types
+    sys.path.insert(0, HERE)
+    import lora_step
+    ns = types.SimpleNamespace(lathe=args.lathe, model=model, batch=batch, seq=seq, rank=8,
+                               steps=args.finetune_steps, warmup=1)
+    with contextlib.redirect_stdout(sys.stderr):
+        row = lora_step.run_one(tool, ns, threads)
+    if "error" in row:
+        sys.exit(f"finetune: {tool} failed at {batch}x{seq}, {threads} thread(s):\n{row['error']}")
+    return row
+
+
+if "finetune" in ONLY:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        sys.exit(f"finetune: {e.name} is missing from this Python: run through bench/compare (it installs torch, "
+                 "transformers and peft into bench/.venv)")
+    gguf = args.finetune_model
+    if os.sep not in gguf:
+        gguf = os.path.join(os.environ.get("LATHE_MODELS") or os.path.expanduser("~/.cache/lathe/models"), gguf)
+    if not os.path.exists(gguf):
+        sys.exit(f"finetune: {gguf} not found: fetch it with Tools/fetch-models")
+    folder = os.path.join(args.finetune_work, os.path.basename(gguf).rsplit(".gguf", 1)[0] + "-f32")
+    if not os.path.exists(os.path.join(folder, "model.safetensors")):
+        log(f"finetune: writing the float32 copy {folder}")
+        os.makedirs(args.finetune_work, exist_ok=True)
+        r = subprocess.run([args.lathe, "convert", gguf, "--output", folder, "--dtype", "f32"], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"finetune: lathe convert failed:\n{r.stderr[-2000:]}")
+    FINETUNE["model"] = os.path.basename(gguf)
+    FINETUNE["versions"] = subprocess.run(
+        [sys.executable, "-c", "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)"],
+        capture_output=True, text=True).stdout.split()
+    refs = ["eager"] + ([] if args.no_compile else ["compile"])
+    for shape in args.finetune_shapes.split(","):
+        batch, seq = (int(x) for x in shape.lower().split("x"))
+        for t in THREADS:
+            fns = [lambda tool=tool, t=t: finetune_run(tool, folder, batch, seq, t) for tool in ["lathe"] + refs]
+            FINETUNE_LOADS.append(load_now())
+            rounds = interleaved(f"finetune {batch}x{seq}", t, *fns)
+            row = {"batch": batch, "seq": seq, "threads": t}
+            for i, tool in enumerate(["lathe"] + refs):
+                row[tool] = {"tokens_per_s": med([r[i]["tokens_per_s"] for r in rounds]),
+                             "peak_mb": med([r[i].get("peak_rss_mb") for r in rounds])}
+                if i:
+                    row[tool]["ratio"] = med([r[0]["tokens_per_s"] / r[i]["tokens_per_s"] for r in rounds])
+            finetune_rows.append(row)
+            log(f"finetune {batch}x{seq}, {t} thread(s): Lathe {row['lathe']['tokens_per_s']:.1f} tokens/s, "
+                + ", ".join(f"{tool} {row[tool]['tokens_per_s']:.1f} ({row[tool]['ratio']:.2f}x)" for tool in refs))
+FINETUNE_ELAPSED = time.time() - FINETUNE_T0
+
 ELAPSED = time.time() - T0
 
 
@@ -782,6 +857,50 @@ def merge_section():
     return L
 
 
+FINETUNE_HEADING = "## LoRA step — Lathe vs PyTorch + PEFT"
+# Earlier runs of bench/lora_step.py, written by hand (kept as they are by every run).
+FINETUNE_HISTORY_HEADING = "## LoRA step — earlier runs of bench/lora_step.py"
+
+
+def finetune_section():
+    """The finetune section of BENCHMARKS.md, self-contained like the merge one."""
+    loads = [x for x in FINETUNE_LOADS if x is not None]
+    v = FINETUNE["versions"] + ["?"] * 3
+    compiled = not args.no_compile
+    L = [FINETUNE_HEADING, "",
+         f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {FINETUNE_ELAPSED / 60:.1f} min; "
+         f"Lathe {versions().get('lathe', '?')}, PyTorch {v[0]}, transformers {v[1]}, PEFT {v[2]})"
+         + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores"
+            if loads else "") + ".", "",
+         f"One LoRA training step of {FINETUNE['model']}'s weights in float32 (the folder `lathe convert --dtype f32` writes; "
+         "transformers loads the same folder): rank 8, alpha 16, dropout 0 on every linear layer but the output (PEFT's "
+         "`all-linear`), A Kaiming-uniform and B zero, AdamW (lr 1e-4) on the adapters only; one fixed batch of "
+         "pseudo-random token ids with labels = ids (causal cross-entropy, mean). `lathe bench lora-step` against "
+         "bench/lora_step.py (PyTorch eager" + (", and the same step under `torch.compile`, compiled in the untimed "
+         "first step" if compiled else "") + f"); one fresh process per tool and round, {args.rounds} round(s), the order "
+         f"reversed every round; each process times {args.finetune_steps} steps after one untimed step (median). "
+         "PyTorch runs with " + " and ".join(f"`{x}`" for x in OPENBLAS_FORCING) + " removed from its environment, "
+         "both sides with N threads. Tokens/s and peak RSS (after loading, the peak counted from there: model, adapters "
+         "and optimiser included) are medians over rounds; ratio = the median of the per-round Lathe tokens/s / PyTorch "
+         "tokens/s (> 1: Lathe faster).", ""]
+    if args.quick:
+        L += ["**Quick run (`--quick`): figures not for quoting.**", ""]
+    head = "| batch × tokens | threads | Lathe tokens/s | eager tokens/s |" + (" compile tokens/s |" if compiled else "")
+    head += " ratio vs eager |" + (" ratio vs compile |" if compiled else "")
+    head += " Lathe peak MB | eager peak MB |" + (" compile peak MB |" if compiled else "")
+    L += [head, "|---|" + "---:|" * (head.count("|") - 2)]
+    tools = ["lathe", "eager"] + (["compile"] if compiled else [])
+    for r in finetune_rows:
+        cells = [f"{r['batch']} × {r['seq']}", str(r["threads"])]
+        cells += [f"{r[t]['tokens_per_s']:.1f}" for t in tools]
+        cells += [ratio(r[t]["ratio"]) for t in tools[1:]]
+        cells += [fmt(r[t]["peak_mb"], 0) for t in tools]
+        L.append("| " + " | ".join(cells) + " |")
+    L += ["", "Reproduce (transformers and PEFT are installed into bench/.venv by bench/compare; the model from "
+          "`Tools/fetch-models`):", "", "```sh", args.command, "```", ""]
+    return L
+
+
 def splice_section(old_text, heading, section):
     """old_text with its section under heading replaced by section (inserted before ## Reproduce, or at the end, if absent)."""
     lines = old_text.rstrip("\n").split("\n")
@@ -936,7 +1055,8 @@ def report(svg_rel):
                      f"{lr['ms_per_step']:.0f} | {rr['ms_per_step']:.0f} | {ratio(r['ratio'])} |")
         L.append("")
     # The llm and merge sections: this run's, else an earlier run's (with its own date), kept as it was.
-    for rows, heading, section in ((llm_rows, LLM_HEADING, llm_section), (merge_rows, MERGE_HEADING, merge_section)):
+    for rows, heading, section in ((llm_rows, LLM_HEADING, llm_section), (finetune_rows, FINETUNE_HEADING, finetune_section),
+                                   ([], FINETUNE_HISTORY_HEADING, None), (merge_rows, MERGE_HEADING, merge_section)):
         if rows:
             L += section()
         else:
@@ -1000,9 +1120,9 @@ def svg_chart():
     return "\n".join(out) + "\n"
 
 
-# A run of llm and/or merge alone (with or without machine) replaces those sections of an existing
+# A run of llm, merge and/or finetune alone (with or without machine) replaces those sections of an existing
 # BENCHMARKS.md and leaves the rest of it, and the chart, as they are.
-SPLICE = bool(llm_rows or merge_rows) and not (gemm_rows or train_rows or infer_rows or memory_rows) and os.path.exists(args.out)
+SPLICE = bool(llm_rows or merge_rows or finetune_rows) and not (gemm_rows or train_rows or infer_rows or memory_rows) and os.path.exists(args.out)
 if SPLICE:
     svg = None
     text = open(args.out).read()
@@ -1010,6 +1130,8 @@ if SPLICE:
         text = splice_section(text, LLM_HEADING, llm_section())
     if merge_rows:
         text = splice_section(text, MERGE_HEADING, merge_section())
+    if finetune_rows:
+        text = splice_section(text, FINETUNE_HEADING, finetune_section())
 else:
     svg = svg_chart()
     svg_rel = os.path.relpath(args.svg, os.path.dirname(os.path.abspath(args.out))) if svg else None
