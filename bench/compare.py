@@ -826,15 +826,20 @@ def llm_section():
 MERGE_HEADING = "## Model merging — Lathe vs mergekit"
 
 
+def produced_by(elapsed, references, loads):
+    """The first line of a self-contained section: command, date, time, versions, load."""
+    return (f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {elapsed / 60:.1f} min; "
+            f"Lathe {versions().get('lathe', '?')}, {references})"
+            + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores"
+               if loads else "") + ".")
+
+
 def merge_section():
     """The merge section of BENCHMARKS.md, self-contained like the llm one."""
     loads = [x for x in MERGE_LOADS if x is not None]
     mib = MERGE["model_mib"]
     L = [MERGE_HEADING, "",
-         f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {MERGE_ELAPSED / 60:.1f} min; "
-         f"Lathe {versions().get('lathe', '?')}, mergekit {MERGE['version']} with torch {MERGE['torch']})"
-         + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores"
-            if loads else "") + ".", "",
+         produced_by(MERGE_ELAPSED, f"mergekit {MERGE['version']} with torch {MERGE['torch']}", loads), "",
          f"Inputs: SmolLM2-135M-Instruct's GGUF written as a float32 Hugging Face folder by `lathe convert` ({mib:.0f} MiB "
          "of weights) and two copies with Gaussian noise (std 0.01) added, as fine-tunes of it (bench/merge/compare.py); "
          "both tools read the same folders with the same config and write a float32 folder, one file. "
@@ -868,10 +873,7 @@ def finetune_section():
     v = FINETUNE["versions"] + ["?"] * 3
     compiled = not args.no_compile
     L = [FINETUNE_HEADING, "",
-         f"Produced by `{args.command}` on {datetime.date.today().isoformat()} (this workload: {FINETUNE_ELAPSED / 60:.1f} min; "
-         f"Lathe {versions().get('lathe', '?')}, PyTorch {v[0]}, transformers {v[1]}, PEFT {v[2]})"
-         + (f"; 1-minute load average at the start of its rounds {min(loads):.1f} to {max(loads):.1f} on {CORES} cores"
-            if loads else "") + ".", "",
+         produced_by(FINETUNE_ELAPSED, f"PyTorch {v[0]}, transformers {v[1]}, PEFT {v[2]}", loads), "",
          f"One LoRA training step of {FINETUNE['model']}'s weights in float32 (the folder `lathe convert --dtype f32` writes; "
          "transformers loads the same folder): rank 8, alpha 16, dropout 0 on every linear layer but the output (PEFT's "
          "`all-linear`), A Kaiming-uniform and B zero, AdamW (lr 1e-4) on the adapters only; one fixed batch of "
