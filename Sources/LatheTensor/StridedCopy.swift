@@ -17,7 +17,7 @@ enum StridedCopy {
         let (shape, strides) = collapse(shape: src.shape, strides: [src.strides])
         let inner = shape.last!
         let innerStride = strides[0].last!
-        let dense = contiguousStrides(shape)
+        let dense = Shape.contiguousStrides(shape)
         ThreadPool.forChunks(n / inner, grain: Swift.max(1, elementwiseGrain / inner)) { rows in
             forRows(rows, shape: shape, strides: [strides[0], dense, dense]) { a, o, _ in
                 let p = base + a * es, out = dst + o * es
@@ -33,14 +33,6 @@ enum StridedCopy {
                 }
             }
         }
-    }
-
-    /// Row-major strides of a dense tensor of `shape`.
-    static func contiguousStrides(_ shape: [Int]) -> [Int] {
-        var st = [Int](repeating: 1, count: shape.count)
-        var acc = 1
-        for d in stride(from: shape.count - 1, through: 0, by: -1) { st[d] = acc; acc *= shape[d] }
-        return st
     }
 
     @inline(__always)
@@ -70,28 +62,6 @@ enum StridedCopy {
             for k in strides.indices { outStrides[k] = [1] }
         }
         return (outShape, outStrides)
-    }
-
-    /// Calls `body` with each operand's element offset for every index of all but the last
-    /// dimension, in row-major order.
-    static func forEachOuter(shape: [Int], strides: [[Int]], _ body: ([Int]) -> Void) {
-        let outerRank = shape.count - 1
-        var offs = [Int](repeating: 0, count: strides.count)
-        if outerRank == 0 { body(offs); return }
-        var idx = [Int](repeating: 0, count: outerRank)
-        let total = shape[0..<outerRank].reduce(1, *)
-        for _ in 0..<total {
-            body(offs)
-            var d = outerRank - 1
-            while d >= 0 {
-                idx[d] += 1
-                for k in strides.indices { offs[k] += strides[k][d] }
-                if idx[d] < shape[d] { break }
-                for k in strides.indices { offs[k] -= strides[k][d] * shape[d] }
-                idx[d] = 0
-                d -= 1
-            }
-        }
     }
 
     /// Element offsets of the outer index `i` (row-major over all but the last dim).
