@@ -91,16 +91,24 @@ extension Module {
     /// reading it as that type afterwards stops with a message; `$slot(x)` runs any module.
     public func setModule(_ module: Module, at path: String) throws(ModuleSurgeryError) {
         guard !path.isEmpty else { throw ModuleSurgeryError(path: path, message: "the root cannot be replaced; use the new module instead") }
-        for (parentPath, parent) in namedModules {
-            for (name, old) in parent.namedChildren where (parentPath.isEmpty ? name : parentPath + "." + name) == path {
-                if module === old { return }
-                if module.namedModules.contains(where: { $0.1 === parent }) {
-                    throw ModuleSurgeryError(path: path, message: "the new module contains the module that would hold it (a cycle)")
+        // Down the tree along the path (children whose name begins what is left of it, in
+        // namedModules order), rather than through every module of the tree: wrapping each of a
+        // model's hundreds of layers stays linear in its size.
+        func place(under parent: Module, rest: Substring) throws(ModuleSurgeryError) -> Bool {
+            for (name, old) in parent.namedChildren {
+                if rest == name {
+                    if module === old { return true }
+                    if module.namedModules.contains(where: { $0.1 === parent }) {
+                        throw ModuleSurgeryError(path: path, message: "the new module contains the module that would hold it (a cycle)")
+                    }
+                    try parent.replaceChild(named: name, with: module, path: path)
+                    return true
                 }
-                try parent.replaceChild(named: name, with: module, path: path)
-                return
+                if rest.hasPrefix(name + "."), try place(under: old, rest: rest.dropFirst(name.count + 1)) { return true }
             }
+            return false
         }
+        if try place(under: self, rest: Substring(path)) { return }
         throw ModuleSurgeryError(path: path, message: "there is no module there (the paths are those of namedModules)")
     }
 
