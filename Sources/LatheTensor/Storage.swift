@@ -5,7 +5,6 @@ import CLatheKernels
 /// Tensors share a `Storage` until one of them is mutated (copy on write, see
 /// ``Tensor/withUnsafeMutablePointer(_:)``).
 final class Storage: @unchecked Sendable {
-    static let alignment = 64
     let pointer: UnsafeMutableRawPointer
     let byteCount: Int
 
