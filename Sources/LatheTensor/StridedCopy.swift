@@ -15,20 +15,27 @@ enum StridedCopy {
             return
         }
         let (shape, strides) = collapse(shape: src.shape, strides: [src.strides])
-        let inner = shape.last!
-        let innerStride = strides[0].last!
-        let dense = Shape.contiguousStrides(shape)
-        ThreadPool.forChunks(n / inner, grain: Swift.max(1, elementwiseGrain / inner)) { rows in
-            forRows(rows, shape: shape, strides: [strides[0], dense, dense]) { a, o, _ in
-                let p = base + a * es, out = dst + o * es
-                if innerStride == 1 {
+        copyRows(shape: shape, from: base, strides: strides[0], to: dst, strides: Shape.contiguousStrides(shape), elementSize: es)
+    }
+
+    /// Copies the elements of a (collapsed) `shape` from `src` to `dst`, each addressed by its own
+    /// element strides, row by row (the last dim); rows are split over the thread pool when there
+    /// are many elements (each row written by one task).
+    static func copyRows(shape: [Int], from src: UnsafeMutableRawPointer, strides ss: [Int],
+                         to dst: UnsafeMutableRawPointer, strides ds: [Int], elementSize es: Int) {
+        let inner = shape.last!, si = ss.last!, di = ds.last!
+        if inner == 0 || Shape.count(shape) == 0 { return }
+        ThreadPool.forChunks(Shape.count(shape) / inner, grain: Swift.max(1, elementwiseGrain / inner)) { rows in
+            forRows(rows, shape: shape, strides: [ss, ds, ds]) { a, o, _ in
+                let p = src + a * es, out = dst + o * es
+                if si == 1 && di == 1 {
                     out.copyMemory(from: p, byteCount: inner * es)
                 } else {
                     switch es {
-                    case 4: copyStrided(p, innerStride, out, inner, UInt32.self)
-                    case 2: copyStrided(p, innerStride, out, inner, UInt16.self)
-                    case 8: copyStrided(p, innerStride, out, inner, UInt64.self)
-                    default: copyStrided(p, innerStride, out, inner, UInt8.self)
+                    case 4: copyStrided(p, si, out, di, inner, UInt32.self)
+                    case 2: copyStrided(p, si, out, di, inner, UInt16.self)
+                    case 8: copyStrided(p, si, out, di, inner, UInt64.self)
+                    default: copyStrided(p, si, out, di, inner, UInt8.self)
                     }
                 }
             }
@@ -36,10 +43,11 @@ enum StridedCopy {
     }
 
     @inline(__always)
-    private static func copyStrided<T>(_ p: UnsafeMutableRawPointer, _ s: Int, _ out: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
+    private static func copyStrided<T>(_ p: UnsafeMutableRawPointer, _ s: Int, _ out: UnsafeMutableRawPointer, _ d: Int, _ n: Int,
+                                       _: T.Type) {
         let src = p.assumingMemoryBound(to: T.self)
         let dst = out.assumingMemoryBound(to: T.self)
-        for i in 0..<n { dst[i] = src[i * s] }
+        for i in 0..<n { dst[i * d] = src[i * s] }
     }
 
     /// Merges adjacent dimensions that are contiguous with each other in every operand.

@@ -116,21 +116,8 @@ extension Tensor {
         precondition(src.shape == shape && src.dtype == dtype, "copy: shapes \(src.shape) and \(shape) differ")
         let es = dtype.byteSize
         let (cs, st) = StridedCopy.collapse(shape: shape, strides: [src.strides, strides])
-        let inner = cs.last!
-        let sp = src.storage.pointer + src.offset * es, dp = storage.pointer + offset * es
-        let ss = st[0].last!, ds = st[1].last!
-        // Rows split over the thread pool when there are many elements (each row written by one task).
-        ThreadPool.forChunks(Shape.count(cs) / inner, grain: Swift.max(1, elementwiseGrain / inner)) { rows in
-            StridedCopy.forRows(rows, shape: cs, strides: [st[0], st[1], st[1]]) { a, b, _ in
-                if ss == 1 && ds == 1 {
-                    (dp + b * es).copyMemory(from: sp + a * es, byteCount: inner * es)
-                } else {
-                    for i in 0..<inner {
-                        (dp + (b + i * ds) * es).copyMemory(from: sp + (a + i * ss) * es, byteCount: es)
-                    }
-                }
-            }
-        }
+        StridedCopy.copyRows(shape: cs, from: src.storage.pointer + src.offset * es, strides: st[0],
+                             to: storage.pointer + offset * es, strides: st[1], elementSize: es)
     }
 
     /// A view that repeats size-1 dims to `newShape` (-1 keeps a dim). No memory is copied.
