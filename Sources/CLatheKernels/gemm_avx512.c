@@ -1,19 +1,24 @@
-// AVX-512 fp32 GEMM micro-kernel: 14 x 32 register tile.
+// AVX-512 fp32 GEMM micro-kernels: 14 x 32 and 12 x 32 register tiles.
 //
 // 14 rows x 2 zmm (32 floats) = 28 zmm accumulators, 2 zmm for the B row, and the A elements
 // come in as embedded broadcasts ({1to16} memory operands of the FMA), so 30 of 32 registers.
 // Per k: 2 B loads + 14 broadcast loads feed 28 FMAs; Zen 4/5 retire 2 zmm FMAs per cycle, so
 // the loop is FMA-bound (14 cycles per k) with the loads well under the 2-3 per cycle limit.
+// The 12-row tile is the same loop with two rows fewer: it serves products whose rows it fills
+// better (128 rows: 11 tiles of 12 are 97% full, 10 of 14 only 91%), gemm.c picks per product.
+// Both compute every element with the same FMA chain, so the choice never changes the bits.
 #include "gemm_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #define LATHE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define ALWAYS_INLINE_512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
-enum { MR = 14, NR = 32 };
+enum { NR = 32 };
 
-// One k step: load B row (32 floats), broadcast 14 A values, 28 FMAs.
+// One k step: load B row (32 floats), broadcast MR A values, 2 MR FMAs (rows past MR are
+// compiled out: MR is a constant in each instance).
 #define K_STEP(aoff, boff)                                                        \
     do {                                                                          \
         const __m512 b0 = _mm512_loadu_ps(b + (boff));                            \
@@ -22,7 +27,7 @@ enum { MR = 14, NR = 32 };
     } while (0)
 
 #define ROW_FMA(i, aoff)                                                          \
-    {                                                                             \
+    if (i < MR) {                                                                 \
         const __m512 ai = _mm512_set1_ps(a[(aoff) + (i)]);                        \
         c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                             \
         c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                             \
@@ -49,11 +54,10 @@ LATHE_AVX512 static inline void store_row(float *c, __m512 acc0, __m512 acc1, __
     }
 }
 
-/// See lathe_ukr_fn in gemm_internal.h. a: [kc][14] packed, b: [kc][32] with row stride ldb,
-/// c: [mr][nr] with row stride ldc.
-LATHE_AVX512 static void ukr_avx512_14x32(long kc, const float *a, const float *b, long ldb,
-                                          float *c, long ldc, long mr, long nr, float alpha,
-                                          float beta) {
+/// See lathe_ukr_fn in gemm_internal.h. a: [kc][MR] packed, b: [kc][32] with row stride ldb,
+/// c: [mr][nr] with row stride ldc. MR is 14 or 12.
+ALWAYS_INLINE_512 void ukr_avx512_rows(const int MR, long kc, const float *a, const float *b, long ldb,
+                                       float *c, long ldc, long mr, long nr, float alpha, float beta) {
     __m512 c0_0 = _mm512_setzero_ps(), c0_1 = _mm512_setzero_ps();
     __m512 c1_0 = _mm512_setzero_ps(), c1_1 = _mm512_setzero_ps();
     __m512 c2_0 = _mm512_setzero_ps(), c2_1 = _mm512_setzero_ps();
@@ -112,9 +116,21 @@ LATHE_AVX512 static void ukr_avx512_14x32(long kc, const float *a, const float *
     const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF
                                   : (nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0);
 #define ST(i)                                                                     \
-    if (i < mr) store_row(c + (i) * ldc, c##i##_0, c##i##_1, va, vb, bz, m0, m1);
+    if (i < MR && i < mr) store_row(c + (i) * ldc, c##i##_0, c##i##_1, va, vb, bz, m0, m1);
     ST(0) ST(1) ST(2) ST(3) ST(4) ST(5) ST(6) ST(7) ST(8) ST(9) ST(10) ST(11) ST(12) ST(13)
 #undef ST
+}
+
+LATHE_AVX512 static void ukr_avx512_14x32(long kc, const float *a, const float *b, long ldb,
+                                          float *c, long ldc, long mr, long nr, float alpha,
+                                          float beta) {
+    ukr_avx512_rows(14, kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+}
+
+LATHE_AVX512 static void ukr_avx512_12x32(long kc, const float *a, const float *b, long ldb,
+                                          float *c, long ldc, long mr, long nr, float alpha,
+                                          float beta) {
+    ukr_avx512_rows(12, kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
 }
 
 // ---- Packing ---------------------------------------------------------------------------------
@@ -154,11 +170,11 @@ static inline __mmask16 first_lanes(long n) {
     return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? 0 : (__mmask16)((1u << n) - 1));
 }
 
-/// Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc/14) panels [kc][14], zero rows past mc.
+/// Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc/MR) panels [kc][MR], zero rows past mc.
 /// A: [M,K] (transA == 0) or [K,M] (transA != 0), row stride lda.
-LATHE_AVX512 static void pack_a_avx512(int transA, const float *A, long lda, long i0, long k0,
-                                       long mc, long kc, float *dst) {
-    const __mmask16 m14 = 0x3FFF;
+ALWAYS_INLINE_512 void pack_a_rows(const int MR, int transA, const float *A, long lda, long i0, long k0,
+                                   long mc, long kc, float *dst) {
+    const __mmask16 m14 = (__mmask16)((1u << MR) - 1);
     if (transA) {
         // The mc values of one k are contiguous: walk A row by row (one page stream), and
         // scatter each row over the panels.
@@ -186,6 +202,16 @@ LATHE_AVX512 static void pack_a_avx512(int transA, const float *A, long lda, lon
         }
         dst += kc * MR;
     }
+}
+
+LATHE_AVX512 static void pack_a_avx512(int transA, const float *A, long lda, long i0, long k0,
+                                       long mc, long kc, float *dst) {
+    pack_a_rows(14, transA, A, lda, i0, k0, mc, kc, dst);
+}
+
+LATHE_AVX512 static void pack_a_avx512_12(int transA, const float *A, long lda, long i0, long k0,
+                                          long mc, long kc, float *dst) {
+    pack_a_rows(12, transA, A, lda, i0, k0, mc, kc, dst);
 }
 
 /// Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc/32) panels [kc][32], zero cols past nc.
@@ -246,9 +272,16 @@ LATHE_AVX512 static void pack_b_avx512(int transB, const float *B, long ldb, lon
 }
 
 const lathe_gemm_kernel lathe_gemm_kernel_avx512 = {
-    .mr = MR, .nr = NR, .kc = 512, .mc = 14 * 8, .nc = 2048, .ng = 6,
+    .mr = 14, .nr = NR, .kc = 512, .mc = 14 * 8, .nc = 2048, .ng = 6,
     .ukr = ukr_avx512_14x32, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512,
     .name = "avx512-14x32",
+};
+
+// The same panels of B (NR, kc) as the 14-row kernel: a pre-packed B serves both.
+const lathe_gemm_kernel lathe_gemm_kernel_avx512_12 = {
+    .mr = 12, .nr = NR, .kc = 512, .mc = 12 * 11, .nc = 2048, .ng = 6,
+    .ukr = ukr_avx512_12x32, .pack_a = pack_a_avx512_12, .pack_b = pack_b_avx512,
+    .name = "avx512-12x32",
 };
 
 #endif  // __x86_64__

@@ -40,6 +40,7 @@ typedef struct {
 
 #if defined(__x86_64__)
 extern const lathe_gemm_kernel lathe_gemm_kernel_avx512;
+extern const lathe_gemm_kernel lathe_gemm_kernel_avx512_12;  // same B panels, 12-row tile
 extern const lathe_gemm_kernel lathe_gemm_kernel_avx2;
 #endif
 #if defined(__aarch64__)

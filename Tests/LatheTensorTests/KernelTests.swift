@@ -53,6 +53,25 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(two, again)
     }
 
+    /// A row of C gets the same bits however many rows the product has: the register tile is
+    /// picked by the row count (on AVX-512, 12 rows for 128 or 8, 14 for 126 or 512), and the
+    /// tiles must agree element by element, with a bias and several K blocks.
+    func testGEMMRowBitsDoNotDependOnTheRowCount() {
+        var rng = RandomGenerator(seed: 3)
+        let (k, n) = (1100, 70)
+        let a = Tensor.normal([512, k], generator: &rng).scalars, b = Tensor.normal([n, k], generator: &rng).scalars
+        let bias = Tensor.normal([n], generator: &rng).scalars
+        forEachISAAndThreads { label in
+            var full = [Float](repeating: 0, count: 512 * n)
+            lathe_sgemm_bias(0, 1, 512, n, k, 1, a, k, b, k, 0, &full, n, bias)
+            for m in [3, 8, 12, 14, 126, 127, 128, 384] {  // (1 or 2 rows take the matrix-vector kernel)
+                var part = [Float](repeating: 0, count: m * n)
+                lathe_sgemm_bias(0, 1, m, n, k, 1, a, k, b, k, 0, &part, n, bias)
+                XCTAssertEqual(part, Array(full[0..<(m * n)]), "\(label) rows 0..<\(m) of a 512-row product")
+            }
+        }
+    }
+
     func testUnaryKernelsMatchReference() {
         var rng = RandomGenerator(seed: 3)
         forEachISAAndThreads { label in
