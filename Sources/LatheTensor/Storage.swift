@@ -43,6 +43,7 @@ public enum TensorMemory {
     /// Freed buffers kept for reuse (mapped, not returned to the system yet).
     public static var cachedBytes: Int { lathe_alloc_cached_bytes() }
     public static func resetPeak() { lathe_alloc_reset_peak() }
-    /// Returns the cached free buffers to the system.
+    /// Returns the cached free buffers to the system (and starts the cache's bound over from
+    /// the buffers live now).
     public static func releaseCache() { lathe_alloc_release_cache() }
 }

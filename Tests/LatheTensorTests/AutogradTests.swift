@@ -120,4 +120,20 @@ final class AutogradTests: XCTestCase {
         TensorMemory.releaseCache()
         XCTAssertEqual(TensorMemory.cachedBytes, 0)
     }
+
+    /// Over its bound, the buffer cache gives up small blocks freed long ago rather than a large
+    /// one: a 40 MB buffer freed first survives 120 MB of 4 MB buffers freed after it (the cache
+    /// holds at most 64 MB here), and the next 40 MB request is served from it.
+    func testBufferCacheEvictsSmallBlocksBeforeALargeOne() {
+        TensorMemory.releaseCache()
+        do { _ = Tensor.zeros([10 << 20]) }  // 40 MB, freed first: the oldest cached block
+        var small = (0..<30).map { _ in Tensor.zeros([1 << 20]) }  // 4 MB each, another size
+        small.removeAll()
+        let cached = TensorMemory.cachedBytes
+        XCTAssertGreaterThanOrEqual(cached, 40 << 20)
+        let again = Tensor.zeros([10 << 20])
+        XCTAssertEqual(TensorMemory.cachedBytes, cached - (40 << 20), "the 40 MB request was served from the cache")
+        XCTAssertEqual(again.abs().sum().item, 0)
+        TensorMemory.releaseCache()
+    }
 }

@@ -88,7 +88,8 @@ void lathe_tune_heap(void);
 /// lathe_free must get the size given to lathe_alloc.
 void *lathe_alloc(size_t bytes);
 void lathe_free(void *p, size_t bytes);
-/// Unmaps every cached free block.
+/// Unmaps every cached free block; the cache's bound (what live blocks are below their
+/// high-water mark) starts over from the blocks live now.
 void lathe_alloc_release_cache(void);
 /// Bytes of live tensor buffers, their peak since the last reset, and cached free bytes.
 long lathe_alloc_live_bytes(void);
