@@ -108,6 +108,15 @@ public final class LoRALinear: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
+        if loraMagnitudeVector == nil, loraDropout == nil, isTraining, GradMode.isEnabled,
+           let base = $base.module as? Linear, base.weight.value.dtype == .float32, loraA.bias == nil, loraB.bias == nil {
+            // Training: the base product and the adapter as one op whose backward sums the two
+            // input gradients in one buffer (Tensor.loraLinear).
+            let flat = x.rank == 2 ? x : x.reshaped([-1, base.inFeatures])
+            let y = flat.loraLinear(weight: base.weight.value, bias: base.bias?.value, packedWeight: base.cachedPackedWeight(),
+                                    a: loraA.weight.value, b: loraB.weight.value, scale: scaling)
+            return x.rank == 2 ? y : y.reshaped(Array(x.shape.dropLast()) + [base.outFeatures])
+        }
         let y = $base(x)
         let dropped = loraDropout.map { $0(x) } ?? x
         let a = $loraA(dropped)

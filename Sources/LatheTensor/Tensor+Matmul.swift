@@ -191,6 +191,61 @@ extension Tensor {
     }
 }
 
+extension Tensor {
+    /// LoRA's `self Wᵀ + bias + scale · (self Aᵀ) Bᵀ` for `self` `[M, K]`, `weight` `[N, K]`,
+    /// `a` `[R, K]` and `b` `[N, R]`, as one op of the tape (training; inference keeps the
+    /// separate ops and their decode-step arithmetic).
+    ///
+    /// The forward has the bits of ``linear(weight:bias:packedWeight:)``, `self Aᵀ` and
+    /// ``addingLinear(_:weight:scale:)``. The backward forms `dx = g W + (scale · g B) A` in one
+    /// buffer, the second product accumulating into the first, where the tape would hold two
+    /// `[M, K]` gradients and sum them; `dA = (scale · g B)ᵀ self`, `dB = scale · gᵀ (self Aᵀ)`,
+    /// and `dW`, `dbias` only when they train. Keeps `self` and `self Aᵀ` `[M, R]` for the backward.
+    public func loraLinear(weight: Tensor, bias: Tensor?, packedWeight: PackedGEMMOperand?, a: Tensor, b: Tensor, scale: Float) -> Tensor {
+        precondition(rank == 2 && weight.rank == 2 && a.rank == 2 && b.rank == 2 && shape[1] == weight.shape[1]
+                     && a.shape[1] == shape[1] && b.shape == [weight.shape[0], a.shape[0]],
+                     "lora_linear: input \(shape), weight \(weight.shape), A \(a.shape) and B \(b.shape) do not match (expected [M, K], [N, K], [R, K], [N, R])")
+        let (m, k, n, r) = (shape[0], shape[1], weight.shape[0], a.shape[0])
+        precondition(r >= 1, "lora_linear: rank must be positive")
+        let y0 = detached().linear(weight: weight.detached(), bias: bias?.detached(), packedWeight: packedWeight)
+        let x0 = floatInput("lora_linear").detached()
+        let x = x0.gemmLayout() == nil ? x0.contiguousCopy() : x0
+        let (tx, ldx) = x.gemmLayout()!
+        let w = weight.floatInput("lora_linear").detached().contiguous()
+        let ac = a.floatInput("lora_linear").detached().contiguous(), bc = b.floatInput("lora_linear").detached().contiguous()
+        let u = Tensor(uninitializedShape: [m, r])
+        // y0 is this op's own fresh [M, N] output: the adapter's product accumulates into it.
+        lathe_sgemm_bias(tx, 1, m, r, k, 1, x.floatPointer, ldx, ac.floatPointer, k, 0, u.floatPointer, r, nil)
+        lathe_sgemm(0, 1, m, n, r, scale, u.floatPointer, r, bc.floatPointer, r, 1, y0.floatPointer, n)
+        var inputs = [self, weight, a, b]
+        if let bias { inputs.append(bias) }
+        let (inputNeeds, weightNeeds, biasNeeds) = (requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
+        let hasBias = bias != nil
+        return y0.recorded("lora_linear", inputs) { g in
+            let gc = g.contiguousStorageView()
+            let du = Tensor(uninitializedShape: [m, r]), da = Tensor(uninitializedShape: [r, k]), db = Tensor(uninitializedShape: [n, r])
+            lathe_sgemm(0, 0, m, r, n, scale, gc.floatPointer, n, bc.floatPointer, r, 0, du.floatPointer, r)
+            lathe_sgemm(1, tx, r, k, m, 1, du.floatPointer, r, x.floatPointer, ldx, 0, da.floatPointer, k)
+            lathe_sgemm(1, 0, n, r, m, scale, gc.floatPointer, n, u.floatPointer, r, 0, db.floatPointer, r)
+            var dx: Tensor? = nil, dw: Tensor? = nil
+            if inputNeeds {
+                let d = Tensor(uninitializedShape: [m, k])
+                lathe_sgemm(0, 0, m, k, n, 1, gc.floatPointer, n, w.floatPointer, k, 0, d.floatPointer, k)
+                lathe_sgemm(0, 0, m, k, r, 1, du.floatPointer, r, ac.floatPointer, k, 1, d.floatPointer, k)
+                dx = d
+            }
+            if weightNeeds {
+                let d = Tensor(uninitializedShape: [n, k])
+                lathe_sgemm(1, tx, n, k, m, 1, gc.floatPointer, n, x.floatPointer, ldx, 0, d.floatPointer, k)
+                dw = d
+            }
+            var result: [Tensor?] = [dx, dw, da, db]
+            if hasBias { result.append(biasNeeds ? gc.sum(dims: [0]) : nil) }
+            return result
+        }
+    }
+}
+
 /// A matrix packed once in this CPU's GEMM panel layout, to be the right operand of many
 /// products without being packed for each (a frozen weight during adapter training: packing
 /// `Wᵀ` was 13-17% of a LoRA step at 128 rows). As much memory as the matrix.

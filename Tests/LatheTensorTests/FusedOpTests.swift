@@ -229,4 +229,38 @@ final class FusedOpTests: XCTestCase {
             }
         }
     }
+
+    /// loraLinear gives the bits of linear + addingLinear(linear(x, A), B) and of their gradients:
+    /// the input gradient summed in one buffer is the tape's sum of the two. With a packed
+    /// weight, a bias, a transposed input, and a trained or frozen weight.
+    func testLoRALinearMatchesTheComposedOps() {
+        var rng = RandomGenerator(seed: 13)
+        forEachISAAndThreads { label in
+            for (m, k, n, r, withBias, transposedInput, trainW) in [(128, 576, 192, 8, false, false, false), (7, 130, 45, 4, true, false, true),
+                                                                    (33, 17, 9, 2, true, true, false), (300, 600, 70, 8, false, false, true)] {
+                let x0 = Tensor.normal(transposedInput ? [k, m] : [m, k], generator: &rng)
+                let w0 = Tensor.normal([n, k], generator: &rng), b0 = Tensor.normal([n], generator: &rng)
+                let a0 = Tensor.normal([r, k], generator: &rng), bb0 = Tensor.normal([n, r], generator: &rng)
+                let seed = Tensor.normal([m, n], generator: &rng)
+                let packed = trainW ? nil : PackedGEMMOperand(transposedOf: w0)
+                func run(fused: Bool) -> [[Float]] {
+                    let x = x0.requiringGrad(), a = a0.requiringGrad(), bb = bb0.requiringGrad()
+                    let w = trainW ? w0.requiringGrad() : w0, bias = withBias ? (trainW ? b0.requiringGrad() : b0) : nil
+                    let input = transposedInput ? x.T : x
+                    let y = fused
+                        ? input.loraLinear(weight: w, bias: bias, packedWeight: packed, a: a, b: bb, scale: 0.75)
+                        : input.linear(weight: w, bias: bias, packedWeight: packed).addingLinear(input.linear(weight: a), weight: bb, scale: 0.75)
+                    (y * seed).sum().backward()
+                    var out = [y.scalars, x.grad!.scalars, a.grad!.scalars, bb.grad!.scalars]
+                    if trainW { out.append(w.grad!.scalars) }
+                    if trainW, let bias { out.append(bias.grad!.scalars) }
+                    return out
+                }
+                let fused = run(fused: true), composed = run(fused: false)
+                for (i, what) in ["values", "input gradient", "A gradient", "B gradient", "weight gradient", "bias gradient"].prefix(fused.count).enumerated() {
+                    XCTAssertEqual(fused[i], composed[i], "\(label) \(m)x\(k)x\(n) rank \(r): \(what)")
+                }
+            }
+        }
+    }
 }
