@@ -1,4 +1,5 @@
 import CLatheKernels
+import Foundation
 
 extension Tensor {
     /// Mean cross-entropy of the rows of `self · weightᵀ` (logits) against `targets`, without
@@ -17,9 +18,13 @@ extension Tensor {
     /// - Parameters:
     ///   - weight: `[V, K]` for `self` `[N, K]`.
     ///   - targets: `N` class ids in `0..<V`, or `ignoreIndex`.
-    ///   - blockRows: rows per block of logits (default: about 32 MB of logits, at least 64 rows).
+    ///   - blockRows: rows per block of logits (default: about 32 MB of logits, at least 64 rows;
+    ///     with a frozen weight, 1,024 rows, their logits a vocabulary chunk at a time).
+    ///   - vocabularyChunk: with a frozen weight, the vocabulary columns per chunk (default: up to
+    ///     4,096, about 8 MB of logits).
     /// - Returns: a scalar; NaN when every target is ignored (as PyTorch's mean).
-    public func linearCrossEntropy(weight: Tensor, targets: [Int], ignoreIndex: Int = -100, blockRows: Int? = nil) -> Tensor {
+    public func linearCrossEntropy(weight: Tensor, targets: [Int], ignoreIndex: Int = -100, blockRows: Int? = nil,
+                                   vocabularyChunk: Int? = nil) -> Tensor {
         precondition(rank == 2 && weight.rank == 2 && shape[1] == weight.shape[1],
                      "linear_cross_entropy: input \(shape) and weight \(weight.shape) do not match (expected [N, K] and [V, K])")
         let (n, k, v) = (shape[0], shape[1], weight.shape[0])
@@ -32,6 +37,10 @@ extension Tensor {
         let count = kept.count
         guard count > 0 else { return Tensor([Float.nan], shape: []) }
         let scale = 1 / Float(count)
+        if !wantW {
+            return Tensor.streamedCrossEntropy(x: x, w: w, input: self, weight: weight, targets: targets, kept: kept, wantX: wantX,
+                                               blockRows: blockRows, vocabularyChunk: vocabularyChunk)
+        }
         let dx = wantX ? Tensor.zeros([n, k]) : nil
         let dw = wantW ? Tensor.zeros([v, k]) : nil
         let block = Swift.min(count, Swift.max(1, blockRows ?? Swift.max(64, (8 << 20) / Swift.max(v, 1))))
@@ -71,6 +80,72 @@ extension Tensor {
         return loss.recorded("linear_cross_entropy", [self, weight]) { g in
             let s = g.item
             return [dx.map { s == 1 ? $0 : $0 * s }, dw.map { s == 1 ? $0 : $0 * s }]
+        }
+    }
+
+    /// ``linearCrossEntropy(weight:targets:ignoreIndex:blockRows:vocabularyChunk:)`` when the weight
+    /// is frozen (adapter training): the vocabulary is streamed in chunks with an online softmax
+    /// (a running maximum `m` and sum `s` per row, as flash attention does), so each chunk of the
+    /// weight serves both products while it is in cache, all rows of a block at once:
+    /// `z_c = x W_cᵀ`, `P_c = exp(z_c - m)`, `dx ← dx · exp(m_old - m) + P_c W_c`, and at the end
+    /// `dx = (dx / s - W[t]) / n`, `loss = m + log s - z[t]`. The weight is read (and packed) once
+    /// per direction for up to `blockRows` (default 1,024) rows, instead of once per block of
+    /// ~170 rows, and the logits held are one chunk (`vocabularyChunk` columns, default up to
+    /// 4,096, ~8 MB) instead of a block of rows over the whole vocabulary (25-33 MB).
+    static func streamedCrossEntropy(x: Tensor, w: Tensor, input: Tensor, weight: Tensor, targets: [Int], kept: [Int], wantX: Bool,
+                                     blockRows: Int?, vocabularyChunk: Int?) -> Tensor {
+        let (n, k, v) = (x.shape[0], x.shape[1], w.shape[0])
+        let count = kept.count, scale = 1 / Float(count)
+        let block = Swift.min(count, Swift.max(1, blockRows ?? 1024))
+        let chunk = Swift.min(v, Swift.max(1, vocabularyChunk ?? Swift.min(4096, Swift.max(256, (2 << 20) / block))))
+        let dx = wantX ? Tensor.zeros([n, k]) : nil
+        let z = Tensor(uninitializedShape: [block, chunk])
+        let xb = Tensor(uninitializedShape: [block, k]), dxb = Tensor(uninitializedShape: [block, k])
+        let xp = x.floatPointer, wp = w.floatPointer, zp = z.floatPointer, xbp = xb.floatPointer, dxbp = dxb.floatPointer
+        // Per row of a block: running maximum, running sum, and the target's logit.
+        let state = UnsafeMutablePointer<Float>.allocate(capacity: 3 * block)
+        defer { state.deallocate() }
+        let (mp, sp, tp) = (state, state + block, state + 2 * block)
+        var total: Float = 0
+        for start in stride(from: 0, to: count, by: block) {
+            let rows = Swift.min(block, count - start)
+            for r in 0..<rows { (xbp + r * k).update(from: xp + kept[start + r] * k, count: k) }
+            mp.update(repeating: -.infinity, count: rows)
+            sp.update(repeating: 0, count: rows)
+            if wantX { dxbp.update(repeating: 0, count: rows * k) }
+            for v0 in stride(from: 0, to: v, by: chunk) {
+                let c = Swift.min(chunk, v - v0)
+                lathe_sgemm(0, 1, rows, c, k, 1, xbp, k, wp + v0 * k, k, 0, zp, c)  // z = xb W_cᵀ  [rows, c]
+                ThreadPool.forChunks(rows, grain: Swift.max(1, elementwiseGrain / c)) { rr in
+                    for r in rr {
+                        let zr = zp + r * c, t = targets[kept[start + r]]
+                        if t >= v0 && t < v0 + c { tp[r] = zr[t - v0] }
+                        var top: Float = 0, sum: Float = 0
+                        lathe_reduce_f32(Int32(LATHE_R_MAX.rawValue), zr, 1, c, 1, &top)
+                        let m = Swift.max(mp[r], top)
+                        let rescale = mp[r] == -.infinity ? 0 : Foundation.exp(mp[r] - m)
+                        lathe_scale_shift_f32(c, 1, -m, zr, zr)
+                        lathe_unary_f32(Int32(LATHE_U_EXP.rawValue), zr, 1, zr, 1, c)  // P = exp(z - m)
+                        lathe_reduce_f32(Int32(LATHE_R_SUM.rawValue), zr, 1, c, 1, &sum)
+                        sp[r] = sp[r] * rescale + sum
+                        mp[r] = m
+                        if wantX && rescale != 1 { lathe_scale_shift_f32(k, rescale, 0, dxbp + r * k, dxbp + r * k) }
+                    }
+                }
+                if wantX { lathe_sgemm(0, 0, rows, k, c, 1, zp, c, wp + v0 * k, k, 1, dxbp, k) }  // dx += P W_c
+            }
+            for r in 0..<rows {
+                total += mp[r] + Foundation.log(sp[r]) - tp[r]
+                guard let dp = dx?.floatPointer else { continue }
+                let row = dp + kept[start + r] * k, t = targets[kept[start + r]]
+                lathe_scale_shift_f32(k, scale / sp[r], 0, dxbp + r * k, row)  // (dx / s) / n
+                lathe_axpy_f32(k, -scale, wp + t * k, row)  // - W[t] / n
+            }
+        }
+        let loss = Tensor([total * scale], shape: [])
+        return loss.recorded("linear_cross_entropy", [input, weight]) { g in
+            let s = g.item
+            return [dx.map { s == 1 ? $0 : $0 * s }, nil]
         }
     }
 }

@@ -11,21 +11,41 @@ final class LinearCrossEntropyTests: XCTestCase {
         let x0 = Tensor.normal([n, k], generator: &g), w0 = Tensor.normal([v, k], std: 0.5, generator: &g)
         var targets = (0..<n).map { ($0 * 11) % v }
         targets[3] = -100; targets[n - 1] = -100
-        for blockRows in [nil, 1, 5, 64] as [Int?] {
+        // A frozen weight streams the vocabulary in chunks (online softmax): one chunk, several,
+        // and a ragged last one.
+        for (blockRows, chunk) in [(nil, nil), (1, 5), (5, 37), (64, 8), (7, 1)] as [(Int?, Int?)] {
             for trainWeight in [false, true] {
                 let (x, w) = (x0.requiringGrad(), w0.requiringGrad(trainWeight))
-                let fused = x.linearCrossEntropy(weight: w, targets: targets, blockRows: blockRows)
+                let fused = x.linearCrossEntropy(weight: w, targets: targets, blockRows: blockRows, vocabularyChunk: chunk)
                 (fused * 3).backward()
                 let (xr, wr) = (x0.requiringGrad(), w0.requiringGrad(trainWeight))
                 let composed = Loss.crossEntropy(xr.linear(weight: wr), Tensor(targets, shape: [n]))
                 (composed * 3).backward()
-                let what = "blockRows \(String(describing: blockRows)), weight trained: \(trainWeight)"
+                let what = "blockRows \(String(describing: blockRows)), chunk \(String(describing: chunk)), weight trained: \(trainWeight)"
                 assertClose(fused, composed, rtol: 1e-5, atol: 1e-6, what)
                 assertClose(x.grad!, xr.grad!, rtol: 1e-4, atol: 1e-6, what)
                 XCTAssertEqual(x.grad!.scalars[3 * k..<4 * k].allSatisfy { $0 == 0 }, true, "an ignored row gets no gradient")
                 if trainWeight { assertClose(w.grad!, wr.grad!, rtol: 1e-4, atol: 1e-6, what) } else { XCTAssertNil(w.grad) }
             }
         }
+    }
+
+    /// Logits of a few hundred, their maximum rising from chunk to chunk: the running maximum
+    /// keeps the streamed softmax finite and the rescaled sums exact enough.
+    func testLargeLogitsStreamStably() {
+        var g = RandomGenerator(seed: 8)
+        let (n, k, v) = (9, 12, 50)
+        let x0 = Tensor.normal([n, k], generator: &g) * 40
+        let w0 = Tensor.normal([v, k], generator: &g) * Tensor((0..<v).map { Float($0 + 1) / Float(v) }, shape: [v, 1])
+        let targets = (0..<n).map { ($0 * 7) % v }
+        let x = x0.requiringGrad(), xr = x0.requiringGrad()
+        let fused = x.linearCrossEntropy(weight: w0, targets: targets, vocabularyChunk: 6)
+        fused.backward()
+        let composed = Loss.crossEntropy(xr.linear(weight: w0), Tensor(targets, shape: [n]))
+        composed.backward()
+        XCTAssertTrue(fused.item.isFinite && fused.item > 10, "logits this large give a large, finite loss: \(fused.item)")
+        assertClose(fused, composed, rtol: 1e-5, atol: 1e-4)
+        assertClose(x.grad!, xr.grad!, rtol: 1e-4, atol: 1e-5)
     }
 
     func testAllIgnoredIsNaNAndNoGradIsPlain() {
