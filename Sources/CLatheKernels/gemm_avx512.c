@@ -174,7 +174,7 @@ static inline __mmask16 first_lanes(long n) {
 /// A: [M,K] (transA == 0) or [K,M] (transA != 0), row stride lda.
 ALWAYS_INLINE_512 void pack_a_rows(const int MR, int transA, const float *A, long lda, long i0, long k0,
                                    long mc, long kc, float *dst) {
-    const __mmask16 m14 = (__mmask16)((1u << MR) - 1);
+    const __mmask16 mrows = (__mmask16)((1u << MR) - 1);  // the MR lanes of a packed k
     if (transA) {
         // The mc values of one k are contiguous: walk A row by row (one page stream), and
         // scatter each row over the panels.
@@ -183,7 +183,7 @@ ALWAYS_INLINE_512 void pack_a_rows(const int MR, int transA, const float *A, lon
             float *d = dst + k * MR;
             for (long p = 0; p < mc; p += MR, d += kc * MR) {
                 const __mmask16 mm = first_lanes(mc - p < MR ? mc - p : MR);
-                _mm512_mask_storeu_ps(d, m14, _mm512_maskz_loadu_ps(mm, src + p));
+                _mm512_mask_storeu_ps(d, mrows, _mm512_maskz_loadu_ps(mm, src + p));
             }
         }
         return;
@@ -198,7 +198,7 @@ ALWAYS_INLINE_512 void pack_a_rows(const int MR, int transA, const float *A, lon
             for (int i = 0; i < 16; i++)
                 r[i] = i < mr ? _mm512_maskz_loadu_ps(mk, src + i * lda + k) : _mm512_setzero_ps();
             transpose16(r);
-            for (long t = 0; t < kk; t++) _mm512_mask_storeu_ps(dst + (k + t) * MR, m14, r[t]);
+            for (long t = 0; t < kk; t++) _mm512_mask_storeu_ps(dst + (k + t) * MR, mrows, r[t]);
         }
         dst += kc * MR;
     }
