@@ -8,6 +8,8 @@ extension DecoderModel {
     /// `labels[t + 1]`, -100 counts for nothing), with the output projection applied only at the
     /// positions whose next label counts. Fine-tuning data masks most positions (prompts), and the
     /// projection onto a large vocabulary, forward and backward, is then most of the work saved.
+    /// With a mean or sum and a head that fuses with the loss (``loss(_:labels:segmentIDs:)``), the
+    /// logits of those positions are never held either.
     ///
     /// - Parameter reduction: `.mean` over the counted labels, or `.sum`.
     /// - Throws: ``TrainingInputError`` as ``loss(_:labels:segmentIDs:)``.
@@ -31,6 +33,13 @@ extension DecoderModel {
             throw TrainingInputError("every label after the first position of each row is -100: nothing to predict")
         }
         let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t).reshaped([b * t, config.hiddenSize])
+        if reduction != .none, canFuseHeadAndLoss {
+            // Head and loss fused over the counted positions (the others' targets ignored).
+            var all = [Int](repeating: -100, count: b * t)
+            for (p, target) in zip(positions, targets) { all[p] = target }
+            let mean = fusedHeadLoss(h, targets: all)!
+            return reduction == .sum ? mean * Float(positions.count) : mean
+        }
         let chosen = h.indexSelect(dim: 0, index: Tensor(positions, shape: [positions.count], dtype: .int64))
         return Loss.crossEntropy(outputLogits(chosen), Tensor(targets, shape: [targets.count], dtype: .int64), reduction: reduction)
     }

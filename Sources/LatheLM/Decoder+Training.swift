@@ -1,3 +1,4 @@
+import CLatheKernels
 import Foundation
 import LatheCompress
 import LatheNN
@@ -62,9 +63,10 @@ extension DecoderModel {
 
     /// Mean next-token cross-entropy of `ids` against `labels` (both `[B, T]`), as transformers'
     /// causal-LM loss: position `t` predicts `labels[t + 1]`, labels of -100 count for nothing.
-    /// With a plain float output matrix and no final soft-capping, the head and the loss are one
-    /// op (``LatheTensor/Tensor/linearCrossEntropy(weight:targets:ignoreIndex:blockRows:)``) that
-    /// never holds the `[B·T, vocab]` logits; otherwise the loss is taken on ``trainingLogits(_:segmentIDs:)``.
+    /// With a plain float output matrix, or a quantized one without bias (dequantised a chunk of
+    /// the vocabulary at a time), and no final soft-capping, the head and the loss are one op
+    /// (``LatheTensor/Tensor/linearCrossEntropy(weight:targets:ignoreIndex:blockRows:vocabularyChunk:)``)
+    /// that never holds the `[B·T, vocab]` logits; otherwise the loss is taken on ``trainingLogits(_:segmentIDs:)``.
     /// - Throws: ``TrainingInputError`` also when no label is left to predict.
     public func loss(_ ids: Tensor, labels: Tensor, segmentIDs: Tensor? = nil) throws -> Tensor {
         guard labels.shape == ids.shape else { throw TrainingInputError("labels \(labels.shape) and ids \(ids.shape) differ in shape") }
@@ -75,14 +77,42 @@ extension DecoderModel {
         for v in l where v != -100 && (v < 0 || v >= config.vocabularySize) {
             throw TrainingInputError("label \(v) is outside the vocabulary (0..<\(config.vocabularySize)) and is not -100")
         }
-        guard let head = fusableHeadWeight else {
+        guard canFuseHeadAndLoss else {
             return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
         }
         // The head and the loss as one op that never holds the [B·T, vocab] logits.
         let (b, _) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
-        let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t)
+        let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t).reshaped([b * t, config.hiddenSize])
         let targets = l.indices.map { $0 % t == t - 1 ? -100 : l[$0 + 1] }  // position j predicts labels[j + 1]
-        return h.reshaped([b * t, config.hiddenSize]).linearCrossEntropy(weight: head, targets: targets)
+        return fusedHeadLoss(h, targets: targets)!
+    }
+
+    /// A quantized output projection without bias and soft-capping (QLoRA on a GGUF file, whose tied
+    /// head stays quantized), which the fused loss dequantises a vocabulary chunk at a time.
+    private var quantizedHead: WeightOnlyLinear? {
+        guard config.finalLogitSoftcap == nil, let q = ($lmHead.module ?? tiedHead.module) as? WeightOnlyLinear, q.bias == nil else { return nil }
+        return q
+    }
+
+    /// Whether ``fusedHeadLoss(_:targets:)`` applies: a plain float head or a quantized one.
+    var canFuseHeadAndLoss: Bool { fusableHeadWeight != nil || quantizedHead != nil }
+
+    /// The mean cross-entropy of final hidden states `h` `[N, hidden]` against `targets` (-100
+    /// ignored) through the output head, as one op that never holds the `[N, vocab]` logits
+    /// (``LatheTensor/Tensor/linearCrossEntropy(weight:targets:ignoreIndex:blockRows:vocabularyChunk:)``);
+    /// nil when the head cannot be fused (``canFuseHeadAndLoss``).
+    func fusedHeadLoss(_ h: Tensor, targets: [Int]) -> Tensor? {
+        if let head = fusableHeadWeight { return h.linearCrossEntropy(weight: head, targets: targets) }
+        guard let q = quantizedHead else { return nil }
+        // The float product the unfused path's GEMM computes for more than a few rows.
+        let weights = q.weight, (v, k) = (weights.rows, weights.cols)
+        return h.linearCrossEntropy(vocabularySize: v, weightRows: { v0, count, dst in
+            weights.withMatrix { m in
+                ThreadPool.forChunks(count, grain: 256) { rr in
+                    lathe_wq_dequantize(m, v, k, v0 + rr.lowerBound, v0 + rr.upperBound, dst + rr.lowerBound * k, k)
+                }
+            }
+        }, targets: targets)
     }
 
     /// The output projection's weight `[vocab, hidden]` when the head is a plain float matrix

@@ -38,8 +38,8 @@ extension Tensor {
         guard count > 0 else { return Tensor([Float.nan], shape: []) }
         let scale = 1 / Float(count)
         if !wantW {
-            return Tensor.streamedCrossEntropy(x: x, w: w, input: self, weight: weight, targets: targets, kept: kept, wantX: wantX,
-                                               blockRows: blockRows, vocabularyChunk: vocabularyChunk)
+            return Tensor.streamedCrossEntropy(x: x, vocabularySize: v, weight: .dense(w.floatPointer), input: self, recordedWeight: weight,
+                                               targets: targets, kept: kept, wantX: wantX, blockRows: blockRows, vocabularyChunk: vocabularyChunk)
         }
         let dx = wantX ? Tensor.zeros([n, k]) : nil
         let dw = wantW ? Tensor.zeros([v, k]) : nil
@@ -83,6 +83,32 @@ extension Tensor {
         }
     }
 
+    /// ``linearCrossEntropy(weight:targets:ignoreIndex:blockRows:vocabularyChunk:)`` for a frozen
+    /// `[vocabularySize, K]` weight that is not a float tensor (a quantized output head): `weightRows(v0,
+    /// count, dst)` writes rows `v0..<v0 + count` as float32 into `dst` (row stride `K`), a chunk of
+    /// the vocabulary at a time, so the float weight is never whole in memory. Gradient for `self` only.
+    public func linearCrossEntropy(vocabularySize: Int, weightRows: @escaping (Int, Int, UnsafeMutablePointer<Float>) -> Void, targets: [Int],
+                                   ignoreIndex: Int = -100, blockRows: Int? = nil, vocabularyChunk: Int? = nil) -> Tensor {
+        precondition(rank == 2 && vocabularySize > 0, "linear_cross_entropy: input \(shape) should be [N, K], and the vocabulary non-empty")
+        let n = shape[0]
+        precondition(targets.count == n, "linear_cross_entropy: \(targets.count) targets for \(n) rows")
+        let kept = (0..<n).filter { targets[$0] != ignoreIndex }
+        for i in kept {
+            precondition(targets[i] >= 0 && targets[i] < vocabularySize, "linear_cross_entropy: target \(targets[i]) out of range for \(vocabularySize) classes")
+        }
+        guard !kept.isEmpty else { return Tensor([Float.nan], shape: []) }
+        let x = floatInput("linear_cross_entropy").detached().contiguous()
+        return Tensor.streamedCrossEntropy(x: x, vocabularySize: vocabularySize, weight: .rows(weightRows), input: self, recordedWeight: nil,
+                                           targets: targets, kept: kept, wantX: GradMode.isEnabled && requiresGrad,
+                                           blockRows: blockRows, vocabularyChunk: vocabularyChunk)
+    }
+
+    /// Where a streamed cross-entropy reads the weight: a dense float matrix, or rows written on demand.
+    enum StreamedWeight {
+        case dense(UnsafePointer<Float>)
+        case rows((Int, Int, UnsafeMutablePointer<Float>) -> Void)
+    }
+
     /// ``linearCrossEntropy(weight:targets:ignoreIndex:blockRows:vocabularyChunk:)`` when the weight
     /// is frozen (adapter training): the vocabulary is streamed in chunks with an online softmax
     /// (a running maximum `m` and sum `s` per row, as flash attention does), so each chunk of the
@@ -92,16 +118,21 @@ extension Tensor {
     /// per direction for up to `blockRows` (default 1,024) rows, instead of once per block of
     /// ~170 rows, and the logits held are one chunk (`vocabularyChunk` columns, default up to
     /// 4,096, ~8 MB) instead of a block of rows over the whole vocabulary (25-33 MB).
-    static func streamedCrossEntropy(x: Tensor, w: Tensor, input: Tensor, weight: Tensor, targets: [Int], kept: [Int], wantX: Bool,
-                                     blockRows: Int?, vocabularyChunk: Int?) -> Tensor {
-        let (n, k, v) = (x.shape[0], x.shape[1], w.shape[0])
+    static func streamedCrossEntropy(x: Tensor, vocabularySize v: Int, weight: StreamedWeight, input: Tensor, recordedWeight: Tensor?,
+                                     targets: [Int], kept: [Int], wantX: Bool, blockRows: Int?, vocabularyChunk: Int?) -> Tensor {
+        let (n, k) = (x.shape[0], x.shape[1])
         let count = kept.count, scale = 1 / Float(count)
         let block = Swift.min(count, Swift.max(1, blockRows ?? 1024))
         let chunk = Swift.min(v, Swift.max(1, vocabularyChunk ?? Swift.min(4096, Swift.max(256, (2 << 20) / block))))
         let dx = wantX ? Tensor.zeros([n, k]) : nil
         let z = Tensor(uninitializedShape: [block, chunk])
         let xb = Tensor(uninitializedShape: [block, k]), dxb = Tensor(uninitializedShape: [block, k])
-        let xp = x.floatPointer, wp = w.floatPointer, zp = z.floatPointer, xbp = xb.floatPointer, dxbp = dxb.floatPointer
+        // Each row's target row of the weight (for dx's -W[t]), caught while its chunk is at hand;
+        // and, for a weight given by rows, the chunk's rows.
+        let wt = Tensor(uninitializedShape: wantX ? [block, k] : [0])
+        var rowsBuffer: Tensor? = nil
+        if case .rows = weight { rowsBuffer = Tensor(uninitializedShape: [chunk, k]) }
+        let xp = x.floatPointer, zp = z.floatPointer, xbp = xb.floatPointer, dxbp = dxb.floatPointer, wtp = wt.floatPointer
         // Per row of a block: running maximum, running sum, and the target's logit.
         let state = UnsafeMutablePointer<Float>.allocate(capacity: 3 * block)
         defer { state.deallocate() }
@@ -115,11 +146,22 @@ extension Tensor {
             if wantX { dxbp.update(repeating: 0, count: rows * k) }
             for v0 in stride(from: 0, to: v, by: chunk) {
                 let c = Swift.min(chunk, v - v0)
-                lathe_sgemm(0, 1, rows, c, k, 1, xbp, k, wp + v0 * k, k, 0, zp, c)  // z = xb W_cᵀ  [rows, c]
+                let wc: UnsafePointer<Float>
+                switch weight {
+                case .dense(let wp): wc = wp + v0 * k
+                case .rows(let fill):
+                    let b = rowsBuffer!.floatPointer
+                    fill(v0, c, b)
+                    wc = UnsafePointer(b)
+                }
+                lathe_sgemm(0, 1, rows, c, k, 1, xbp, k, wc, k, 0, zp, c)  // z = xb W_cᵀ  [rows, c]
                 ThreadPool.forChunks(rows, grain: Swift.max(1, elementwiseGrain / c)) { rr in
                     for r in rr {
                         let zr = zp + r * c, t = targets[kept[start + r]]
-                        if t >= v0 && t < v0 + c { tp[r] = zr[t - v0] }
+                        if t >= v0 && t < v0 + c {
+                            tp[r] = zr[t - v0]
+                            if wantX { (wtp + r * k).update(from: wc + (t - v0) * k, count: k) }
+                        }
                         var top: Float = 0, sum: Float = 0
                         lathe_reduce_f32(Int32(LATHE_R_MAX.rawValue), zr, 1, c, 1, &top)
                         let m = Swift.max(mp[r], top)
@@ -132,20 +174,20 @@ extension Tensor {
                         if wantX && rescale != 1 { lathe_scale_shift_f32(k, rescale, 0, dxbp + r * k, dxbp + r * k) }
                     }
                 }
-                if wantX { lathe_sgemm(0, 0, rows, k, c, 1, zp, c, wp + v0 * k, k, 1, dxbp, k) }  // dx += P W_c
+                if wantX { lathe_sgemm(0, 0, rows, k, c, 1, zp, c, wc, k, 1, dxbp, k) }  // dx += P W_c
             }
             for r in 0..<rows {
                 total += mp[r] + Foundation.log(sp[r]) - tp[r]
                 guard let dp = dx?.floatPointer else { continue }
-                let row = dp + kept[start + r] * k, t = targets[kept[start + r]]
+                let row = dp + kept[start + r] * k
                 lathe_scale_shift_f32(k, scale / sp[r], 0, dxbp + r * k, row)  // (dx / s) / n
-                lathe_axpy_f32(k, -scale, wp + t * k, row)  // - W[t] / n
+                lathe_axpy_f32(k, -scale, wtp + r * k, row)  // - W[t] / n
             }
         }
         let loss = Tensor([total * scale], shape: [])
-        return loss.recorded("linear_cross_entropy", [input, weight]) { g in
+        return loss.recorded("linear_cross_entropy", [input] + (recordedWeight.map { [$0] } ?? [])) { g in
             let s = g.item
-            return [dx.map { s == 1 ? $0 : $0 * s }, nil]
+            return [dx.map { s == 1 ? $0 : $0 * s }] + (recordedWeight == nil ? [] : [nil])
         }
     }
 }

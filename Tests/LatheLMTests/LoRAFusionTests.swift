@@ -121,10 +121,19 @@ final class LoRAFusionTests: XCTestCase {
         let x = Tensor(ids, shape: [1, ids.count])
         XCTAssertLessThan(maxAbs(try model.trainingLogits(x).scalars, model.logits(ids).scalars), 1e-4)
         model.train()
-        try model.loss(x, labels: x).backward()
+        // The loss fuses the quantized head with the cross-entropy (the head dequantised a chunk of
+        // the vocabulary at a time): the value and the gradients of the loss on the whole logits.
+        let unfused = Loss.nextTokenCrossEntropy(try model.trainingLogits(x), labels: x)
+        unfused.backward()
+        let reference = Dictionary(uniqueKeysWithValues: model.loraLayers.map { ($0.0, [$0.1.loraA.weight.grad!, $0.1.loraB.weight.grad!]) })
+        model.zeroGrad()
+        let loss = try model.loss(x, labels: x)
+        XCTAssertEqual(loss.item, unfused.item, accuracy: 1e-5)
+        loss.backward()
         for (path, layer) in model.loraLayers {
-            for (name, p) in [("A", layer.loraA.weight), ("B", layer.loraB.weight)] {
+            for (i, (name, p)) in [("A", layer.loraA.weight), ("B", layer.loraB.weight)].enumerated() {
                 XCTAssertGreaterThan(p.grad?.scalars.map(abs).max() ?? 0, 1e-7, "\(path) \(name)")
+                assertClose(try XCTUnwrap(p.grad), reference[path]![i], rtol: 1e-3, atol: 1e-6, "\(path) \(name): fused head and loss")
             }
         }
     }

@@ -169,6 +169,21 @@ final class SFTDataTests: XCTestCase {
         let labelled = try model.labelledLoss(ids, labels: labels, segmentIDs: segments).item
         XCTAssertEqual(labelled, full, accuracy: 1e-5 * Swift.max(1, abs(full)))
         XCTAssertThrowsError(try model.labelledLoss(ids, labels: Tensor([Int](repeating: -100, count: 10), shape: [1, 10], dtype: .int64)))
+        // The sum (head and loss fused) against the per-position losses on the projected logits
+        // (`.none` keeps the unfused path), value and gradients of every weight.
+        model.train()
+        let fused = try model.labelledLoss(ids, labels: labels, segmentIDs: segments, reduction: .sum)
+        fused.backward()
+        let fusedGrads = model.parameters.map { $0.grad?.scalars }
+        model.zeroGrad()
+        let perPosition = try model.labelledLoss(ids, labels: labels, segmentIDs: segments, reduction: .none)
+        XCTAssertEqual(perPosition.shape, [6], "a, b: 4 + 2 counted labels")
+        let summed = perPosition.sum()
+        XCTAssertEqual(fused.item, summed.item, accuracy: 1e-5 * Swift.max(1, abs(summed.item)))
+        summed.backward()
+        for (p, g) in zip(model.parameters, fusedGrads) {
+            assertClose(try XCTUnwrap(g.map { Tensor($0, shape: p.value.shape) }), try XCTUnwrap(p.grad), rtol: 1e-3, atol: 1e-6)
+        }
     }
 
     func testWilsonInterval() {

@@ -48,6 +48,27 @@ final class LinearCrossEntropyTests: XCTestCase {
         assertClose(x.grad!, xr.grad!, rtol: 1e-4, atol: 1e-5)
     }
 
+    /// A weight given by rows (a quantized head dequantised a chunk at a time) gives the bits of
+    /// the same float weight given whole.
+    func testWeightGivenByRowsMatchesTheDenseWeight() {
+        var g = RandomGenerator(seed: 9)
+        let (n, k, v) = (11, 20, 45)
+        let x0 = Tensor.normal([n, k], generator: &g), w0 = Tensor.normal([v, k], generator: &g)
+        let ws = w0.scalars
+        var targets = (0..<n).map { ($0 * 13) % v }
+        targets[2] = -100
+        for chunk in [nil, 7, 45] as [Int?] {
+            let x = x0.requiringGrad(), xr = x0.requiringGrad()
+            let dense = x.linearCrossEntropy(weight: w0, targets: targets, vocabularyChunk: chunk)
+            let rows = xr.linearCrossEntropy(vocabularySize: v, weightRows: { v0, count, dst in
+                ws.withUnsafeBufferPointer { dst.update(from: $0.baseAddress! + v0 * k, count: count * k) }
+            }, targets: targets, vocabularyChunk: chunk)
+            dense.backward(); rows.backward()
+            XCTAssertEqual(rows.item, dense.item, "chunk \(String(describing: chunk))")
+            XCTAssertEqual(xr.grad!.scalars, x.grad!.scalars, "chunk \(String(describing: chunk))")
+        }
+    }
+
     func testAllIgnoredIsNaNAndNoGradIsPlain() {
         let x = Tensor.ones([2, 3]).requiringGrad(), w = Tensor.ones([4, 3])
         XCTAssertTrue(x.linearCrossEntropy(weight: w, targets: [-100, -100]).item.isNaN)
