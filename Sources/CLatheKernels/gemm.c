@@ -300,8 +300,9 @@ static int pf_on(void) {
     return v;
 }
 
-/// Walks the cache lines of the source of the next B block to pack (contiguous segments of
-/// op(B)'s memory: K rows of a B, N columns of a transposed one), a few at a time.
+/// Walks the cache lines of memory the GEMM will read next, a few at a time: the next group of a
+/// pre-packed B (one segment), or the source of the next B block to pack (contiguous segments
+/// of op(B)'s memory: K rows of a B, N columns of a transposed one).
 typedef struct {
     const char *base;
     long seg_stride, seg_bytes, nseg;  // segment s starts at base + s * seg_stride
@@ -355,6 +356,7 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
             // (a backward's W, the output head's embedding): while this block is swept, the
             // source of the next block to pack is brought into the caches, a slice per
             // micro-kernel call of the first row block, so that its packing reads from cache.
+            // (A pre-packed B uses the same cursor for its next group, below.)
             pf_cursor nb = {0};
             long nb_step = 0;
             if (j->packed_b) {
@@ -389,14 +391,11 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
                     // A pre-packed B comes from memory cold (a frozen weight is read once per
                     // pass): while this group is swept, bring the next group's panels (the floats
                     // that follow it in the packed buffer) into L2, a slice per micro-kernel call.
-                    const char *pf = NULL, *pf_end = NULL;
-                    long pf_step = 0;
                     if (j->packed_b && pf_on()) {
                         const float *next = j->packed_b + pc * j->packed_ld + (jc + jg_end) * kc;
-                        pf = (const char *)next;
-                        pf_end = pf + (size_t)NG * NR * kc * sizeof(float);
+                        nb = (pf_cursor){(const char *)next, 0, NG * NR * kc * (long)sizeof(float), 1, 0, 0};
                         const long calls = ((mc + MR - 1) / MR) * ((jg_end - jg + NR - 1) / NR);
-                        pf_step = ((pf_end - pf) / calls + 63) & ~63L;
+                        nb_step = (nb.seg_bytes / 64 + calls - 1) / calls;
                     }
                     for (long ir = 0; ir < mc; ir += MR) {
                         const long mr = mc - ir < MR ? mc - ir : MR;
@@ -412,10 +411,6 @@ static void gemm_tile(const gemm_job *j, long m0, long m1, long n0, long n1) {
                             if (NG > 1 && jr + NR < jg_end && c_read) {
                                 const long nr2 = nc - jr - NR < NR ? nc - jr - NR : NR;
                                 prefetch_tile(ct + NR, j->ldc, mr, nr2);
-                            }
-                            if (pf && pf < pf_end) {
-                                const char *e = pf + pf_step < pf_end ? pf + pf_step : pf_end;
-                                for (; pf < e; pf += 64) __builtin_prefetch(pf, 0, 2);
                             }
                             if (nb_step) pf_advance(&nb, nb_step);
                             kd->ukr(kc, ap + ir * kc, b, ldb, ct, j->ldc, mr, nr, j->alpha, beta);

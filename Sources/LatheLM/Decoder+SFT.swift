@@ -33,12 +33,11 @@ extension DecoderModel {
             throw TrainingInputError("every label after the first position of each row is -100: nothing to predict")
         }
         let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t).reshaped([b * t, config.hiddenSize])
-        if reduction != .none, canFuseHeadAndLoss {
+        if reduction != .none {
             // Head and loss fused over the counted positions (the others' targets ignored).
             var all = [Int](repeating: -100, count: b * t)
             for (p, target) in zip(positions, targets) { all[p] = target }
-            let mean = fusedHeadLoss(h, targets: all)!
-            return reduction == .sum ? mean * Float(positions.count) : mean
+            if let mean = fusedHeadLoss(h, targets: all) { return reduction == .sum ? mean * Float(positions.count) : mean }
         }
         let chosen = h.indexSelect(dim: 0, index: Tensor(positions, shape: [positions.count], dtype: .int64))
         return Loss.crossEntropy(outputLogits(chosen), Tensor(targets, shape: [targets.count], dtype: .int64), reduction: reduction)

@@ -77,14 +77,12 @@ extension DecoderModel {
         for v in l where v != -100 && (v < 0 || v >= config.vocabularySize) {
             throw TrainingInputError("label \(v) is outside the vocabulary (0..<\(config.vocabularySize)) and is not -100")
         }
-        guard canFuseHeadAndLoss else {
-            return Loss.nextTokenCrossEntropy(try trainingLogits(ids, segmentIDs: segmentIDs), labels: labels)
-        }
-        // The head and the loss as one op that never holds the [B·T, vocab] logits.
         let (b, _) = try checkTrainingInput(ids, segmentIDs: segmentIDs)
         let h = trainingHiddenStates(ids, segmentIDs: segmentIDs, rows: b, length: t).reshaped([b * t, config.hiddenSize])
         let targets = l.indices.map { $0 % t == t - 1 ? -100 : l[$0 + 1] }  // position j predicts labels[j + 1]
-        return fusedHeadLoss(h, targets: targets)!
+        // The head and the loss as one op that never holds the [B·T, vocab] logits, where it can be.
+        return fusedHeadLoss(h, targets: targets)
+            ?? Loss.nextTokenCrossEntropy(outputLogits(h).reshaped([b, t, config.vocabularySize]), labels: labels)
     }
 
     /// A quantized output projection without bias and soft-capping (QLoRA on a GGUF file, whose tied
@@ -94,13 +92,10 @@ extension DecoderModel {
         return q
     }
 
-    /// Whether ``fusedHeadLoss(_:targets:)`` applies: a plain float head or a quantized one.
-    var canFuseHeadAndLoss: Bool { fusableHeadWeight != nil || quantizedHead != nil }
-
     /// The mean cross-entropy of final hidden states `h` `[N, hidden]` against `targets` (-100
     /// ignored) through the output head, as one op that never holds the `[N, vocab]` logits
     /// (``LatheTensor/Tensor/linearCrossEntropy(weight:targets:ignoreIndex:blockRows:vocabularyChunk:)``);
-    /// nil when the head cannot be fused (``canFuseHeadAndLoss``).
+    /// nil when the head is neither a plain float matrix nor a quantized one (``quantizedHead``).
     func fusedHeadLoss(_ h: Tensor, targets: [Int]) -> Tensor? {
         if let head = fusableHeadWeight { return h.linearCrossEntropy(weight: head, targets: targets) }
         guard let q = quantizedHead else { return nil }

@@ -28,9 +28,7 @@ extension Tensor {
         precondition(rank == 2 && weight.rank == 2 && shape[1] == weight.shape[1],
                      "linear_cross_entropy: input \(shape) and weight \(weight.shape) do not match (expected [N, K] and [V, K])")
         let (n, k, v) = (shape[0], shape[1], weight.shape[0])
-        precondition(targets.count == n, "linear_cross_entropy: \(targets.count) targets for \(n) rows")
-        let kept = (0..<n).filter { targets[$0] != ignoreIndex }
-        for i in kept { precondition(targets[i] >= 0 && targets[i] < v, "linear_cross_entropy: target \(targets[i]) out of range for \(v) classes") }
+        let kept = Tensor.keptRows(targets, rows: n, ignoreIndex: ignoreIndex, classes: v)
         let x = floatInput("linear_cross_entropy").detached().contiguous()
         let w = weight.floatInput("linear_cross_entropy").detached().contiguous()
         let wantX = GradMode.isEnabled && requiresGrad, wantW = GradMode.isEnabled && weight.requiresGrad
@@ -41,8 +39,10 @@ extension Tensor {
             return Tensor.streamedCrossEntropy(x: x, vocabularySize: v, weight: .dense(w.floatPointer), input: self, recordedWeight: weight,
                                                targets: targets, kept: kept, wantX: wantX, blockRows: blockRows, vocabularyChunk: vocabularyChunk)
         }
+        // A trained weight: its gradient needs each row's normalised probabilities, so a block of
+        // rows at a time over the whole vocabulary.
         let dx = wantX ? Tensor.zeros([n, k]) : nil
-        let dw = wantW ? Tensor.zeros([v, k]) : nil
+        let dw = Tensor.zeros([v, k])
         let block = Swift.min(count, Swift.max(1, blockRows ?? Swift.max(64, (8 << 20) / Swift.max(v, 1))))
         let z = Tensor(uninitializedShape: [block, v])
         let xb = Tensor(uninitializedShape: [block, k]), dxb = Tensor(uninitializedShape: [block, k])
@@ -59,7 +59,6 @@ extension Tensor {
                     for r in rr {
                         let t = targets[kept[start + r]], zr = zp + r * v
                         lossp[start + r] = -zr[t]
-                        guard wantX || wantW else { continue }
                         lathe_unary_f32(Int32(LATHE_U_EXP.rawValue), zr, 1, zr, 1, v)  // probabilities
                         zr[t] -= 1
                     }
@@ -70,16 +69,14 @@ extension Tensor {
                 let dp = dx!.floatPointer
                 for r in 0..<rows { (dp + kept[start + r] * k).update(from: dxbp + r * k, count: k) }
             }
-            if wantW {  // dW += (1/n) dzᵀ xb
-                lathe_sgemm(1, 0, v, k, rows, scale, zp, v, xbp, k, 1, dw!.floatPointer, k)
-            }
+            lathe_sgemm(1, 0, v, k, rows, scale, zp, v, xbp, k, 1, dw.floatPointer, k)  // dW += (1/n) dzᵀ xb
         }
         var total: Float = 0
         for l in rowLoss { total += l }
         let loss = Tensor([total * scale], shape: [])
         return loss.recorded("linear_cross_entropy", [self, weight]) { g in
             let s = g.item
-            return [dx.map { s == 1 ? $0 : $0 * s }, dw.map { s == 1 ? $0 : $0 * s }]
+            return [dx.map { s == 1 ? $0 : $0 * s }, s == 1 ? dw : dw * s]
         }
     }
 
@@ -90,17 +87,20 @@ extension Tensor {
     public func linearCrossEntropy(vocabularySize: Int, weightRows: @escaping (Int, Int, UnsafeMutablePointer<Float>) -> Void, targets: [Int],
                                    ignoreIndex: Int = -100, blockRows: Int? = nil, vocabularyChunk: Int? = nil) -> Tensor {
         precondition(rank == 2 && vocabularySize > 0, "linear_cross_entropy: input \(shape) should be [N, K], and the vocabulary non-empty")
-        let n = shape[0]
-        precondition(targets.count == n, "linear_cross_entropy: \(targets.count) targets for \(n) rows")
-        let kept = (0..<n).filter { targets[$0] != ignoreIndex }
-        for i in kept {
-            precondition(targets[i] >= 0 && targets[i] < vocabularySize, "linear_cross_entropy: target \(targets[i]) out of range for \(vocabularySize) classes")
-        }
+        let kept = Tensor.keptRows(targets, rows: shape[0], ignoreIndex: ignoreIndex, classes: vocabularySize)
         guard !kept.isEmpty else { return Tensor([Float.nan], shape: []) }
         let x = floatInput("linear_cross_entropy").detached().contiguous()
         return Tensor.streamedCrossEntropy(x: x, vocabularySize: vocabularySize, weight: .rows(weightRows), input: self, recordedWeight: nil,
                                            targets: targets, kept: kept, wantX: GradMode.isEnabled && requiresGrad,
                                            blockRows: blockRows, vocabularyChunk: vocabularyChunk)
+    }
+
+    /// The rows whose target is not `ignoreIndex`; every other target must be a class id.
+    static func keptRows(_ targets: [Int], rows n: Int, ignoreIndex: Int, classes v: Int) -> [Int] {
+        precondition(targets.count == n, "linear_cross_entropy: \(targets.count) targets for \(n) rows")
+        let kept = (0..<n).filter { targets[$0] != ignoreIndex }
+        for i in kept { precondition(targets[i] >= 0 && targets[i] < v, "linear_cross_entropy: target \(targets[i]) out of range for \(v) classes") }
+        return kept
     }
 
     /// Where a streamed cross-entropy reads the weight: a dense float matrix, or rows written on demand.
